@@ -1,0 +1,301 @@
+//! Command line: parses arguments and wires library pieces together.
+//! Anything with behaviour worth testing lives in the library modules.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use clap::{Args, Parser, Subcommand};
+use tokio::io::AsyncReadExt;
+
+use crate::trickle::{
+    ClientOptions, Publisher, PublisherOptions, ServerConfig, Subscriber, SubscriberOptions,
+    TlsOptions, server,
+};
+
+#[derive(Debug, Parser)]
+#[command(name = "trickle-edge", version, about = "Camera to Livepeer trickle, AI data back to local actions")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a trickle server (loopback by default, base path /ai/trickle/).
+    Serve(ServeArgs),
+    /// Publish files or stdin to a trickle channel.
+    Publish(PublishArgs),
+    /// Print a channel's segments as they arrive.
+    Subscribe(SubscribeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:2939")]
+    pub listen: SocketAddr,
+    /// Let clients create channels with `POST <channel>`.
+    #[arg(long)]
+    pub allow_create: bool,
+    /// Create this channel at start (repeatable). `NAME` or `NAME=content/type`.
+    #[arg(long = "channel", value_name = "NAME")]
+    pub channels: Vec<String>,
+    #[arg(long, default_value_t = 64 * 1024 * 1024)]
+    pub max_segment_bytes: usize,
+    #[arg(long, default_value_t = 1024)]
+    pub max_channels: usize,
+    #[arg(long, default_value_t = 256)]
+    pub max_readers_per_segment: usize,
+    /// Require `Authorization: Bearer <token>`; the token is read from this file.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Seconds without a new segment before a channel is closed.
+    #[arg(long, default_value_t = 300)]
+    pub idle_timeout_secs: u64,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct ConnArgs {
+    /// PEM file of CA certificates to trust instead of the system roots.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 (hex) of the server's certificate to accept, whoever signed it.
+    #[arg(long)]
+    pub pin_sha256: Option<String>,
+    /// Accept any certificate (logs a warning).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Bearer token file (or env TRICKLE_EDGE_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+}
+
+impl ConnArgs {
+    fn client_options(&self) -> anyhow::Result<ClientOptions> {
+        Ok(ClientOptions {
+            tls: TlsOptions {
+                ca_file: self.ca_file.clone(),
+                pin_sha256: self.pin_sha256.clone(),
+                insecure: self.insecure,
+            },
+            bearer_token: read_token(self.token_file.as_ref())?,
+            ..Default::default()
+        })
+    }
+}
+
+fn read_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
+    if let Some(path) = file {
+        let t = std::fs::read_to_string(path)
+            .with_context(|| format!("reading token file {}", path.display()))?;
+        return Ok(Some(t.trim().to_string()));
+    }
+    Ok(std::env::var("TRICKLE_EDGE_TOKEN").ok().filter(|t| !t.is_empty()))
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Channel URL, e.g. http://127.0.0.1:2939/ai/trickle/demo
+    pub url: String,
+    /// Files to publish, one segment each, in order. Without files, stdin is read.
+    #[arg(long = "file")]
+    pub files: Vec<PathBuf>,
+    /// With stdin: cut a segment every N bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub segment_bytes: usize,
+    #[arg(long, default_value = "video/MP2T")]
+    pub content_type: String,
+    /// First seq; by default the server's position is asked (`/next`).
+    #[arg(long, allow_hyphen_values = true)]
+    pub seq: Option<i64>,
+    /// Create the channel first (servers started with --allow-create).
+    #[arg(long)]
+    pub create: bool,
+    /// Delete the channel when done.
+    #[arg(long)]
+    pub close: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SubscribeArgs {
+    pub url: String,
+    /// -1: next segment; -2: current segment; or a seq.
+    #[arg(long, default_value_t = -1, allow_hyphen_values = true)]
+    pub from: i64,
+    /// Stop after this many segments.
+    #[arg(long)]
+    pub count: Option<u64>,
+    /// Write each segment's body to DIR/<seq> instead of printing it.
+    #[arg(long)]
+    pub out_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub conn: ConnArgs,
+}
+
+pub fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("TRICKLE_EDGE_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,rustls=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(a) => serve(a).await,
+        Command::Publish(a) => publish(a).await,
+        Command::Subscribe(a) => subscribe(a).await,
+    }
+}
+
+fn parse_channel_arg(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((name, ct)) => (name.to_string(), Some(ct.to_string())),
+        None => (arg.to_string(), None),
+    }
+}
+
+async fn serve(a: ServeArgs) -> anyhow::Result<()> {
+    let config = ServerConfig {
+        listen: a.listen,
+        allow_create: a.allow_create,
+        channels: a.channels.iter().map(|c| parse_channel_arg(c)).collect(),
+        max_segment_bytes: a.max_segment_bytes,
+        max_channels: a.max_channels,
+        max_readers_per_segment: a.max_readers_per_segment,
+        bearer_token: read_token(a.token_file.as_ref())?,
+        idle_timeout: std::time::Duration::from_secs(a.idle_timeout_secs),
+        ..Default::default()
+    };
+    let running = server::start(config).await?;
+    println!("listening on {}", running.base_url());
+    std::io::stdout().flush()?;
+    shutdown_signal().await;
+    running.shutdown().await;
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn publish(a: PublishArgs) -> anyhow::Result<()> {
+    let opts = PublisherOptions {
+        client: a.conn.client_options()?,
+        content_type: a.content_type.clone(),
+        start_seq: a.seq,
+        ..Default::default()
+    };
+    if a.create {
+        let client = crate::trickle::HttpClient::new(&opts.client)?;
+        crate::trickle::publisher::create_channel(&client, &a.url, &a.content_type).await?;
+    }
+    let mut publisher = Publisher::connect(&a.url, opts).await?;
+    if a.files.is_empty() {
+        let mut stdin = tokio::io::stdin();
+        let mut buf = vec![0u8; a.segment_bytes.clamp(1, 64 * 1024 * 1024)];
+        loop {
+            let mut filled = 0;
+            while filled < buf.len() {
+                let n = stdin.read(&mut buf[filled..]).await?;
+                if n == 0 {
+                    break;
+                }
+                filled += n;
+            }
+            if filled == 0 {
+                break;
+            }
+            let mut w = publisher.next_segment().await?;
+            w.write(Bytes::copy_from_slice(&buf[..filled])).await?;
+            let report = w.finish().await?;
+            println!("seq={} bytes={}", report.seq, report.bytes);
+        }
+    } else {
+        for file in &a.files {
+            let data = tokio::fs::read(file)
+                .await
+                .with_context(|| format!("reading {}", file.display()))?;
+            let mut w = publisher.next_segment().await?;
+            for chunk in data.chunks(64 * 1024) {
+                w.write(Bytes::copy_from_slice(chunk)).await?;
+            }
+            let report = w.finish().await?;
+            println!("seq={} bytes={} file={}", report.seq, report.bytes, file.display());
+        }
+    }
+    if a.close {
+        publisher.close().await?;
+    }
+    Ok(())
+}
+
+fn is_text(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| {
+        let ct = ct.to_ascii_lowercase();
+        ct.starts_with("text/") || ct.contains("json")
+    })
+}
+
+async fn subscribe(a: SubscribeArgs) -> anyhow::Result<()> {
+    let opts = SubscriberOptions {
+        client: a.conn.client_options()?,
+        start_seq: a.from,
+        ..Default::default()
+    };
+    if a.from < -2 {
+        bail!("--from must be -2, -1 or a seq >= 0");
+    }
+    let mut sub = Subscriber::new(&a.url, opts)?;
+    let mut seen = 0u64;
+    while let Some(mut seg) = sub.next_segment().await? {
+        let mut body = Vec::new();
+        let mut size = 0usize;
+        let text = is_text(seg.content_type.as_deref());
+        let result = loop {
+            match seg.chunk().await {
+                Ok(Some(c)) => {
+                    size += c.len();
+                    if text || a.out_dir.is_some() {
+                        body.extend_from_slice(&c);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        let ct = seg.content_type.as_deref().unwrap_or("-");
+        let mut out = std::io::stdout().lock();
+        match &result {
+            Ok(()) => writeln!(out, "seq={} type={} size={}", seg.seq, ct, size)?,
+            Err(e) => writeln!(out, "seq={} type={} size={} error={}", seg.seq, ct, size, e)?,
+        }
+        if let Some(dir) = &a.out_dir {
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(dir.join(seg.seq.to_string()), &body)?;
+        } else if text {
+            out.write_all(&body)?;
+            if !body.ends_with(b"\n") {
+                writeln!(out)?;
+            }
+        }
+        out.flush()?;
+        seen += 1;
+        if a.count.is_some_and(|c| seen >= c) {
+            break;
+        }
+    }
+    Ok(())
+}

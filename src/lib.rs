@@ -1,0 +1,7 @@
+//! trickle-edge: an edge agent that publishes camera segments over Livepeer's
+//! trickle protocol and turns what the AI pipeline sends back into local actions.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod cli;
+pub mod trickle;

@@ -1,0 +1,171 @@
+//! The HTTP client shared by publishers and subscribers.
+//!
+//! hyper's HTTP/1 client skips unsolicited `1xx` responses (the server's
+//! `100 Continue` keepalives on an idle POST) and hands back early final
+//! responses, both of which trickle relies on. Connections are pooled so a
+//! subscriber's next GET usually reuses the socket of the last one.
+
+use std::io;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, Uri, header};
+use http_body_util::{BodyExt, Empty, combinators::BoxBody};
+use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use super::tls::{TlsError, TlsOptions};
+
+pub type RequestBody = BoxBody<Bytes, io::Error>;
+
+/// Connection settings common to publishers and subscribers.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub tls: TlsOptions,
+    /// Sent as `Authorization: Bearer …` when set. Never logged.
+    pub bearer_token: Option<String>,
+    pub connect_timeout: Duration,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        Self {
+            tls: TlsOptions::default(),
+            bearer_token: None,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("invalid URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    #[error("{method} {url}: {source}")]
+    Request {
+        method: Method,
+        url: String,
+        source: hyper_util::client::legacy::Error,
+    },
+}
+
+impl ClientError {
+    /// Whether the request never reached the server (refused, DNS, TLS):
+    /// safe to retry without the server having seen anything.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, ClientError::Request { source, .. } if source.is_connect())
+    }
+}
+
+/// A cheap-to-clone HTTP/1.1 client with the configured TLS policy.
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, RequestBody>,
+    token: Option<Arc<HeaderValue>>,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+pub fn empty_body() -> RequestBody {
+    Empty::new().map_err(|never| match never {}).boxed()
+}
+
+/// Checks that a URL is absolute http(s) with a host, and returns it parsed.
+pub fn parse_url(url: &str) -> Result<Uri, ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    match uri.scheme_str() {
+        Some("http") | Some("https") => {}
+        _ => return Err(bad("scheme must be http or https")),
+    }
+    if uri.host().is_none() {
+        return Err(bad("missing host"));
+    }
+    Ok(uri)
+}
+
+impl HttpClient {
+    pub fn new(opts: &ClientOptions) -> Result<Self, ClientError> {
+        let tls = opts.tls.client_config()?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(opts.connect_timeout));
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(8)
+            .build(https);
+        let token = match &opts.bearer_token {
+            Some(t) => {
+                let mut v = HeaderValue::from_str(&format!("Bearer {t}")).map_err(|_| {
+                    ClientError::BadUrl {
+                        url: String::new(),
+                        reason: "bearer token holds characters not allowed in a header".into(),
+                    }
+                })?;
+                v.set_sensitive(true);
+                Some(Arc::new(v))
+            }
+            None => None,
+        };
+        Ok(Self { inner, token })
+    }
+
+    /// Sends a request; the response arrives once its headers do.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&'static str, HeaderValue)],
+        body: RequestBody,
+    ) -> Result<Response<Incoming>, ClientError> {
+        let uri = parse_url(url)?;
+        let mut req = Request::builder().method(method.clone()).uri(uri);
+        for (name, value) in headers {
+            req = req.header(*name, value.clone());
+        }
+        if let Some(token) = &self.token {
+            req = req.header(header::AUTHORIZATION, (**token).clone());
+        }
+        let req = req.body(body).map_err(|e| ClientError::BadUrl {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+        self.inner
+            .request(req)
+            .await
+            .map_err(|source| ClientError::Request {
+                method,
+                url: url.to_string(),
+                source,
+            })
+    }
+}
+
+/// Reads a numeric trickle header.
+pub fn header_i64(resp: &Response<Incoming>, name: &str) -> Option<i64> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}

@@ -1,0 +1,30 @@
+//! Livepeer's trickle protocol: segmented publish/subscribe over HTTP/1.1.
+//!
+//! [`server`] is a complete trickle server; [`Publisher`] and [`Subscriber`]
+//! are clients that behave like Livepeer's own (preconnects, retries, 470
+//! handling) with real TLS verification options. See
+//! `trickle-protocol.md` for the wire rules each type follows.
+
+pub mod channel;
+pub mod client;
+pub mod interim;
+pub mod publisher;
+pub mod segment;
+pub mod server;
+pub mod subscriber;
+pub mod tls;
+
+pub use client::{ClientError, ClientOptions, HttpClient};
+pub use publisher::{PublishError, Publisher, PublisherOptions, SegmentWriter};
+pub use server::{RunningServer, ServerConfig, ServerState};
+pub use subscriber::{IncomingSegment, SubscribeError, Subscriber, SubscriberOptions};
+pub use tls::TlsOptions;
+
+/// The seq a response is about (written, or read).
+pub const HDR_SEQ: &str = "lp-trickle-seq";
+/// The server's next write seq.
+pub const HDR_LATEST: &str = "lp-trickle-latest";
+/// Present (`terminated`) when the channel is closing: end of stream.
+pub const HDR_CLOSED: &str = "lp-trickle-closed";
+/// Sent by a restarted publisher so the server wakes readers of older segments.
+pub const HDR_RESET: &str = "lp-trickle-reset";

@@ -1,0 +1,709 @@
+//! The trickle server: Livepeer's segmented HTTP pub/sub, on hyper 1.x.
+//!
+//! Requests and answers follow `trickle-protocol.md` row by row. The server
+//! owns a map of [`Channel`]s; each request resolves its channel and segment
+//! under a short lock and then streams without holding any lock, so one slow
+//! peer never blocks another.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tracing::{debug, info, warn};
+
+use super::channel::{Channel, ReadSlot, WriteSlot};
+use super::interim::{InterimHandle, InterimIo};
+use super::segment::ReadEvent;
+use super::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+/// Everything a user can set on a server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    /// Path prefix ending in `/`, e.g. `/ai/trickle/`.
+    pub base_path: String,
+    /// Whether `POST <channel>` may create channels (otherwise only `channels`
+    /// and in-process callers create them).
+    pub allow_create: bool,
+    /// Channels created at start-up, with their content type.
+    pub channels: Vec<(String, Option<String>)>,
+    pub max_segment_bytes: usize,
+    pub max_channels: usize,
+    pub max_readers_per_segment: usize,
+    pub max_connections: usize,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+    /// Channels without a new segment for this long are closed.
+    pub idle_timeout: Duration,
+    pub sweep_interval: Duration,
+    /// Interval of interim `100 Continue` on a POST that sent no byte yet.
+    pub interim_interval: Duration,
+    /// Connections that do not complete their request headers in time are closed.
+    pub header_read_timeout: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 2939)),
+            base_path: "/ai/trickle/".into(),
+            allow_create: false,
+            channels: Vec::new(),
+            max_segment_bytes: 64 * 1024 * 1024,
+            max_channels: 1024,
+            max_readers_per_segment: 256,
+            max_connections: 4096,
+            bearer_token: None,
+            idle_timeout: Duration::from_secs(300),
+            sweep_interval: Duration::from_secs(60),
+            interim_interval: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("invalid channel name {0:?}: use 1-128 characters of A-Z a-z 0-9 . _ -")]
+    BadChannelName(String),
+    #[error("too many channels (limit {0})")]
+    TooManyChannels(usize),
+}
+
+/// Counters the server keeps for `/metrics` and tests.
+#[derive(Debug, Default)]
+pub struct ServerStats {
+    pub segments_written: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub interim_sent: AtomicU64,
+    pub rejected_oversize: AtomicU64,
+    pub connections_refused: AtomicU64,
+}
+
+/// State shared by every connection of one server.
+#[derive(Debug)]
+pub struct ServerState {
+    config: ServerConfig,
+    channels: Mutex<HashMap<String, Arc<Channel>>>,
+    pub stats: ServerStats,
+}
+
+pub fn valid_channel_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl ServerState {
+    pub fn new(config: ServerConfig) -> Result<Arc<Self>, ServerError> {
+        let state = Arc::new(Self {
+            config,
+            channels: Mutex::new(HashMap::new()),
+            stats: ServerStats::default(),
+        });
+        for (name, ct) in state.config.channels.clone() {
+            state.create_channel(&name, ct)?;
+        }
+        Ok(state)
+    }
+
+    pub fn config(&self) -> &ServerConfig {
+        &self.config
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Channel>>> {
+        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Creates a channel (idempotent: an existing channel is kept as is).
+    pub fn create_channel(
+        &self,
+        name: &str,
+        content_type: Option<String>,
+    ) -> Result<Arc<Channel>, ServerError> {
+        if !valid_channel_name(name) {
+            return Err(ServerError::BadChannelName(name.to_string()));
+        }
+        let mut map = self.map();
+        if let Some(ch) = map.get(name) {
+            return Ok(ch.clone());
+        }
+        if map.len() >= self.config.max_channels {
+            return Err(ServerError::TooManyChannels(self.config.max_channels));
+        }
+        let ch = Arc::new(Channel::new(name.to_string(), content_type));
+        map.insert(name.to_string(), ch.clone());
+        info!(channel = name, "channel created");
+        Ok(ch)
+    }
+
+    pub fn channel(&self, name: &str) -> Option<Arc<Channel>> {
+        self.map().get(name).cloned()
+    }
+
+    /// Closes and forgets a channel; false when it did not exist.
+    pub fn close_channel(&self, name: &str) -> bool {
+        let removed = self.map().remove(name);
+        match removed {
+            Some(ch) => {
+                ch.close();
+                info!(channel = name, "channel closed");
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub fn channel_names(&self) -> Vec<String> {
+        self.map().keys().cloned().collect()
+    }
+
+    /// Bytes held by all rings: bounded by channels x 5 x max segment size.
+    pub fn held_bytes(&self) -> usize {
+        self.map().values().map(|c| c.held_bytes()).sum()
+    }
+
+    /// Closes channels with no new segment within the idle timeout.
+    pub fn sweep_idle(&self) -> usize {
+        let now = tokio::time::Instant::now();
+        let idle: Vec<String> = self
+            .map()
+            .values()
+            .filter(|c| now.duration_since(c.last_write()) > self.config.idle_timeout)
+            .map(|c| c.name().to_string())
+            .collect();
+        for name in &idle {
+            info!(channel = %name, "closing idle channel");
+            self.close_channel(name);
+        }
+        idle.len()
+    }
+}
+
+/// A server accepting connections in the background.
+#[derive(Debug)]
+pub struct RunningServer {
+    pub state: Arc<ServerState>,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningServer {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://addr/ai/trickle/` for building channel URLs.
+    pub fn base_url(&self) -> String {
+        format!("http://{}{}", self.local_addr, self.state.config.base_path)
+    }
+
+    /// Stops accepting, closes every channel (readers see end of stream) and
+    /// drops open connections.
+    pub async fn shutdown(self) {
+        for name in self.state.channel_names() {
+            self.state.close_channel(&name);
+        }
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Stops at once, like a crash: connections are dropped mid-stream.
+    pub async fn kill(self) {
+        let _ = self.shutdown.send(true);
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Binds and starts serving; returns once the socket is listening.
+pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let state = ServerState::new(config)?;
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let task = tokio::spawn(serve(listener, state.clone(), shutdown_rx));
+    info!(%local_addr, base = %state.config.base_path, "trickle server listening");
+    Ok(RunningServer {
+        state,
+        local_addr,
+        shutdown,
+        task,
+    })
+}
+
+async fn serve(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+    let mut sweep = tokio::time::interval(state.config.sweep_interval);
+    sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut connections = tokio::task::JoinSet::new();
+    let mut refused_logged: Option<tokio::time::Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            _ = sweep.tick() => { state.sweep_idle(); }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    state.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+                    let now = tokio::time::Instant::now();
+                    if refused_logged.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                        warn!(limit = state.config.max_connections, "connection limit reached, refusing");
+                        refused_logged = Some(now);
+                    }
+                    drop(stream);
+                    continue;
+                };
+                let _ = stream.set_nodelay(true);
+                let header_timeout = state.config.header_read_timeout;
+                let state = state.clone();
+                let mut stop = shutdown.clone();
+                connections.spawn(async move {
+                    let (io, interim) = InterimIo::new(stream);
+                    let svc = service_fn(move |req| {
+                        let state = state.clone();
+                        let interim = interim.clone();
+                        async move { Ok::<_, Infallible>(handle(state, interim, req).await) }
+                    });
+                    let conn = http1::Builder::new()
+                        .timer(TokioTimer::new())
+                        .header_read_timeout(header_timeout)
+                        .keep_alive(true)
+                        .serve_connection(TokioIo::new(io), svc);
+                    tokio::select! {
+                        r = conn => if let Err(e) = r { debug!(%peer, error = %e, "connection ended with error") },
+                        _ = stop.changed() => {}
+                    }
+                    drop(permit);
+                });
+            }
+        }
+    }
+    connections.shutdown().await;
+}
+
+fn text(status: StatusCode, msg: &str) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::copy_from_slice(msg.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r
+}
+
+fn full(b: Bytes) -> Body {
+    Full::new(b).map_err(|never| match never {}).boxed()
+}
+
+fn set_num(r: &mut Response<Body>, name: &'static str, n: i64) {
+    r.headers_mut().insert(name, HeaderValue::from(n));
+}
+
+fn status_470() -> StatusCode {
+    StatusCode::from_u16(470).expect("470 is a valid status code")
+}
+
+/// What a request path names below the base path.
+#[derive(Debug, PartialEq, Eq)]
+enum Target<'a> {
+    Channel(&'a str),
+    Segment(&'a str, i64),
+    Next(&'a str),
+}
+
+fn parse_target<'a>(base: &str, path: &'a str) -> Result<Target<'a>, &'static str> {
+    let rest = path.strip_prefix(base).ok_or("Not found")?;
+    let mut parts = rest.split('/');
+    let name = parts.next().filter(|n| !n.is_empty()).ok_or("Not found")?;
+    if !valid_channel_name(name) {
+        return Err("Invalid channel name");
+    }
+    match (parts.next(), parts.next()) {
+        (None, _) | (Some(""), None) => Ok(Target::Channel(name)),
+        (Some("next"), None) => Ok(Target::Next(name)),
+        (Some(seq), None) => seq
+            .parse::<i64>()
+            .ok()
+            .filter(|s| *s >= -2)
+            .map(|s| Target::Segment(name, s))
+            .ok_or("Invalid idx"),
+        _ => Err("Not found"),
+    }
+}
+
+fn authorized(state: &ServerState, req: &Request<Incoming>) -> bool {
+    let Some(token) = &state.config.bearer_token else {
+        return true;
+    };
+    let Some(given) = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+    else {
+        return false;
+    };
+    // Constant-time comparison: the token must not leak through timing.
+    let (a, b) = (given.as_bytes(), token.as_bytes());
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn handle(state: Arc<ServerState>, interim: InterimHandle, req: Request<Incoming>) -> Response<Body> {
+    if !authorized(&state, &req) {
+        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized");
+        r.headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        return r;
+    }
+    let path = req.uri().path().to_string();
+    let target = match parse_target(&state.config.base_path, &path) {
+        Ok(t) => t,
+        Err(msg) if msg == "Not found" => return text(StatusCode::NOT_FOUND, msg),
+        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+    };
+    match (req.method().clone(), target) {
+        (Method::POST, Target::Channel(name)) => create(&state, name, &req),
+        (Method::POST, Target::Segment(name, seq)) if seq >= -1 => {
+            let name = name.to_string();
+            post_segment(&state, &interim, &name, seq, req).await
+        }
+        (Method::GET, Target::Segment(name, seq)) => get_segment(&state, name, seq).await,
+        (Method::GET, Target::Next(name)) => next_seq(&state, name),
+        (Method::DELETE, Target::Segment(name, seq)) => delete_segment(&state, name, seq),
+        (Method::DELETE, Target::Channel(name)) => {
+            if state.close_channel(name) {
+                text(StatusCode::OK, "")
+            } else {
+                text(StatusCode::BAD_REQUEST, "Invalid stream")
+            }
+        }
+        (Method::POST, Target::Segment(..)) => text(StatusCode::BAD_REQUEST, "Invalid idx"),
+        _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
+    }
+}
+
+fn create(state: &ServerState, name: &str, req: &Request<Incoming>) -> Response<Body> {
+    if !state.config.allow_create && state.channel(name).is_none() {
+        return text(StatusCode::NOT_FOUND, "Stream not found");
+    }
+    let content_type = req
+        .headers()
+        .get("Expect-Content")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match state.create_channel(name, content_type) {
+        Ok(_) => text(StatusCode::OK, ""),
+        Err(ServerError::TooManyChannels(n)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("Too many channels (limit {n})"),
+        ),
+        Err(e) => text(StatusCode::BAD_REQUEST, &e.to_string()),
+    }
+}
+
+fn next_seq(state: &ServerState, name: &str) -> Response<Body> {
+    let Some(ch) = state.channel(name) else {
+        return text(StatusCode::NOT_FOUND, "Stream not found");
+    };
+    let next = ch.next_write();
+    let mut r = text(StatusCode::OK, &next.to_string());
+    set_num(&mut r, HDR_LATEST, next);
+    if ch.is_closed() {
+        r.headers_mut()
+            .insert(HDR_CLOSED, HeaderValue::from_static("terminated"));
+    }
+    r
+}
+
+fn delete_segment(state: &ServerState, name: &str, seq: i64) -> Response<Body> {
+    let Some(ch) = state.channel(name) else {
+        return text(StatusCode::NOT_FOUND, "Stream not found");
+    };
+    if ch.close_segment(seq) {
+        text(StatusCode::OK, "")
+    } else {
+        text(StatusCode::BAD_REQUEST, "Nonexistent segment")
+    }
+}
+
+fn closed_response(seq: i64) -> Response<Body> {
+    let mut r = text(StatusCode::OK, "Entry not found");
+    set_num(&mut r, HDR_SEQ, seq);
+    r.headers_mut()
+        .insert(HDR_CLOSED, HeaderValue::from_static("terminated"));
+    r
+}
+
+fn missing_response(seq: i64, latest: i64) -> Response<Body> {
+    let mut r = text(status_470(), "Entry not found");
+    set_num(&mut r, HDR_SEQ, seq);
+    set_num(&mut r, HDR_LATEST, latest);
+    r
+}
+
+async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response<Body> {
+    let Some(ch) = state.channel(name) else {
+        return text(StatusCode::NOT_FOUND, "Stream not found");
+    };
+    let latest_at_request = ch.next_write();
+    let seg = match ch.for_read(seq) {
+        ReadSlot::Found(seg) => seg,
+        ReadSlot::Missing { seq, latest } => return missing_response(seq, latest),
+        ReadSlot::Closed { seq, .. } => return closed_response(seq),
+    };
+    let Some(mut reader) = seg.add_reader(state.config.max_readers_per_segment) else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "Too many readers");
+    };
+    // Headers go out with the first byte, as Livepeer's server does: a
+    // preconnected reader learns nothing until the segment really begins.
+    let first = match reader.next().await {
+        ReadEvent::Data(b) => b,
+        ReadEvent::End | ReadEvent::Evicted => {
+            return if ch.is_closed() {
+                closed_response(seg.seq())
+            } else {
+                missing_response(seg.seq(), ch.next_write())
+            };
+        }
+    };
+    let content_type = seg
+        .content_type()
+        .or_else(|| ch.content_type().map(str::to_string))
+        .unwrap_or_else(|| "application/octet-stream".to_string());
+    let stats_state = state.clone();
+    let first_len = first.len() as u64;
+    state.stats.bytes_out.fetch_add(first_len, Ordering::Relaxed);
+    let stream = futures_util::stream::unfold(
+        (Some(first), reader, stats_state),
+        |(pending, mut reader, st)| async move {
+            if let Some(b) = pending {
+                return Some((Ok(Frame::data(b)), (None, reader, st)));
+            }
+            match reader.next().await {
+                ReadEvent::Data(b) => {
+                    st.stats.bytes_out.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    Some((Ok(Frame::data(b)), (None, reader, st)))
+                }
+                ReadEvent::End => None,
+                ReadEvent::Evicted => Some((
+                    Err(std::io::Error::other(format!(
+                        "segment {} left the ring before this reader finished",
+                        reader.segment().seq()
+                    ))),
+                    (None, reader, st),
+                )),
+            }
+        },
+    );
+    let mut r = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    set_num(&mut r, HDR_SEQ, seg.seq());
+    if seg.seq() != latest_at_request {
+        set_num(&mut r, HDR_LATEST, latest_at_request);
+    }
+    if let Ok(v) = HeaderValue::from_str(&content_type) {
+        r.headers_mut().insert(header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+async fn post_segment(
+    state: &Arc<ServerState>,
+    interim: &InterimHandle,
+    name: &str,
+    seq: i64,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let Some(ch) = state.channel(name) else {
+        let mut r = text(StatusCode::NOT_FOUND, "Stream not found");
+        // Wakes preconnected publishers that would otherwise wait on this socket.
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    };
+    let reset = req
+        .headers()
+        .get(HDR_RESET)
+        .is_some_and(|v| v.as_bytes() == b"1" || v.as_bytes().eq_ignore_ascii_case(b"true"));
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let seg = match ch.for_write(seq, reset, content_type) {
+        WriteSlot::Claimed(seg) => seg,
+        WriteSlot::Taken { seq } => {
+            let mut r = text(
+                StatusCode::CONFLICT,
+                &format!("Segment {seq} already written"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+        WriteSlot::Closed => {
+            let mut r = text(StatusCode::OK, "");
+            r.headers_mut()
+                .insert(HDR_CLOSED, HeaderValue::from_static("terminated"));
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return r;
+        }
+    };
+    let seq = seg.seq();
+    let mut body = req.into_body();
+    let mut total: usize = 0;
+    let mut seg_changed = seg.watch();
+    seg_changed.borrow_and_update();
+    let interval = state.config.interim_interval;
+
+    // Before the first byte: wait for data, answer closure, keep the socket
+    // alive with interim responses.
+    let first = loop {
+        tokio::select! {
+            frame = body.frame() => break frame,
+            _ = seg_changed.changed() => {
+                if seg.is_closed() {
+                    seg.detach_writer();
+                    ch.advance_past(seq);
+                    let mut r = text(StatusCode::OK, "");
+                    set_num(&mut r, HDR_SEQ, seq);
+                    if ch.is_closed() {
+                        r.headers_mut().insert(HDR_CLOSED, HeaderValue::from_static("terminated"));
+                    }
+                    r.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    return r;
+                }
+            }
+            _ = tokio::time::sleep(interval) => {
+                debug!(channel = name, seq, "idle POST: sending 100 Continue");
+                state.stats.interim_sent.fetch_add(1, Ordering::Relaxed);
+                interim.send_continue();
+            }
+        }
+    };
+
+    let mut next = first;
+    loop {
+        match next {
+            None => break,
+            Some(Err(e)) => {
+                debug!(channel = name, seq, error = %e, bytes = total, "POST body failed");
+                if total == 0 {
+                    seg.detach_writer();
+                } else {
+                    seg.close();
+                }
+                return text(StatusCode::INTERNAL_SERVER_ERROR, "Server error");
+            }
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data()
+                    && !data.is_empty()
+                {
+                    if total == 0 {
+                        ch.advance_past(seq);
+                    }
+                    total += data.len();
+                    if total > state.config.max_segment_bytes {
+                        seg.close();
+                        state.stats.rejected_oversize.fetch_add(1, Ordering::Relaxed);
+                        warn!(channel = name, seq, limit = state.config.max_segment_bytes, "segment over size limit, closed");
+                        let mut r = text(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            &format!("Segment exceeds {} bytes", state.config.max_segment_bytes),
+                        );
+                        r.headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        return r;
+                    }
+                    state.stats.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    // A closed segment (deleted, evicted, channel closed) drops
+                    // the rest; the POST is still drained and answered.
+                    seg.append(data);
+                }
+            }
+        }
+        next = body.frame().await;
+    }
+
+    seg.close();
+    if total == 0 {
+        ch.advance_past(seq);
+        let mut r = text(StatusCode::OK, "");
+        set_num(&mut r, HDR_SEQ, seq);
+        if ch.is_closed() {
+            r.headers_mut()
+                .insert(HDR_CLOSED, HeaderValue::from_static("terminated"));
+        }
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    }
+    state.stats.segments_written.fetch_add(1, Ordering::Relaxed);
+    debug!(channel = name, seq, bytes = total, "segment written");
+    let mut r = text(StatusCode::OK, "");
+    set_num(&mut r, HDR_SEQ, seq);
+    if ch.is_closed() {
+        r.headers_mut()
+            .insert(HDR_CLOSED, HeaderValue::from_static("terminated"));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let b = "/ai/trickle/";
+        assert_eq!(parse_target(b, "/ai/trickle/abc"), Ok(Target::Channel("abc")));
+        assert_eq!(parse_target(b, "/ai/trickle/abc/"), Ok(Target::Channel("abc")));
+        assert_eq!(parse_target(b, "/ai/trickle/abc/7"), Ok(Target::Segment("abc", 7)));
+        assert_eq!(parse_target(b, "/ai/trickle/abc/-2"), Ok(Target::Segment("abc", -2)));
+        assert_eq!(parse_target(b, "/ai/trickle/abc/next"), Ok(Target::Next("abc")));
+        assert_eq!(parse_target(b, "/ai/trickle/abc/-3"), Err("Invalid idx"));
+        assert_eq!(parse_target(b, "/ai/trickle/abc/x"), Err("Invalid idx"));
+        assert_eq!(parse_target(b, "/other/abc"), Err("Not found"));
+        assert_eq!(parse_target(b, "/ai/trickle/a%20b"), Err("Invalid channel name"));
+        assert_eq!(parse_target(b, "/ai/trickle/a/1/2"), Err("Not found"));
+    }
+}
