@@ -4,4 +4,6 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod data;
+pub mod rules;
 pub mod trickle;

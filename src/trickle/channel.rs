@@ -132,8 +132,10 @@ impl Channel {
         }
         let seq = if seq == -1 { st.next_write } else { seq };
         if reset {
+            // Only older segments: the same publisher's preconnected POSTs for
+            // later seqs may already be waiting and must survive.
             for s in st.ring.iter().flatten() {
-                if s.seq() != seq {
+                if s.seq() < seq {
                     s.close();
                 }
             }
@@ -141,7 +143,9 @@ impl Channel {
         }
         let pos = slot(seq);
         let seg = match &st.ring[pos] {
-            Some(existing) if existing.seq() == seq => existing.clone(),
+            // A segment that ended empty holds nothing to protect: a new POST
+            // for its seq starts it afresh.
+            Some(existing) if existing.seq() == seq && !existing.ended_empty() => existing.clone(),
             _ => {
                 let seg = Segment::new(seq);
                 if let Some(old) = st.ring[pos].replace(seg.clone()) {

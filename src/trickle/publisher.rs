@@ -33,6 +33,7 @@ pub struct PublisherOptions {
     pub content_type: String,
     /// First seq to write. `None` asks the server (`GET <channel>/next`) and
     /// sends `Lp-Trickle-Reset` on the first POST, as a restarted publisher must.
+    /// `Some(-1)` posts at `-1` and learns the seq from the server's answer.
     pub start_seq: Option<i64>,
     pub write_timeout: Duration,
     pub max_consecutive_failures: u32,
@@ -182,7 +183,10 @@ impl Drop for PendingPost {
     fn drop(&mut self) {
         // An unused preconnect is abandoned, not completed: completing it
         // would publish an empty segment and move the server's position.
+        // The body gets an error, not a clean end: hyper then resets the
+        // request rather than sending the terminating chunk.
         if !self.consumed.load(Ordering::Acquire) {
+            let _ = self.tx.try_send(Err(io::Error::other("preconnect abandoned")));
             self.response.abort();
         }
     }
@@ -291,6 +295,8 @@ impl Publisher {
             }
         })?;
         let (next_seq, send_reset) = match opts.start_seq {
+            // -1: let the server place each segment until it tells us where.
+            Some(seq) if seq < 0 => (None, false),
             Some(seq) => (Some(seq), false),
             None => (Self::resolve_next(&client, &url).await?, true),
         };
@@ -399,7 +405,7 @@ impl Publisher {
                 if let Some(p) = stale
                     && p.is_dead()
                 {
-                    debug!(url = %self.poster.url, seq, "preconnected POST died before use; reopening");
+                    warn!(url = %self.poster.url, seq, finished = p.response.is_finished(), closed = p.tx.is_closed(), "preconnected POST died before use; reopening");
                     self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
                 }
                 self.poster.open(seq, reset)

@@ -79,6 +79,12 @@ impl Segment {
         self.lock().closed
     }
 
+    /// Closed before any byte arrived, with no writer holding it.
+    pub fn ended_empty(&self) -> bool {
+        let st = self.lock();
+        st.closed && st.len == 0 && !st.writer_attached
+    }
+
     pub fn content_type(&self) -> Option<String> {
         self.lock().content_type.clone()
     }

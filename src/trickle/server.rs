@@ -664,6 +664,10 @@ async fn post_segment(
         next = body.frame().await;
     }
 
+    if total == 0 {
+        // Nothing was written: a later POST may still fill this seq.
+        seg.detach_writer();
+    }
     seg.close();
     if total == 0 {
         ch.advance_past(seq);

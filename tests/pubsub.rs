@@ -1,0 +1,175 @@
+//! Our publisher and subscriber against our server, end to end on loopback.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+
+fn payload(seq: i64) -> Vec<u8> {
+    // Varying sizes, content tied to the seq so loss or reordering shows.
+    let len = 100 + (seq as usize * 37) % 3000;
+    (0..len).map(|i| (seq as usize * 31 + i) as u8).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousand_segments_in_order_without_loss_or_duplicates() {
+    let s = start_server(test_config(), &["many"]).await;
+    let url = format!("{}many", s.base_url());
+    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    // A camera makes one segment a second; this loop makes them as fast as it
+    // can. Keep the publisher at most 3 segments ahead so the reader stays
+    // inside the server's ring of 5, as it would at any real frame rate.
+    let window = std::sync::Arc::new(tokio::sync::Semaphore::new(3));
+    let reader_window = window.clone();
+    let reader = tokio::spawn(async move {
+        let mut got = Vec::new();
+        while got.len() < 1000 {
+            let seg = sub.next_segment().await.unwrap().expect("stream continues");
+            let seq = seg.seq;
+            let body = seg.collect(1 << 20).await.unwrap();
+            got.push((seq, body));
+            reader_window.add_permits(1);
+        }
+        (got, sub.skipped)
+    });
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    for seq in 0..1000 {
+        window.acquire().await.unwrap().forget();
+        let mut w = publisher.next_segment().await.unwrap();
+        assert_eq!(w.seq(), seq);
+        let p = payload(seq);
+        let (a, b) = p.split_at(p.len() / 2);
+        w.write(Bytes::copy_from_slice(a)).await.unwrap();
+        w.write(Bytes::copy_from_slice(b)).await.unwrap();
+        assert_eq!(w.finish().await.unwrap().seq, seq);
+    }
+    let (got, skipped) = within("1000 segments", reader).await.unwrap();
+    assert_eq!(skipped, 0);
+    let seqs: Vec<i64> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (0..1000).collect::<Vec<_>>(), "in order, no gaps");
+    let unique: BTreeSet<i64> = seqs.iter().copied().collect();
+    assert_eq!(unique.len(), 1000, "no duplicates");
+    for (seq, body) in got {
+        assert_eq!(body.as_ref(), payload(seq).as_slice(), "bytes of seq {seq}");
+    }
+    publisher.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_sees_bytes_before_the_segment_ends() {
+    let s = start_server(test_config(), &["live"]).await;
+    let url = format!("{}live", s.base_url());
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    // -1 would mean "the segment after the one being written": start at 0.
+    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"early")).await.unwrap();
+    let mut seg = within("segment", sub.next_segment()).await.unwrap().unwrap();
+    assert_eq!(seg.seq, 0);
+    assert_eq!(seg.content_type.as_deref(), Some("video/MP2T"));
+    assert_eq!(within("early bytes", seg.chunk()).await.unwrap().unwrap(), "early");
+    w.write(Bytes::from_static(b"late")).await.unwrap();
+    w.finish().await.unwrap();
+    assert_eq!(within("late bytes", seg.chunk()).await.unwrap().unwrap(), "late");
+    assert_eq!(within("end", seg.chunk()).await.unwrap(), None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_preconnects_the_next_post() {
+    let s = start_server(test_config(), &["pre"]).await;
+    let url = format!("{}pre", s.base_url());
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let w = publisher.next_segment().await.unwrap();
+    // While segment 0 is open, the POST for 1 is already waiting at the server:
+    // a reader asking for 1 is attached to the very segment that POST holds.
+    let ch = s.state.channel("pre").unwrap();
+    within("preconnect reaches server", async {
+        loop {
+            if let trickle_edge::trickle::channel::WriteSlot::Taken { seq: 1 } = ch.for_write(1, false, None) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    drop(w);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publisher_404_is_terminal_and_close_deletes_the_channel() {
+    let s = start_server(test_config(), &["gone"]).await;
+    let err = Publisher::connect(&format!("{}missing", s.base_url()), PublisherOptions::default())
+        .await
+        .unwrap_err();
+    assert!(err.is_terminal(), "{err}");
+    assert!(err.to_string().contains("missing"), "{err}");
+
+    let url = format!("{}gone", s.base_url());
+    let publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut sub = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
+    let waiting = tokio::spawn(async move { sub.next_segment().await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    publisher.close().await.unwrap();
+    assert!(within("end of stream", waiting).await.unwrap().unwrap().is_none());
+    assert!(s.state.channel("gone").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_from_minus_two_gets_the_current_segment() {
+    let s = start_server(test_config(), &["cur"]).await;
+    let url = format!("{}cur", s.base_url());
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    for i in 0..3 {
+        let mut w = publisher.next_segment().await.unwrap();
+        w.write(Bytes::from(format!("seg{i}"))).await.unwrap();
+        w.finish().await.unwrap();
+    }
+    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: -2, ..Default::default() }).unwrap();
+    let seg = within("current", sub.next_segment()).await.unwrap().unwrap();
+    assert_eq!(seg.seq, 2);
+    assert_eq!(seg.collect(100).await.unwrap(), "seg2");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_subscriber_jumps_to_the_live_edge() {
+    let s = start_server(test_config(), &["slow"]).await;
+    let url = format!("{}slow", s.base_url());
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"0")).await.unwrap();
+    w.finish().await.unwrap();
+    let first = within("seg 0", sub.next_segment()).await.unwrap().unwrap();
+    assert_eq!(first.collect(10).await.unwrap(), "0");
+    // The reader stalls while 12 more segments go by.
+    for i in 1..13 {
+        let mut w = publisher.next_segment().await.unwrap();
+        w.write(Bytes::from(i.to_string())).await.unwrap();
+        w.finish().await.unwrap();
+    }
+    // Its preconnected GET for 1 was answered long ago (and the segment has
+    // since been evicted); whatever it gets next, it must end up live.
+    let mut last = -1;
+    let mut w = publisher.next_segment().await.unwrap();
+    let producer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        w.write(Bytes::from_static(b"13")).await.unwrap();
+        w.finish().await.unwrap();
+        publisher
+    });
+    while last != 13 {
+        let seg = within("live edge", sub.next_segment()).await.unwrap().unwrap();
+        let seq = seg.seq;
+        if let Ok(body) = seg.collect(10).await {
+            assert_eq!(body, seq.to_string());
+        }
+        assert!(seq > last);
+        last = seq;
+    }
+    assert!(sub.skipped > 0, "the reader skipped evicted segments");
+    producer.await.unwrap();
+}
