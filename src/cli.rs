@@ -16,7 +16,11 @@ use crate::trickle::{
 };
 
 #[derive(Debug, Parser)]
-#[command(name = "trickle-edge", version, about = "Camera to Livepeer trickle, AI data back to local actions")]
+#[command(
+    name = "trickle-edge",
+    version,
+    about = "Camera to Livepeer trickle, AI data back to local actions"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -92,7 +96,9 @@ fn read_token(file: Option<&PathBuf>) -> anyhow::Result<Option<String>> {
             .with_context(|| format!("reading token file {}", path.display()))?;
         return Ok(Some(t.trim().to_string()));
     }
-    Ok(std::env::var("TRICKLE_EDGE_TOKEN").ok().filter(|t| !t.is_empty()))
+    Ok(std::env::var("TRICKLE_EDGE_TOKEN")
+        .ok()
+        .filter(|t| !t.is_empty()))
 }
 
 #[derive(Debug, Args)]
@@ -233,7 +239,12 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
                 w.write(Bytes::copy_from_slice(chunk)).await?;
             }
             let report = w.finish().await?;
-            println!("seq={} bytes={} file={}", report.seq, report.bytes, file.display());
+            println!(
+                "seq={} bytes={} file={}",
+                report.seq,
+                report.bytes,
+                file.display()
+            );
         }
     }
     if a.close {

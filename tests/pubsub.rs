@@ -19,7 +19,14 @@ fn payload(seq: i64) -> Vec<u8> {
 async fn thousand_segments_in_order_without_loss_or_duplicates() {
     let s = start_server(test_config(), &["many"]).await;
     let url = format!("{}many", s.base_url());
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     // A camera makes one segment a second; this loop makes them as fast as it
     // can. Keep the publisher at most 3 segments ahead so the reader stays
     // inside the server's ring of 5, as it would at any real frame rate.
@@ -36,7 +43,9 @@ async fn thousand_segments_in_order_without_loss_or_duplicates() {
         }
         (got, sub.skipped)
     });
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     for seq in 0..1000 {
         window.acquire().await.unwrap().forget();
         let mut w = publisher.next_segment().await.unwrap();
@@ -63,18 +72,36 @@ async fn thousand_segments_in_order_without_loss_or_duplicates() {
 async fn subscriber_sees_bytes_before_the_segment_ends() {
     let s = start_server(test_config(), &["live"]).await;
     let url = format!("{}live", s.base_url());
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     // -1 would mean "the segment after the one being written": start at 0.
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut w = publisher.next_segment().await.unwrap();
     w.write(Bytes::from_static(b"early")).await.unwrap();
-    let mut seg = within("segment", sub.next_segment()).await.unwrap().unwrap();
+    let mut seg = within("segment", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seg.seq, 0);
     assert_eq!(seg.content_type.as_deref(), Some("video/MP2T"));
-    assert_eq!(within("early bytes", seg.chunk()).await.unwrap().unwrap(), "early");
+    assert_eq!(
+        within("early bytes", seg.chunk()).await.unwrap().unwrap(),
+        "early"
+    );
     w.write(Bytes::from_static(b"late")).await.unwrap();
     w.finish().await.unwrap();
-    assert_eq!(within("late bytes", seg.chunk()).await.unwrap().unwrap(), "late");
+    assert_eq!(
+        within("late bytes", seg.chunk()).await.unwrap().unwrap(),
+        "late"
+    );
     assert_eq!(within("end", seg.chunk()).await.unwrap(), None);
 }
 
@@ -82,14 +109,18 @@ async fn subscriber_sees_bytes_before_the_segment_ends() {
 async fn publisher_preconnects_the_next_post() {
     let s = start_server(test_config(), &["pre"]).await;
     let url = format!("{}pre", s.base_url());
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     let w = publisher.next_segment().await.unwrap();
     // While segment 0 is open, the POST for 1 is already waiting at the server:
     // a reader asking for 1 is attached to the very segment that POST holds.
     let ch = s.state.channel("pre").unwrap();
     within("preconnect reaches server", async {
         loop {
-            if let trickle_edge::trickle::channel::WriteSlot::Taken { seq: 1 } = ch.for_write(1, false, None) {
+            if let trickle_edge::trickle::channel::WriteSlot::Taken { seq: 1 } =
+                ch.for_write(1, false, None)
+            {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -102,19 +133,30 @@ async fn publisher_preconnects_the_next_post() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_404_is_terminal_and_close_deletes_the_channel() {
     let s = start_server(test_config(), &["gone"]).await;
-    let err = Publisher::connect(&format!("{}missing", s.base_url()), PublisherOptions::default())
-        .await
-        .unwrap_err();
+    let err = Publisher::connect(
+        &format!("{}missing", s.base_url()),
+        PublisherOptions::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.is_terminal(), "{err}");
     assert!(err.to_string().contains("missing"), "{err}");
 
     let url = format!("{}gone", s.base_url());
-    let publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     let mut sub = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
     let waiting = tokio::spawn(async move { sub.next_segment().await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     publisher.close().await.unwrap();
-    assert!(within("end of stream", waiting).await.unwrap().unwrap().is_none());
+    assert!(
+        within("end of stream", waiting)
+            .await
+            .unwrap()
+            .unwrap()
+            .is_none()
+    );
     assert!(s.state.channel("gone").is_none());
 }
 
@@ -122,14 +164,26 @@ async fn publisher_404_is_terminal_and_close_deletes_the_channel() {
 async fn subscriber_from_minus_two_gets_the_current_segment() {
     let s = start_server(test_config(), &["cur"]).await;
     let url = format!("{}cur", s.base_url());
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     for i in 0..3 {
         let mut w = publisher.next_segment().await.unwrap();
         w.write(Bytes::from(format!("seg{i}"))).await.unwrap();
         w.finish().await.unwrap();
     }
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: -2, ..Default::default() }).unwrap();
-    let seg = within("current", sub.next_segment()).await.unwrap().unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: -2,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let seg = within("current", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seg.seq, 2);
     assert_eq!(seg.collect(100).await.unwrap(), "seg2");
 }
@@ -138,8 +192,17 @@ async fn subscriber_from_minus_two_gets_the_current_segment() {
 async fn slow_subscriber_jumps_to_the_live_edge() {
     let s = start_server(test_config(), &["slow"]).await;
     let url = format!("{}slow", s.base_url());
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut w = publisher.next_segment().await.unwrap();
     w.write(Bytes::from_static(b"0")).await.unwrap();
     w.finish().await.unwrap();
@@ -162,7 +225,10 @@ async fn slow_subscriber_jumps_to_the_live_edge() {
         publisher
     });
     while last != 13 {
-        let seg = within("live edge", sub.next_segment()).await.unwrap().unwrap();
+        let seg = within("live edge", sub.next_segment())
+            .await
+            .unwrap()
+            .unwrap();
         let seq = seg.seq;
         if let Ok(body) = seg.collect(10).await {
             assert_eq!(body, seq.to_string());

@@ -12,7 +12,13 @@ const CH: &str = "/ai/trickle/conf";
 #[tokio::test]
 async fn create_with_expect_content_sets_the_segment_type() {
     let s = start_server(test_config(), &[]).await;
-    let (h, _) = simple(s.local_addr(), "POST", "/ai/trickle/made", &[("Expect-Content", "application/jsonl")]).await;
+    let (h, _) = simple(
+        s.local_addr(),
+        "POST",
+        "/ai/trickle/made",
+        &[("Expect-Content", "application/jsonl")],
+    )
+    .await;
     assert_eq!(h.status, 200);
     let (h, _) = post(s.local_addr(), "/ai/trickle/made/0", b"{}\n", &[]).await;
     assert_eq!(h.status, 200);
@@ -27,10 +33,22 @@ async fn create_is_404_when_creation_is_not_allowed() {
     let mut cfg = test_config();
     cfg.allow_create = false;
     let s = start_server(cfg, &["conf"]).await;
-    let (h, _) = simple(s.local_addr(), "POST", "/ai/trickle/other", &[("Expect-Content", "video/MP2T")]).await;
+    let (h, _) = simple(
+        s.local_addr(),
+        "POST",
+        "/ai/trickle/other",
+        &[("Expect-Content", "video/MP2T")],
+    )
+    .await;
     assert_eq!(h.status, 404);
     // An existing channel is simply confirmed.
-    let (h, _) = simple(s.local_addr(), "POST", CH, &[("Expect-Content", "video/MP2T")]).await;
+    let (h, _) = simple(
+        s.local_addr(),
+        "POST",
+        CH,
+        &[("Expect-Content", "video/MP2T")],
+    )
+    .await;
     assert_eq!(h.status, 200);
 }
 
@@ -38,7 +56,8 @@ async fn create_is_404_when_creation_is_not_allowed() {
 async fn post_answers_with_the_seq_after_the_body_ends() {
     let s = start_server(test_config(), &["conf"]).await;
     let mut c = Raw::connect(s.local_addr()).await;
-    c.start_post(&format!("{CH}/0"), &[("Content-Type", "video/MP2T")]).await;
+    c.start_post(&format!("{CH}/0"), &[("Content-Type", "video/MP2T")])
+        .await;
     c.chunk(b"hello ").await;
     c.chunk(b"world").await;
     c.end().await;
@@ -90,7 +109,13 @@ async fn reset_header_wakes_readers_of_older_segments() {
     let mut reader = Raw::connect(s.local_addr()).await;
     reader.request("GET", &format!("{CH}/1"), &[]).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let (h, _) = post(s.local_addr(), &format!("{CH}/7"), b"fresh", &[("Lp-Trickle-Reset", "1")]).await;
+    let (h, _) = post(
+        s.local_addr(),
+        &format!("{CH}/7"),
+        b"fresh",
+        &[("Lp-Trickle-Reset", "1")],
+    )
+    .await;
     assert_eq!(h.status, 200);
     let (h, _) = within("woken reader", reader.final_head()).await;
     assert_eq!(h.status, 470);
@@ -105,7 +130,8 @@ async fn two_readers_get_bytes_before_the_segment_ends() {
     r1.request("GET", &format!("{CH}/0"), &[]).await;
     r2.request("GET", &format!("{CH}/0"), &[]).await;
     let mut w = Raw::connect(s.local_addr()).await;
-    w.start_post(&format!("{CH}/0"), &[("Content-Type", "video/MP2T")]).await;
+    w.start_post(&format!("{CH}/0"), &[("Content-Type", "video/MP2T")])
+        .await;
     w.chunk(b"first").await;
     for r in [&mut r1, &mut r2] {
         let (h, _) = within("reader head", r.final_head()).await;
@@ -113,12 +139,18 @@ async fn two_readers_get_bytes_before_the_segment_ends() {
         assert_eq!(h.num("lp-trickle-seq"), Some(0));
         assert_eq!(h.header("content-type"), Some("video/MP2T"));
         // The segment is still open: these bytes arrive before it ends.
-        assert_eq!(within("first bytes", r.body_chunk()).await.unwrap(), b"first");
+        assert_eq!(
+            within("first bytes", r.body_chunk()).await.unwrap(),
+            b"first"
+        );
     }
     w.chunk(b"second").await;
     w.end().await;
     for r in [&mut r1, &mut r2] {
-        assert_eq!(within("more bytes", r.body_chunk()).await.unwrap(), b"second");
+        assert_eq!(
+            within("more bytes", r.body_chunk()).await.unwrap(),
+            b"second"
+        );
         assert_eq!(within("end", r.body_chunk()).await, None);
     }
     let (h, _) = w.final_head().await;
@@ -145,7 +177,13 @@ async fn get_minus_one_waits_for_the_next_segment_and_minus_two_is_current() {
 async fn reader_ten_segments_behind_gets_470_and_recovers() {
     let s = start_server(test_config(), &["conf"]).await;
     for seq in 0..12 {
-        post(s.local_addr(), &format!("{CH}/{seq}"), format!("s{seq}").as_bytes(), &[]).await;
+        post(
+            s.local_addr(),
+            &format!("{CH}/{seq}"),
+            format!("s{seq}").as_bytes(),
+            &[],
+        )
+        .await;
     }
     let (h, body) = simple(s.local_addr(), "GET", &format!("{CH}/2"), &[]).await;
     assert_eq!(h.status, 470);
@@ -213,11 +251,17 @@ async fn channel_deleted_while_a_get_waits_ends_the_stream() {
 async fn next_reports_the_next_write_seq() {
     let s = start_server(test_config(), &["conf"]).await;
     let (h, body) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
-    assert_eq!((h.status, h.num("lp-trickle-latest"), body.as_slice()), (200, Some(0), b"0".as_slice()));
+    assert_eq!(
+        (h.status, h.num("lp-trickle-latest"), body.as_slice()),
+        (200, Some(0), b"0".as_slice())
+    );
     post(s.local_addr(), &format!("{CH}/0"), b"x", &[]).await;
     post(s.local_addr(), &format!("{CH}/1"), b"x", &[]).await;
     let (h, body) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
-    assert_eq!((h.num("lp-trickle-latest"), body.as_slice()), (Some(2), b"2".as_slice()));
+    assert_eq!(
+        (h.num("lp-trickle-latest"), body.as_slice()),
+        (Some(2), b"2".as_slice())
+    );
     let (h, _) = simple(s.local_addr(), "GET", "/ai/trickle/none/next", &[]).await;
     assert_eq!(h.status, 404);
 }
@@ -280,7 +324,13 @@ async fn idle_post_receives_interim_100_continue() {
     let (h, _) = w.final_head().await;
     assert_eq!(h.status, 200);
     assert_eq!(h.num("lp-trickle-seq"), Some(0));
-    assert!(s.state.stats.interim_sent.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        s.state
+            .stats
+            .interim_sent
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
 }
 
 #[tokio::test]
@@ -333,7 +383,11 @@ async fn oversize_segment_gets_413_and_is_closed_for_readers() {
     let (h, _) = within("reader head", r.final_head()).await;
     assert_eq!(h.status, 200);
     let body = within("reader body", r.body(&h)).await;
-    assert_eq!(body.len(), 600, "readers get what was accepted, then the end");
+    assert_eq!(
+        body.len(),
+        600,
+        "readers get what was accepted, then the end"
+    );
     // The server is fine afterwards.
     let (h, _) = post(s.local_addr(), &format!("{CH}/1"), b"ok", &[]).await;
     assert_eq!(h.status, 200);
@@ -365,9 +419,21 @@ async fn bearer_token_is_required_when_configured() {
     let s = start_server(cfg, &["conf"]).await;
     let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
     assert_eq!(h.status, 401);
-    let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[("Authorization", "Bearer wrong!")]).await;
+    let (h, _) = simple(
+        s.local_addr(),
+        "GET",
+        &format!("{CH}/next"),
+        &[("Authorization", "Bearer wrong!")],
+    )
+    .await;
     assert_eq!(h.status, 401);
-    let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[("Authorization", "Bearer s3cret")]).await;
+    let (h, _) = simple(
+        s.local_addr(),
+        "GET",
+        &format!("{CH}/next"),
+        &[("Authorization", "Bearer s3cret")],
+    )
+    .await;
     assert_eq!(h.status, 200);
 }
 

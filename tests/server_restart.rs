@@ -11,7 +11,9 @@ use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberO
 
 async fn publish_one(p: &mut Publisher, body: &str) -> i64 {
     let mut w = p.next_segment().await.unwrap();
-    w.write(Bytes::copy_from_slice(body.as_bytes())).await.unwrap();
+    w.write(Bytes::copy_from_slice(body.as_bytes()))
+        .await
+        .unwrap();
     w.finish().await.unwrap().seq
 }
 
@@ -22,11 +24,23 @@ async fn server_killed_mid_segment_publisher_resumes_and_readers_wake() {
     let addr = first.local_addr();
     let url = format!("{}cam", first.base_url());
 
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     for i in 0..3 {
         assert_eq!(publish_one(&mut publisher, &format!("before-{i}")).await, i);
-        let seg = within("segment before restart", sub.next_segment()).await.unwrap().unwrap();
+        let seg = within("segment before restart", sub.next_segment())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(seg.seq, i);
         assert_eq!(seg.collect(100).await.unwrap(), format!("before-{i}"));
     }
@@ -34,7 +48,10 @@ async fn server_killed_mid_segment_publisher_resumes_and_readers_wake() {
     // Segment 3 is half written when the server dies.
     let mut w = publisher.next_segment().await.unwrap();
     w.write(Bytes::from_static(b"half")).await.unwrap();
-    let mut seg3 = within("segment 3 head", sub.next_segment()).await.unwrap().unwrap();
+    let mut seg3 = within("segment 3 head", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seg3.seq, 3);
     assert_eq!(seg3.chunk().await.unwrap().unwrap(), "half");
     first.kill().await;
@@ -65,12 +82,18 @@ async fn server_killed_mid_segment_publisher_resumes_and_readers_wake() {
         got
     });
     for i in 4..7 {
-        let seq = within("publish after restart", publish_one(&mut publisher, &format!("after-{i}"))).await;
+        let seq = within(
+            "publish after restart",
+            publish_one(&mut publisher, &format!("after-{i}")),
+        )
+        .await;
         assert_eq!(seq, i);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let got = within("reader after restart", reader).await.unwrap();
-    let expected: Vec<(i64, Bytes)> = (4..7).map(|i| (i, Bytes::from(format!("after-{i}")))).collect();
+    let expected: Vec<(i64, Bytes)> = (4..7)
+        .map(|i| (i, Bytes::from(format!("after-{i}"))))
+        .collect();
     assert_eq!(got, expected);
     assert_eq!(second.state.channel("cam").unwrap().next_write(), 7);
 }
@@ -79,18 +102,33 @@ async fn server_killed_mid_segment_publisher_resumes_and_readers_wake() {
 async fn restarted_publisher_resumes_with_reset() {
     let s = start_server(test_config(), &["cam"]).await;
     let url = format!("{}cam", s.base_url());
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
 
-    let mut old = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut old = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     for i in 0..2 {
         publish_one(&mut old, &format!("old-{i}")).await;
-        let seg = within("old segment", sub.next_segment()).await.unwrap().unwrap();
+        let seg = within("old segment", sub.next_segment())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(seg.collect(100).await.unwrap(), format!("old-{i}"));
     }
     // The old publisher dies in the middle of segment 2.
     let mut w = old.next_segment().await.unwrap();
     w.write(Bytes::from_static(b"partial")).await.unwrap();
-    let seg2 = within("segment 2", sub.next_segment()).await.unwrap().unwrap();
+    let seg2 = within("segment 2", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seg2.seq, 2);
     drop(w);
     drop(old);
@@ -98,11 +136,16 @@ async fn restarted_publisher_resumes_with_reset() {
     let _ = within("segment 2 end", seg2.collect(100)).await;
 
     // A new process asks the server where to go on, and says it restarted.
-    let mut new = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut new = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     assert_eq!(new.next_seq(), Some(3));
     let seq = publish_one(&mut new, "new-3").await;
     assert_eq!(seq, 3);
-    let seg = within("reader wakes on new publisher", sub.next_segment()).await.unwrap().unwrap();
+    let seg = within("reader wakes on new publisher", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(seg.seq, 3);
     assert_eq!(seg.collect(100).await.unwrap(), "new-3");
 }
@@ -111,7 +154,9 @@ async fn restarted_publisher_resumes_with_reset() {
 async fn publisher_gives_up_after_three_consecutive_failures() {
     let s = start_server(test_config(), &["cam"]).await;
     let url = format!("{}cam", s.base_url());
-    let mut publisher = Publisher::connect(&url, PublisherOptions::default()).await.unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
     publish_one(&mut publisher, "ok").await;
     s.kill().await;
     let mut terminal = None;
@@ -132,7 +177,10 @@ async fn publisher_gives_up_after_three_consecutive_failures() {
     }
     let e = terminal.expect("publisher must give up");
     assert!(e.is_terminal(), "{e}");
-    assert!(e.to_string().contains("3 consecutive segment failures"), "{e}");
+    assert!(
+        e.to_string().contains("3 consecutive segment failures"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,9 +188,15 @@ async fn publisher_at_minus_one_learns_its_seq_from_the_server() {
     // What a publisher does when it cannot ask /next (older servers).
     let s = start_server(test_config(), &["cam"]).await;
     let url = format!("{}cam", s.base_url());
-    let mut p = Publisher::connect(&url, PublisherOptions { start_seq: Some(-1), ..Default::default() })
-        .await
-        .unwrap();
+    let mut p = Publisher::connect(
+        &url,
+        PublisherOptions {
+            start_seq: Some(-1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let mut w = p.next_segment().await.unwrap();
     assert_eq!(w.seq(), -1);
     w.write(Bytes::from_static(b"a")).await.unwrap();

@@ -27,7 +27,9 @@ pub enum ReadSlot {
 pub enum WriteSlot {
     Claimed(Arc<Segment>),
     /// The seq already holds data or another POST: it is never replaced.
-    Taken { seq: i64 },
+    Taken {
+        seq: i64,
+    },
     Closed,
 }
 
@@ -219,7 +221,10 @@ mod tests {
             write(&ch, seq, b"x");
         }
         assert_eq!(ch.next_write(), 8);
-        assert!(matches!(ch.for_read(2), ReadSlot::Missing { seq: 2, latest: 8 }));
+        assert!(matches!(
+            ch.for_read(2),
+            ReadSlot::Missing { seq: 2, latest: 8 }
+        ));
         assert!(matches!(ch.for_read(3), ReadSlot::Found(s) if s.seq() == 3));
         assert!(matches!(ch.for_read(-2), ReadSlot::Found(s) if s.seq() == 7));
         assert!(matches!(ch.for_read(-1), ReadSlot::Found(s) if s.seq() == 8));
@@ -239,16 +244,23 @@ mod tests {
     async fn written_seq_is_not_replaced() {
         let ch = Channel::new("c".into(), None);
         write(&ch, 0, b"first");
-        assert!(matches!(ch.for_write(0, false, None), WriteSlot::Taken { seq: 0 }));
+        assert!(matches!(
+            ch.for_write(0, false, None),
+            WriteSlot::Taken { seq: 0 }
+        ));
     }
 
     #[tokio::test]
     async fn reset_closes_other_segments() {
         let ch = Channel::new("c".into(), None);
         write(&ch, 0, b"a");
-        let ReadSlot::Found(waiting) = ch.for_read(1) else { panic!() };
+        let ReadSlot::Found(waiting) = ch.for_read(1) else {
+            panic!()
+        };
         assert!(!waiting.is_closed());
-        let WriteSlot::Claimed(seg) = ch.for_write(0 + 5, true, None) else { panic!() };
+        let WriteSlot::Claimed(seg) = ch.for_write(5, true, None) else {
+            panic!()
+        };
         assert!(waiting.is_closed());
         assert_eq!(seg.seq(), 5);
         assert_eq!(ch.next_write(), 5);
@@ -257,7 +269,9 @@ mod tests {
     #[tokio::test]
     async fn closed_channel_refuses_reads_and_writes() {
         let ch = Channel::new("c".into(), None);
-        let ReadSlot::Found(waiting) = ch.for_read(0) else { panic!() };
+        let ReadSlot::Found(waiting) = ch.for_read(0) else {
+            panic!()
+        };
         ch.close();
         assert!(waiting.is_closed());
         assert!(matches!(ch.for_read(3), ReadSlot::Closed { .. }));

@@ -47,19 +47,36 @@ pub enum ClientError {
     Tls(#[from] TlsError),
     #[error("invalid URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("{method} {url}: {source}")]
+    #[error("{method} {url}: {detail}")]
     Request {
         method: Method,
         url: String,
-        source: hyper_util::client::legacy::Error,
+        /// The whole cause chain: hyper's own message says only "Connect".
+        detail: String,
+        connect: bool,
     },
+}
+
+/// Joins an error and its sources, so a TLS or DNS cause is not lost.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let msg = s.to_string();
+        if !out.contains(&msg) {
+            out.push_str(": ");
+            out.push_str(&msg);
+        }
+        cur = s.source();
+    }
+    out
 }
 
 impl ClientError {
     /// Whether the request never reached the server (refused, DNS, TLS):
     /// safe to retry without the server having seen anything.
     pub fn is_connect(&self) -> bool {
-        matches!(self, ClientError::Request { source, .. } if source.is_connect())
+        matches!(self, ClientError::Request { connect: true, .. })
     }
 }
 
@@ -88,7 +105,9 @@ pub fn parse_url(url: &str) -> Result<Uri, ClientError> {
         url: url.to_string(),
         reason: reason.to_string(),
     };
-    let uri: Uri = url.parse().map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
     match uri.scheme_str() {
         Some("http") | Some("https") => {}
         _ => return Err(bad("scheme must be http or https")),
@@ -157,7 +176,8 @@ impl HttpClient {
             .map_err(|source| ClientError::Request {
                 method,
                 url: url.to_string(),
-                source,
+                detail: error_chain(&source),
+                connect: source.is_connect(),
             })
     }
 }

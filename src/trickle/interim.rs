@@ -32,7 +32,12 @@ impl InterimHandle {
     /// Queues one `100 Continue` and wakes the connection so it is written now.
     pub fn send_continue(&self) {
         self.0.requested.fetch_add(1, Ordering::AcqRel);
-        let waker = self.0.waker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let waker = self
+            .0
+            .waker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
         if let Some(w) = waker {
             w.wake();
         }

@@ -186,7 +186,9 @@ impl Drop for PendingPost {
         // The body gets an error, not a clean end: hyper then resets the
         // request rather than sending the terminating chunk.
         if !self.consumed.load(Ordering::Acquire) {
-            let _ = self.tx.try_send(Err(io::Error::other("preconnect abandoned")));
+            let _ = self
+                .tx
+                .try_send(Err(io::Error::other("preconnect abandoned")));
             self.response.abort();
         }
     }
@@ -266,7 +268,8 @@ pub async fn create_channel(
     url: &str,
     content_type: &str,
 ) -> Result<(), PublishError> {
-    let ct = HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/octet-stream"));
+    let ct = HeaderValue::from_str(content_type)
+        .unwrap_or(HeaderValue::from_static("application/octet-stream"));
     let resp = client
         .send(Method::POST, url, &[("expect-content", ct)], empty_body())
         .await?;
@@ -288,12 +291,11 @@ impl Publisher {
         let client = HttpClient::new(&opts.client)?;
         super::client::parse_url(url)?;
         let url: Arc<str> = Arc::from(url.trim_end_matches('/'));
-        let content_type = HeaderValue::from_str(&opts.content_type).map_err(|_| {
-            ClientError::BadUrl {
+        let content_type =
+            HeaderValue::from_str(&opts.content_type).map_err(|_| ClientError::BadUrl {
                 url: url.to_string(),
                 reason: format!("content type {:?} is not a valid header", opts.content_type),
-            }
-        })?;
+            })?;
         let (next_seq, send_reset) = match opts.start_seq {
             // -1: let the server place each segment until it tells us where.
             Some(seq) if seq < 0 => (None, false),
@@ -319,16 +321,14 @@ impl Publisher {
         Ok(publisher)
     }
 
-    /// Asks the server where to write. `Ok(None)` when it cannot say (an older
-    /// server without `/next`): the first POST then goes to `-1`.
+    /// Asks the server where to write. `Ok(None)` when it answers but cannot
+    /// say (an older server without `/next`): the first POST then goes to `-1`.
+    /// An unreachable server is an error, for the caller to retry.
     async fn resolve_next(client: &HttpClient, url: &str) -> Result<Option<i64>, PublishError> {
         let next_url = format!("{url}/next");
         let resp = match client.send(Method::GET, &next_url, &[], empty_body()).await {
             Ok(r) => r,
-            Err(e) => {
-                warn!(url, error = %e, "cannot ask the server for its position; publishing at -1");
-                return Ok(None);
-            }
+            Err(e) => return Err(e.into()),
         };
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(PublishError::ChannelNotFound { url: url.into() });
@@ -338,7 +338,12 @@ impl Publisher {
         }
         let header = header_i64(&resp, HDR_LATEST);
         let status = resp.status();
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         let seq = header.or_else(|| std::str::from_utf8(&body).ok()?.trim().parse().ok());
         match (status, seq) {
             (StatusCode::OK, Some(seq)) => {
@@ -359,12 +364,23 @@ impl Publisher {
 
     /// The seq the next segment will get, when known.
     pub fn next_seq(&self) -> Option<i64> {
-        self.next_seq
-            .or_else(|| self.shared.learned_seq.lock().ok().and_then(|s| s.map(|v| v + 1)))
+        self.next_seq.or_else(|| {
+            self.shared
+                .learned_seq
+                .lock()
+                .ok()
+                .and_then(|s| s.map(|v| v + 1))
+        })
     }
 
     fn check_terminal(&self) -> Result<(), PublishError> {
-        if let Some(reason) = self.shared.terminal.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(reason) = self
+            .shared
+            .terminal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             return Err(PublishError::Segment {
                 url: self.poster.url.to_string(),
                 seq: self.next_seq.unwrap_or(-1),
@@ -373,7 +389,12 @@ impl Publisher {
         }
         let failures = self.shared.consecutive_failures.load(Ordering::Acquire);
         if failures >= self.opts.max_consecutive_failures {
-            let last = self.shared.last_failure.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let last = self
+                .shared
+                .last_failure
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
             let err = PublishError::TooManyFailures {
                 url: self.poster.url.to_string(),
                 failures,
@@ -395,7 +416,11 @@ impl Publisher {
             self.backoff.reset();
         }
         if self.next_seq.is_none() {
-            let learned = *self.shared.learned_seq.lock().unwrap_or_else(|p| p.into_inner());
+            let learned = *self
+                .shared
+                .learned_seq
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
             self.next_seq = learned.map(|s| s + 1);
         }
         let reset = std::mem::take(&mut self.send_reset);
@@ -540,7 +565,10 @@ impl SegmentWriter {
                 Err(_) => {
                     // Abort the body so the server closes the segment for readers.
                     let _ = post.tx.try_send(Err(io::Error::other("write timeout")));
-                    let _ = self.fail(format!("no room in the HTTP body for {:?}", self.write_timeout));
+                    let _ = self.fail(format!(
+                        "no room in the HTTP body for {:?}",
+                        self.write_timeout
+                    ));
                     return Err(PublishError::WriteTimeout {
                         url: self.poster.url.to_string(),
                         seq: self.seq,
@@ -585,14 +613,20 @@ impl SegmentWriter {
                 if let Some(server_seq) = o.seq {
                     if self.seq == -1 {
                         self.seq = server_seq;
-                        *self.shared.learned_seq.lock().unwrap_or_else(|p| p.into_inner()) =
-                            Some(server_seq);
+                        *self
+                            .shared
+                            .learned_seq
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner()) = Some(server_seq);
                     } else if server_seq != self.seq {
                         warn!(url = %self.poster.url, ours = self.seq, server = server_seq, "server wrote a different seq");
                     }
                 }
                 self.shared.consecutive_failures.store(0, Ordering::Release);
-                self.shared.stats.segments_ok.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .stats
+                    .segments_ok
+                    .fetch_add(1, Ordering::Relaxed);
                 Ok(SegmentReport {
                     seq: self.seq,
                     bytes: self.bytes,

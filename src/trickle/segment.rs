@@ -249,7 +249,10 @@ mod tests {
         let waiter = tokio::spawn(async move { r.next().await });
         tokio::task::yield_now().await;
         seg.append(Bytes::from_static(b"x"));
-        assert_eq!(waiter.await.unwrap(), ReadEvent::Data(Bytes::from_static(b"x")));
+        assert_eq!(
+            waiter.await.unwrap(),
+            ReadEvent::Data(Bytes::from_static(b"x"))
+        );
     }
 
     #[tokio::test]

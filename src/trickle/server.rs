@@ -263,7 +263,11 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     })
 }
 
-async fn serve(listener: TcpListener, state: Arc<ServerState>, mut shutdown: watch::Receiver<bool>) {
+async fn serve(
+    listener: TcpListener,
+    state: Arc<ServerState>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(state.config.max_connections));
     let mut sweep = tokio::time::interval(state.config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -325,8 +329,10 @@ async fn serve(listener: TcpListener, state: Arc<ServerState>, mut shutdown: wat
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(full(Bytes::copy_from_slice(msg.as_bytes())));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -387,7 +393,11 @@ fn authorized(state: &ServerState, req: &Request<Incoming>) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn handle(state: Arc<ServerState>, interim: InterimHandle, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    state: Arc<ServerState>,
+    interim: InterimHandle,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if !authorized(&state, &req) {
         let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized");
         r.headers_mut()
@@ -511,7 +521,10 @@ async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response
         .unwrap_or_else(|| "application/octet-stream".to_string());
     let stats_state = state.clone();
     let first_len = first.len() as u64;
-    state.stats.bytes_out.fetch_add(first_len, Ordering::Relaxed);
+    state
+        .stats
+        .bytes_out
+        .fetch_add(first_len, Ordering::Relaxed);
     let stream = futures_util::stream::unfold(
         (Some(first), reader, stats_state),
         |(pending, mut reader, st)| async move {
@@ -520,7 +533,9 @@ async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response
             }
             match reader.next().await {
                 ReadEvent::Data(b) => {
-                    st.stats.bytes_out.fetch_add(b.len() as u64, Ordering::Relaxed);
+                    st.stats
+                        .bytes_out
+                        .fetch_add(b.len() as u64, Ordering::Relaxed);
                     Some((Ok(Frame::data(b)), (None, reader, st)))
                 }
                 ReadEvent::End => None,
@@ -644,8 +659,16 @@ async fn post_segment(
                     total += data.len();
                     if total > state.config.max_segment_bytes {
                         seg.close();
-                        state.stats.rejected_oversize.fetch_add(1, Ordering::Relaxed);
-                        warn!(channel = name, seq, limit = state.config.max_segment_bytes, "segment over size limit, closed");
+                        state
+                            .stats
+                            .rejected_oversize
+                            .fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            channel = name,
+                            seq,
+                            limit = state.config.max_segment_bytes,
+                            "segment over size limit, closed"
+                        );
                         let mut r = text(
                             StatusCode::PAYLOAD_TOO_LARGE,
                             &format!("Segment exceeds {} bytes", state.config.max_segment_bytes),
@@ -654,7 +677,10 @@ async fn post_segment(
                             .insert(header::CONNECTION, HeaderValue::from_static("close"));
                         return r;
                     }
-                    state.stats.bytes_in.fetch_add(data.len() as u64, Ordering::Relaxed);
+                    state
+                        .stats
+                        .bytes_in
+                        .fetch_add(data.len() as u64, Ordering::Relaxed);
                     // A closed segment (deleted, evicted, channel closed) drops
                     // the rest; the POST is still drained and answered.
                     seg.append(data);
@@ -699,15 +725,33 @@ mod tests {
     #[test]
     fn targets() {
         let b = "/ai/trickle/";
-        assert_eq!(parse_target(b, "/ai/trickle/abc"), Ok(Target::Channel("abc")));
-        assert_eq!(parse_target(b, "/ai/trickle/abc/"), Ok(Target::Channel("abc")));
-        assert_eq!(parse_target(b, "/ai/trickle/abc/7"), Ok(Target::Segment("abc", 7)));
-        assert_eq!(parse_target(b, "/ai/trickle/abc/-2"), Ok(Target::Segment("abc", -2)));
-        assert_eq!(parse_target(b, "/ai/trickle/abc/next"), Ok(Target::Next("abc")));
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc"),
+            Ok(Target::Channel("abc"))
+        );
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc/"),
+            Ok(Target::Channel("abc"))
+        );
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc/7"),
+            Ok(Target::Segment("abc", 7))
+        );
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc/-2"),
+            Ok(Target::Segment("abc", -2))
+        );
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc/next"),
+            Ok(Target::Next("abc"))
+        );
         assert_eq!(parse_target(b, "/ai/trickle/abc/-3"), Err("Invalid idx"));
         assert_eq!(parse_target(b, "/ai/trickle/abc/x"), Err("Invalid idx"));
         assert_eq!(parse_target(b, "/other/abc"), Err("Not found"));
-        assert_eq!(parse_target(b, "/ai/trickle/a%20b"), Err("Invalid channel name"));
+        assert_eq!(
+            parse_target(b, "/ai/trickle/a%20b"),
+            Err("Invalid channel name")
+        );
         assert_eq!(parse_target(b, "/ai/trickle/a/1/2"), Err("Not found"));
     }
 }

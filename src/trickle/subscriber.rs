@@ -133,7 +133,9 @@ impl IncomingSegment {
 enum Attempt {
     Segment(IncomingSegment),
     /// 470: not held; `latest` is the server's next write seq.
-    Missing { latest: Option<i64> },
+    Missing {
+        latest: Option<i64>,
+    },
     EndOfStream,
     Failed(String),
 }
@@ -178,7 +180,12 @@ async fn get(client: HttpClient, url: String, seq: i64) -> Attempt {
         };
     }
     if status != StatusCode::OK {
-        let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
         return Attempt::Failed(format!(
             "GET {seg_url} answered {status}: {}",
             String::from_utf8_lossy(&body).trim()
@@ -219,7 +226,10 @@ impl Subscriber {
     }
 
     fn spawn_get(&self, seq: i64) -> (i64, JoinHandle<Attempt>) {
-        (seq, tokio::spawn(get(self.client.clone(), self.url.clone(), seq)))
+        (
+            seq,
+            tokio::spawn(get(self.client.clone(), self.url.clone(), seq)),
+        )
     }
 
     /// The next segment, or `Ok(None)` once the channel has ended.

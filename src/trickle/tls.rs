@@ -64,7 +64,10 @@ pub fn parse_pin(pin: &str) -> Result<[u8; 32], TlsError> {
 
 /// SHA-256 of a certificate, lowercase hex, as `pin_sha256` expects.
 pub fn fingerprint(cert: &[u8]) -> String {
-    Sha256::digest(cert).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(cert)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl TlsOptions {
@@ -157,7 +160,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -166,7 +174,12 @@ impl ServerCertVerifier for Pinned {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -198,7 +211,12 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -207,7 +225,12 @@ impl ServerCertVerifier for Unverified {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -226,7 +249,10 @@ mod tests {
         assert_eq!(parse_pin(&hex).unwrap(), [0xab; 32]);
         assert_eq!(parse_pin(&colons).unwrap(), [0xab; 32]);
         assert!(matches!(parse_pin("abcd"), Err(TlsError::BadPin(_))));
-        assert!(matches!(parse_pin(&"zz".repeat(32)), Err(TlsError::BadPin(_))));
+        assert!(matches!(
+            parse_pin(&"zz".repeat(32)),
+            Err(TlsError::BadPin(_))
+        ));
     }
 
     #[test]

@@ -22,7 +22,9 @@ pub fn test_config() -> ServerConfig {
 
 pub async fn start_server(mut config: ServerConfig, channels: &[&str]) -> RunningServer {
     for c in channels {
-        config.channels.push((c.to_string(), Some("video/MP2T".into())));
+        config
+            .channels
+            .push((c.to_string(), Some("video/MP2T".into())));
     }
     server::start(config).await.expect("server starts")
 }
@@ -82,7 +84,8 @@ impl Raw {
 
     /// Starts a chunked POST; body chunks follow with `chunk` and `end`.
     pub async fn start_post(&mut self, path: &str, extra: &[(&str, &str)]) {
-        let mut req = format!("POST {path} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n");
+        let mut req =
+            format!("POST {path} HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n");
         for (k, v) in extra {
             req.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -196,7 +199,12 @@ impl Raw {
 }
 
 /// One complete request/response on a fresh connection.
-pub async fn simple(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, &str)]) -> (Head, Vec<u8>) {
+pub async fn simple(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    extra: &[(&str, &str)],
+) -> (Head, Vec<u8>) {
     let mut c = Raw::connect(addr).await;
     c.request(method, path, extra).await;
     let (h, _) = c.final_head().await;
@@ -205,7 +213,12 @@ pub async fn simple(addr: SocketAddr, method: &str, path: &str, extra: &[(&str, 
 }
 
 /// POSTs a whole segment on a fresh connection.
-pub async fn post(addr: SocketAddr, path: &str, data: &[u8], extra: &[(&str, &str)]) -> (Head, Vec<u8>) {
+pub async fn post(
+    addr: SocketAddr,
+    path: &str,
+    data: &[u8],
+    extra: &[(&str, &str)],
+) -> (Head, Vec<u8>) {
     let mut c = Raw::connect(addr).await;
     c.start_post(path, extra).await;
     if !data.is_empty() {

@@ -1,0 +1,142 @@
+//! Interop with Livepeer's Python SDK (`livepeer-gateway`), byte for byte:
+//! its publisher into our server read by our subscriber, and our publisher
+//! read by its subscriber. `ci/test.sh` creates the SDK's venv and exports
+//! `TRICKLE_EDGE_INTEROP_PYTHON`; under CI the test refuses to skip.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+use bytes::Bytes;
+use common::*;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+
+const SEGMENTS: i64 = 20;
+
+/// Same bytes as tests/interop/py_common.py.
+fn payload(seq: i64) -> Vec<u8> {
+    let size = 1000 + (seq * 7919) % 50000;
+    (0..size).map(|k| ((seq * 31 + k) % 256) as u8).collect()
+}
+
+fn python() -> Option<String> {
+    match std::env::var("TRICKLE_EDGE_INTEROP_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must run the interop test: run it through ci/test.sh (TRICKLE_EDGE_INTEROP_PYTHON unset)"
+            );
+            eprintln!("skipping: TRICKLE_EDGE_INTEROP_PYTHON is not set (ci/test.sh sets it)");
+            None
+        }
+    }
+}
+
+fn script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop")
+        .join(name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livepeer_python_publisher_to_our_subscriber() {
+    let Some(py) = python() else { return };
+    let s = start_server(test_config(), &["frompy"]).await;
+    let url = format!("{}frompy", s.base_url());
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut child = Command::new(&py)
+        .arg(script("py_publish.py"))
+        .arg(&url)
+        .arg(SEGMENTS.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python publisher");
+    let mut stdin = child.stdin.take().unwrap();
+    for seq in 0..SEGMENTS {
+        let seg = within("segment from the Python SDK", sub.next_segment())
+            .await
+            .unwrap()
+            .expect("segment");
+        assert_eq!(seg.seq, seq);
+        assert_eq!(seg.content_type.as_deref(), Some("video/MP2T"));
+        let body = seg.collect(1 << 20).await.unwrap();
+        assert_eq!(body, Bytes::from(payload(seq)), "segment {seq} byte-exact");
+        stdin.write_all(b"ack\n").await.unwrap();
+    }
+    drop(stdin);
+    // Its close() deletes the channel: our subscriber sees the end of stream.
+    assert!(
+        within("end of stream", sub.next_segment())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let status = within("Python publisher exit", child.wait()).await.unwrap();
+    assert!(status.success(), "Python publisher failed: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_publisher_to_livepeer_python_subscriber() {
+    let Some(py) = python() else { return };
+    let s = start_server(test_config(), &["topy"]).await;
+    let url = format!("{}topy", s.base_url());
+    let out = std::env::temp_dir().join(format!("trickle-edge-interop-{}", std::process::id()));
+    std::fs::create_dir_all(&out).unwrap();
+    let mut child = Command::new(&py)
+        .arg(script("py_subscribe.py"))
+        .arg(&url)
+        .arg(SEGMENTS.to_string())
+        .arg(&out)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the Python subscriber");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
+    for seq in 0..SEGMENTS {
+        if seq >= 3 {
+            // Stay at most 3 segments ahead of the (slower) Python reader.
+            let line = within("Python subscriber progress", lines.next_line())
+                .await
+                .unwrap()
+                .expect("a line");
+            assert!(line.starts_with("got "), "{line}");
+        }
+        let mut w = publisher.next_segment().await.unwrap();
+        for chunk in payload(seq).chunks(16384) {
+            w.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+        }
+        assert_eq!(w.finish().await.unwrap().seq, seq);
+    }
+    while within("Python subscriber output", lines.next_line())
+        .await
+        .unwrap()
+        .is_some()
+    {}
+    let status = within("Python subscriber exit", child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "Python subscriber failed: {status}");
+    for seq in 0..SEGMENTS {
+        let got = std::fs::read(out.join(seq.to_string()))
+            .unwrap_or_else(|e| panic!("segment {seq} missing: {e}"));
+        assert_eq!(got, payload(seq), "segment {seq} byte-exact");
+    }
+    std::fs::remove_dir_all(&out).ok();
+    publisher.close().await.unwrap();
+}
