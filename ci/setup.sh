@@ -11,7 +11,11 @@ SUDO=""
 pkgs=(
   build-essential pkg-config ca-certificates curl
   python3 python3-venv python3-pip
-  mosquitto
+  mosquitto procps
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav gstreamer1.0-tools
 )
 missing=()
 for p in "${pkgs[@]}"; do

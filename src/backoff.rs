@@ -58,6 +58,18 @@ pub struct Backoff {
 }
 
 impl Backoff {
+    /// A backoff from bounds already validated elsewhere (config parsing):
+    /// a zero minimum becomes 1 ms and a maximum below the minimum is raised
+    /// to it, rather than failing at run time.
+    pub fn new(min: Duration, max: Duration) -> Backoff {
+        let min = min.max(Duration::from_millis(1));
+        BackoffConfig {
+            min,
+            max: max.max(min),
+        }
+        .start()
+    }
+
     /// The ceiling for the next delay: `min * 2^attempt`, capped at `max`.
     pub fn ceiling(&self) -> Duration {
         let factor = 1u32.checked_shl(self.attempt.min(31)).unwrap_or(u32::MAX);

@@ -2,8 +2,11 @@
 //! trickle protocol and turns what the AI pipeline sends back into local actions.
 #![forbid(unsafe_code)]
 
+pub mod actions;
 pub mod backoff;
 pub mod cli;
 pub mod data;
+pub mod duration;
+pub mod media;
 pub mod rules;
 pub mod trickle;

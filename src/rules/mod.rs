@@ -24,7 +24,7 @@
 //!   as no time passing.
 
 mod config;
-mod duration;
+use crate::duration;
 mod engine;
 mod error;
 mod matcher;

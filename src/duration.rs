@@ -1,5 +1,6 @@
-//! Parsing of the small duration and count grammars used in rule configs:
-//! `"500ms"`, `"10s"`, `"2m"`, `"1h"`, `"1m30s"`, `"1.5s"`; `"2 of 3"`; `"5/1m"`.
+//! Human-readable durations for every config section: `"500ms"`, `"10s"`,
+//! `"2m"`, `"1h"`, `"1m30s"`, `"1.5s"`. One parser, so every error quotes the
+//! offending text the same way.
 
 use std::time::Duration;
 
@@ -58,6 +59,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, DurationError> {
         return Err(DurationError::TooLong(s.to_owned()));
     }
     Ok(total)
+}
+
+/// `serde(deserialize_with)` adapter so config structs hold real `Duration`s.
+pub fn deserialize<'de, D>(de: D) -> Result<Duration, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let text = <String as serde::Deserialize>::deserialize(de)?;
+    parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 #[cfg(test)]

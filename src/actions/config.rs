@@ -1,0 +1,285 @@
+//! Config schema of `[outputs.NAME]` tables. Pure data: validation that needs
+//! more than serde (URLs, argv, ranges) happens in each output's `build`, so
+//! its errors can name the output and the field.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::duration;
+
+/// One `[outputs.NAME]` table, selected by its `type` field.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum OutputConfig {
+    Gpio(GpioConfig),
+    Log(LogConfig),
+    Exec(ExecConfig),
+    Webhook(WebhookConfig),
+    Mqtt(MqttConfig),
+}
+
+/// Queue length in front of an output, unless the table sets `queue`.
+pub const DEFAULT_QUEUE: usize = 64;
+
+fn default_queue() -> usize {
+    DEFAULT_QUEUE
+}
+
+/// `type = "gpio"`: one output line.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioConfig {
+    #[serde(default)]
+    pub backend: GpioBackend,
+    /// `/dev/gpiochipN`, `gpiochipN`, or a chip label such as `pinctrl-rp1`.
+    /// Optional when `line` is a name: then every chip is searched.
+    #[serde(default)]
+    pub chip: Option<String>,
+    /// Offset (`17`) or line name (`"GPIO17"`). Required for `gpiocdev`; for
+    /// `simulated` it only names the line in the transition log.
+    #[serde(default)]
+    pub line: Option<LineSpec>,
+    #[serde(default)]
+    pub active_low: bool,
+    #[serde(default)]
+    pub drive: Drive,
+    #[serde(default)]
+    pub bias: Option<Bias>,
+    #[serde(default)]
+    pub failsafe: Failsafe,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+    /// Longest a kernel call may take before the line is counted as stuck.
+    #[serde(
+        default = "default_gpio_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub write_timeout: Duration,
+}
+
+fn default_gpio_timeout() -> Duration {
+    Duration::from_secs(1)
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpioBackend {
+    /// The kernel GPIO character device (uAPI v2).
+    #[default]
+    Gpiocdev,
+    /// No hardware: transitions go to an inspectable in-memory log.
+    Simulated,
+}
+
+/// A line by offset on its chip or by its name.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum LineSpec {
+    Offset(u32),
+    Name(String),
+}
+
+impl std::fmt::Display for LineSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LineSpec::Offset(o) => write!(f, "{o}"),
+            LineSpec::Name(n) => f.write_str(n),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Drive {
+    #[default]
+    PushPull,
+    OpenDrain,
+    OpenSource,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bias {
+    PullUp,
+    PullDown,
+    Disabled,
+}
+
+/// The state a line is put in at start-up, on `failsafe()` and on drop.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Failsafe {
+    #[default]
+    Inactive,
+    Active,
+}
+
+/// `type = "log"`: JSON Lines file with size-based rotation.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub path: PathBuf,
+    /// Rotate before a line would make the file larger than this.
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: u64,
+    /// Files kept, counting the live one: `path`, `path.1` … `path.(max_files-1)`.
+    #[serde(default = "default_max_files")]
+    pub max_files: u32,
+    /// At most one fsync per interval, to spare SD cards.
+    #[serde(default = "default_fsync", deserialize_with = "duration::deserialize")]
+    pub fsync_interval: Duration,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_max_bytes() -> u64 {
+    10 * 1024 * 1024
+}
+fn default_max_files() -> u32 {
+    5
+}
+fn default_fsync() -> Duration {
+    Duration::from_secs(1)
+}
+
+/// `type = "exec"`: run a program (never a shell) with the item on stdin.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecConfig {
+    pub argv: Vec<String>,
+    #[serde(
+        default = "default_exec_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub timeout: Duration,
+    #[serde(default = "default_max_concurrent")]
+    pub max_concurrent: usize,
+    /// Bytes of stdout and of stderr kept for the log; the rest is read and dropped.
+    #[serde(default = "default_output_cap")]
+    pub output_cap: usize,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_exec_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_concurrent() -> usize {
+    2
+}
+fn default_output_cap() -> usize {
+    64 * 1024
+}
+
+/// `type = "webhook"`: POST the item JSON to an `http://` URL.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// Per attempt: connect, send and receive the response head.
+    #[serde(
+        default = "default_webhook_timeout",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub timeout: Duration,
+    #[serde(
+        default = "default_retry_min",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub retry_min: Duration,
+    #[serde(
+        default = "default_retry_max",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub retry_max: Duration,
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_webhook_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+fn default_retry_min() -> Duration {
+    Duration::from_millis(200)
+}
+fn default_retry_max() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_max_attempts() -> u32 {
+    5
+}
+
+/// `type = "mqtt"`: publish the item JSON to a broker.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` (port defaults to 1883).
+    pub broker: String,
+    /// Defaults to `trickle-edge-<output>`.
+    #[serde(default)]
+    pub client_id: Option<String>,
+    /// Placeholders: `{rule}`, `{output}`, `{type}`, `{channel}`.
+    #[serde(default = "default_topic")]
+    pub topic: String,
+    #[serde(default)]
+    pub qos: u8,
+    #[serde(default)]
+    pub retain: bool,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<Secret>,
+    /// Largest item JSON published; bigger ones are counted as failed (an
+    /// oversized packet would otherwise cost the whole connection).
+    #[serde(default = "default_max_payload")]
+    pub max_payload: usize,
+    #[serde(
+        default = "default_keep_alive",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub keep_alive: Duration,
+    #[serde(
+        default = "default_reconnect_min",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub reconnect_min: Duration,
+    #[serde(
+        default = "default_reconnect_max",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub reconnect_max: Duration,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_topic() -> String {
+    "trickle-edge/{output}/{rule}".into()
+}
+fn default_max_payload() -> usize {
+    256 * 1024
+}
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_reconnect_min() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_reconnect_max() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// A string that never shows in `Debug` output (the agent keeps secrets out
+/// of logs, and configs get printed by `check`).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}

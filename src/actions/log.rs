@@ -1,0 +1,239 @@
+//! `type = "log"`: one JSON line per effect in a size-rotated file.
+//!
+//! Effects are written in batches (everything queued when the writer wakes)
+//! on the blocking pool, flushed to the OS per batch, and fsync'ed at most
+//! once per `fsync_interval`: SD cards wear out from per-line syncs.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde_json::json;
+use tokio::time::{Instant, sleep_until};
+
+use super::config::LogConfig;
+use super::counters::Counters;
+use super::json::{item_json, rfc3339};
+use super::queue::Queue;
+use super::{ActionError, action_name};
+use crate::rules::{Effect, OutputAction};
+
+/// The open log file and its rotation policy. Only used from blocking code.
+pub(crate) struct LogFile {
+    path: PathBuf,
+    file: BufWriter<File>,
+    size: u64,
+    max_bytes: u64,
+    max_files: u32,
+}
+
+impl LogFile {
+    /// Opens (appending) at build time so a bad path fails `Outputs::build`.
+    pub(crate) fn open(output: &str, cfg: &LogConfig) -> Result<LogFile, ActionError> {
+        let io_err = |source| ActionError::Io {
+            output: output.to_string(),
+            field: "path",
+            path: cfg.path.clone(),
+            source,
+        };
+        if cfg.max_files == 0 {
+            return Err(ActionError::Invalid {
+                output: output.into(),
+                field: "max_files",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if cfg.max_bytes == 0 {
+            return Err(ActionError::Invalid {
+                output: output.into(),
+                field: "max_bytes",
+                reason: "must be at least 1".into(),
+            });
+        }
+        let file = open_append(&cfg.path).map_err(io_err)?;
+        let size = file.metadata().map_err(io_err)?.len();
+        Ok(LogFile {
+            path: cfg.path.clone(),
+            file: BufWriter::new(file),
+            size,
+            max_bytes: cfg.max_bytes,
+            max_files: cfg.max_files,
+        })
+    }
+
+    /// Appends one line (with its newline), rotating first if it would not fit.
+    fn write_line(&mut self, line: &[u8]) -> io::Result<()> {
+        let len = line.len() as u64;
+        if self.size > 0 && self.size + len > self.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(line)?;
+        self.size += len;
+        Ok(())
+    }
+
+    /// `path` → `path.1` → … → `path.(max_files-1)`; the oldest falls off.
+    fn rotate(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        self.file.get_ref().sync_data()?;
+        let numbered = |i: u32| {
+            let mut p = self.path.clone().into_os_string();
+            p.push(format!(".{i}"));
+            PathBuf::from(p)
+        };
+        let keep = self.max_files - 1;
+        if keep == 0 {
+            std::fs::remove_file(&self.path)?;
+        } else {
+            for i in (1..keep).rev() {
+                match std::fs::rename(numbered(i), numbered(i + 1)) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        }
+        self.file = BufWriter::new(open_append(&self.path)?);
+        self.size = 0;
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
+    fn sync(&mut self) -> io::Result<()> {
+        self.file.flush()?;
+        self.file.get_ref().sync_data()
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
+}
+
+/// One log line for an effect.
+fn line_for(effect: &Effect, now: SystemTime) -> Vec<u8> {
+    let mut v = json!({
+        "ts": rfc3339(now),
+        "rule": &*effect.rule,
+        "output": &*effect.output,
+        "action": action_name(&effect.action),
+        "item": item_json(&effect.rule, effect.item.as_deref()),
+    });
+    if let OutputAction::Pulse { ms } = effect.action {
+        v["ms"] = ms.into();
+    }
+    let mut line = serde_json::to_vec(&v).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
+
+/// The output's task. On close it writes what is left, syncs, and returns.
+pub(crate) async fn run(
+    output: Arc<str>,
+    cfg: LogConfig,
+    file: LogFile,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+) {
+    // Under systemd, the lead wires a journald layer: structured fields there.
+    let journald = std::env::var_os("JOURNAL_STREAM").is_some();
+    let mut file = Some(file);
+    let mut last_sync = Instant::now();
+    let mut dirty = false;
+    loop {
+        let sync_at = dirty.then(|| last_sync + cfg.fsync_interval);
+        let first = tokio::select! {
+            e = queue.pop() => e,
+            _ = sleep_until(sync_at.unwrap_or_else(Instant::now)), if sync_at.is_some() => {
+                with_file(&mut file, |f| f.sync(), &output).await;
+                last_sync = Instant::now();
+                dirty = false;
+                continue;
+            }
+        };
+        let Some(first) = first else {
+            with_file(&mut file, |f| f.sync(), &output).await;
+            return;
+        };
+        let mut batch = vec![first];
+        batch.extend(queue.drain_ready());
+        let now = SystemTime::now();
+        let lines: Vec<Vec<u8>> = batch.iter().map(|e| line_for(e, now)).collect();
+        if journald {
+            for e in &batch {
+                let item = e.item.as_deref();
+                tracing::info!(
+                    target: "trickle_edge::actions::log",
+                    output = %e.output,
+                    rule = %e.rule,
+                    action = action_name(&e.action),
+                    channel = item.map(|i| &*i.channel),
+                    seq = item.map(|i| i.seq),
+                    event_type = item.and_then(|i| i.event_type.as_deref()),
+                    "effect"
+                );
+            }
+        }
+        let written = with_file(
+            &mut file,
+            move |f| {
+                let mut ok = 0usize;
+                for line in &lines {
+                    f.write_line(line)?;
+                    ok += 1;
+                }
+                f.flush().map(|()| ok)
+            },
+            &output,
+        )
+        .await
+        .unwrap_or(0);
+        for _ in 0..written {
+            counters.sent();
+        }
+        for _ in written..batch.len() {
+            counters.failed();
+        }
+        dirty = true;
+        if last_sync.elapsed() >= cfg.fsync_interval {
+            with_file(&mut file, |f| f.sync(), &output).await;
+            last_sync = Instant::now();
+            dirty = false;
+        }
+    }
+}
+
+/// Runs blocking file work on the blocking pool, handing the file there and
+/// back. After an error the file is reopened for the next batch (the disk
+/// may have been full, or the file removed under us).
+async fn with_file<T: Send + 'static>(
+    slot: &mut Option<LogFile>,
+    work: impl FnOnce(&mut LogFile) -> io::Result<T> + Send + 'static,
+    output: &str,
+) -> Option<T> {
+    let mut f = slot.take()?;
+    let (f, r) = tokio::task::spawn_blocking(move || {
+        let r = work(&mut f);
+        if r.is_err()
+            && let Ok(file) = open_append(&f.path)
+        {
+            f.size = file.metadata().map(|m| m.len()).unwrap_or(0);
+            f.file = BufWriter::new(file);
+        }
+        (f, r)
+    })
+    .await
+    .ok()?;
+    *slot = Some(f);
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(output, path = %slot.as_ref().map(|f| f.path.display().to_string()).unwrap_or_default(), error = %e, "log write failed");
+            None
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! `type = "mqtt"`: publishes the item JSON with rumqttc.
+//!
+//! The rumqttc event loop is polled in its own task: polling again after an
+//! error reconnects, so the task only adds backoff with full jitter and logs
+//! once per state change (connected / lost), never once per failed attempt.
+//! Publishing waits for room in rumqttc's bounded request channel; while the
+//! broker is down that fills, then our queue fills and drops the newest.
+
+use std::sync::Arc;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use tokio::time::sleep;
+
+use super::ActionError;
+use super::config::MqttConfig;
+use super::counters::Counters;
+use super::json::item_json;
+use super::queue::Queue;
+use crate::backoff::Backoff;
+use crate::rules::Effect;
+
+/// Placeholders the topic template may use.
+const PLACEHOLDERS: [&str; 4] = ["rule", "output", "type", "channel"];
+
+/// Broker address and QoS, checked at build.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    host: String,
+    port: u16,
+    qos: QoS,
+}
+
+pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionError> {
+    let invalid = |field, reason: String| ActionError::Invalid {
+        output: output.into(),
+        field,
+        reason,
+    };
+    let rest = cfg.broker.strip_prefix("mqtt://").ok_or_else(|| {
+        invalid(
+            "broker",
+            format!("{:?}: expected mqtt://host:port", cfg.broker),
+        )
+    })?;
+    let rest = rest.trim_end_matches('/');
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(':') => {
+            let port = p
+                .parse()
+                .map_err(|_| invalid("broker", format!("{:?}: bad port {p:?}", cfg.broker)))?;
+            (h, port)
+        }
+        _ => (rest, 1883),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("broker", format!("{:?}: no host", cfg.broker)));
+    }
+    let qos = match cfg.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        2 => QoS::ExactlyOnce,
+        q => return Err(invalid("qos", format!("{q}: must be 0, 1 or 2"))),
+    };
+    check_template(&cfg.topic).map_err(|reason| invalid("topic", reason))?;
+    if cfg.keep_alive < std::time::Duration::from_secs(1) {
+        return Err(invalid("keep_alive", "must be at least 1s".into()));
+    }
+    if cfg.password.is_some() && cfg.username.is_none() {
+        return Err(invalid("password", "needs `username`".into()));
+    }
+    Ok(Plan {
+        host: host.to_string(),
+        port,
+        qos,
+    })
+}
+
+fn check_template(t: &str) -> Result<(), String> {
+    let mut rest = t;
+    while let Some(open) = rest.find('{') {
+        let close = rest[open..]
+            .find('}')
+            .ok_or_else(|| format!("{t:?}: unclosed `{{`"))?
+            + open;
+        let name = &rest[open + 1..close];
+        if !PLACEHOLDERS.contains(&name) {
+            return Err(format!(
+                "{t:?}: unknown placeholder {{{name}}} (known: {{rule}}, {{output}}, {{type}}, {{channel}})"
+            ));
+        }
+        rest = &rest[close + 1..];
+    }
+    if t.is_empty() || t.contains(['+', '#']) {
+        return Err(format!(
+            "{t:?}: a publish topic must be non-empty without `+` or `#`"
+        ));
+    }
+    Ok(())
+}
+
+/// Fills the template; wildcard characters in values become `_` so an item's
+/// channel or type can never turn into a wildcard or an extra level.
+pub fn render_topic(template: &str, effect: &Effect) -> String {
+    let clean = |s: &str| s.replace(['+', '#', '/', '\0'], "_");
+    let item = effect.item.as_deref();
+    template
+        .replace("{rule}", &clean(&effect.rule))
+        .replace("{output}", &clean(&effect.output))
+        .replace(
+            "{type}",
+            &clean(item.and_then(|i| i.event_type.as_deref()).unwrap_or("none")),
+        )
+        .replace("{channel}", &clean(item.map_or("none", |i| &i.channel)))
+}
+
+/// Aborts the event-loop task when the publishing task ends or is aborted.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+pub(crate) async fn run(
+    output: Arc<str>,
+    cfg: MqttConfig,
+    plan: Plan,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+) {
+    let client_id = cfg
+        .client_id
+        .clone()
+        .unwrap_or_else(|| format!("trickle-edge-{output}"));
+    let mut opts = MqttOptions::new(client_id, plan.host.clone(), plan.port);
+    opts.set_keep_alive(cfg.keep_alive);
+    // rumqttc's default limit is 10 KiB, less than a busy detection item;
+    // room for the longest possible topic on top of the payload.
+    opts.set_max_packet_size(64 * 1024, cfg.max_payload + 64 * 1024);
+    if let Some(user) = &cfg.username {
+        opts.set_credentials(
+            user.clone(),
+            cfg.password
+                .as_ref()
+                .map(|p| p.0.clone())
+                .unwrap_or_default(),
+        );
+    }
+    let (client, mut events) = AsyncClient::new(opts, cfg.queue.max(1));
+    let broker = format!("{}:{}", plan.host, plan.port);
+    let ev_counters = counters.clone();
+    let ev_output = output.clone();
+    let (min, max) = (cfg.reconnect_min, cfg.reconnect_max);
+    let _event_loop = AbortOnDrop(tokio::spawn(async move {
+        let mut backoff = Backoff::new(min, max);
+        let mut connected: Option<bool> = None;
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    if connected != Some(true) {
+                        tracing::info!(output = %ev_output, broker, "MQTT connected");
+                    }
+                    connected = Some(true);
+                    backoff.reset();
+                }
+                Ok(Event::Outgoing(Outgoing::Publish(_))) => ev_counters.sent(),
+                Ok(_) => {}
+                Err(e) => {
+                    if connected != Some(false) {
+                        tracing::warn!(output = %ev_output, broker, error = %e, "MQTT connection lost, reconnecting with backoff");
+                    }
+                    connected = Some(false);
+                    ev_counters.retry();
+                    sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }));
+    while let Some(effect) = queue.pop().await {
+        let topic = render_topic(&cfg.topic, &effect);
+        let payload = serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref()))
+            .unwrap_or_default();
+        if payload.len() > cfg.max_payload {
+            counters.failed();
+            tracing::warn!(output = %output, topic, bytes = payload.len(), max_payload = cfg.max_payload, "MQTT message too large, not published");
+            continue;
+        }
+        if let Err(e) = client.publish(topic, plan.qos, cfg.retain, payload).await {
+            counters.failed();
+            tracing::warn!(output = %output, error = %e, "MQTT publish failed");
+        }
+    }
+    let _ = client.try_disconnect();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_checks() {
+        assert!(check_template("trickle-edge/{output}/{rule}").is_ok());
+        assert!(check_template("a/{type}/{channel}").is_ok());
+        assert!(check_template("a/{nope}").unwrap_err().contains("{nope}"));
+        assert!(check_template("a/{rule").is_err());
+        assert!(check_template("a/#").is_err());
+    }
+}

@@ -1,0 +1,179 @@
+//! `type = "webhook"`: POSTs the item JSON to a plain `http://` URL.
+//!
+//! One connection per delivery (webhooks are rare; no pool to go stale),
+//! each attempt bounded by `timeout`, failures retried with exponential
+//! backoff and full jitter. Deliveries are in order; while one is retrying,
+//! later effects wait in a queue that evicts the oldest when full.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::time::{sleep, timeout};
+
+use super::ActionError;
+use super::config::WebhookConfig;
+use super::counters::Counters;
+use super::json::item_json;
+use super::queue::Queue;
+use crate::backoff::Backoff;
+
+/// A validated target: where to connect and what to send in the request line.
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+}
+
+pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, ActionError> {
+    let invalid = |field, reason: String| ActionError::Invalid {
+        output: output.into(),
+        field,
+        reason,
+    };
+    let uri: Uri = cfg
+        .url
+        .parse()
+        .map_err(|e| invalid("url", format!("{:?}: {e}", cfg.url)))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(invalid(
+            "url",
+            format!("{:?}: only http:// is supported here", cfg.url),
+        ));
+    }
+    let authority = uri
+        .authority()
+        .ok_or_else(|| invalid("url", format!("{:?}: no host", cfg.url)))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid(
+            "url",
+            "credentials in the URL are not supported (they would end up in logs)".into(),
+        ));
+    }
+    if cfg.max_attempts == 0 {
+        return Err(invalid("max_attempts", "must be at least 1".into()));
+    }
+    if cfg.timeout.is_zero() {
+        return Err(invalid("timeout", "must be more than 0".into()));
+    }
+    Ok(Target {
+        host: authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string(),
+        port: authority.port_u16().unwrap_or(80),
+        authority: authority.as_str().to_string(),
+        path: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+    })
+}
+
+/// How one attempt ended.
+enum Attempt {
+    Delivered(StatusCode),
+    /// Worth trying again: connection refused, timeout, 408, 429, 5xx.
+    Retry(String),
+    /// The receiver rejected the request itself (other 4xx): retrying is futile.
+    Reject(StatusCode),
+}
+
+pub(crate) async fn run(
+    output: Arc<str>,
+    cfg: WebhookConfig,
+    target: Target,
+    queue: Arc<Queue>,
+    counters: Arc<Counters>,
+) {
+    while let Some(effect) = queue.pop().await {
+        let body = Bytes::from(
+            serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref()))
+                .unwrap_or_default(),
+        );
+        let mut backoff = Backoff::new(cfg.retry_min, cfg.retry_max);
+        let mut attempt = 1;
+        loop {
+            let outcome = match timeout(cfg.timeout, post(&target, body.clone())).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    counters.timeout();
+                    Attempt::Retry(format!("no response within {:?}", cfg.timeout))
+                }
+            };
+            match outcome {
+                Attempt::Delivered(status) => {
+                    counters.sent();
+                    tracing::debug!(output = %output, url = %cfg.url, %status, attempt, "webhook delivered");
+                    break;
+                }
+                Attempt::Reject(status) => {
+                    counters.failed();
+                    tracing::warn!(output = %output, url = %cfg.url, %status, "webhook rejected, not retrying");
+                    break;
+                }
+                Attempt::Retry(reason) if attempt >= cfg.max_attempts => {
+                    counters.failed();
+                    tracing::warn!(output = %output, url = %cfg.url, attempt, reason, "webhook failed, giving up");
+                    break;
+                }
+                Attempt::Retry(reason) => {
+                    let delay = backoff.next_delay();
+                    tracing::debug!(output = %output, url = %cfg.url, attempt, reason, ?delay, "webhook attempt failed, retrying");
+                    sleep(delay).await;
+                    counters.retry();
+                    attempt += 1;
+                }
+            }
+        }
+    }
+}
+
+async fn post(target: &Target, body: Bytes) -> Attempt {
+    let stream = match TcpStream::connect((target.host.as_str(), target.port)).await {
+        Ok(s) => s,
+        Err(e) => return Attempt::Retry(format!("connect: {e}")),
+    };
+    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
+    {
+        Ok(pair) => pair,
+        Err(e) => return Attempt::Retry(format!("handshake: {e}")),
+    };
+    // The connection future drives the socket; it ends when `sender` drops.
+    let conn = tokio::spawn(conn);
+    let request = Request::post(target.path.as_str())
+        .header(HOST, target.authority.as_str())
+        .header(CONTENT_TYPE, "application/json")
+        .header(
+            USER_AGENT,
+            concat!("trickle-edge/", env!("CARGO_PKG_VERSION")),
+        )
+        .body(Full::new(body));
+    let request = match request {
+        Ok(r) => r,
+        Err(e) => return Attempt::Retry(format!("building request: {e}")),
+    };
+    let result = sender.send_request(request).await;
+    drop(sender);
+    conn.abort();
+    match result {
+        Ok(resp) => {
+            let status = resp.status();
+            if status.is_success() {
+                Attempt::Delivered(status)
+            } else if status.is_server_error()
+                || status == StatusCode::TOO_MANY_REQUESTS
+                || status == StatusCode::REQUEST_TIMEOUT
+            {
+                Attempt::Retry(format!("status {status}"))
+            } else {
+                Attempt::Reject(status)
+            }
+        }
+        Err(e) => Attempt::Retry(format!("request: {e}")),
+    }
+}

@@ -1,0 +1,36 @@
+//! Camera capture: GStreamer pipeline build, encoder selection and probing,
+//! GOP segmenter and the self-healing camera supervisor.
+//!
+//! A consumer (the trickle publisher) does:
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), trickle_edge::media::MediaError> {
+//! use trickle_edge::media::{Camera, CameraConfig, EncoderConfig, QueueConfig};
+//! let cam = CameraConfig { source: "test".into(), width: 640, height: 360, fps: 30 };
+//! let (camera, mut segments) = Camera::new(cam, EncoderConfig::default(), QueueConfig::default())?;
+//! tokio::spawn(camera.run(std::future::pending()));
+//! while let Some(mut gop) = segments.next().await {
+//!     while let Some(bytes) = gop.next_chunk().await {
+//!         // stream `bytes` into the POST body of segment `gop.seq`
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
+
+mod camera;
+mod config;
+mod encoder;
+mod error;
+mod pipeline;
+mod segmenter;
+
+pub use camera::{Camera, CameraHandle};
+pub use config::{CameraConfig, EncoderConfig, EncoderKind, Source};
+pub use encoder::{
+    AUTO_ORDER, ProbeResult, all_element_names, element_name, probe_encoders, resolve,
+};
+pub use error::{MediaError, package_for};
+pub use pipeline::{PipelineSpec, build_pipeline};
+pub use segmenter::{
+    GopSegment, MediaStats, QueueConfig, SegmentQueue, SegmentSender, SegmentWriter, segment_queue,
+};

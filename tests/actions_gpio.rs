@@ -1,0 +1,206 @@
+//! Simulated GPIO: transitions, pulses, failsafe, and a stuck line.
+
+mod actions_support;
+
+use std::time::Duration;
+
+use actions_support::{PATIENCE, build, effect, eventually};
+use serde_json::json;
+use trickle_edge::actions::Dispatched;
+use trickle_edge::rules::OutputAction::{Activate, Deactivate, Deliver, Pulse};
+
+fn two_lines() -> trickle_edge::actions::Outputs {
+    build(json!({
+        "door": { "type": "gpio", "backend": "simulated", "line": "GPIO17" },
+        "siren": { "type": "gpio", "backend": "simulated", "line": 5, "failsafe": "active" },
+    }))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_up_applies_failsafe_states() {
+    let out = two_lines();
+    let sim = out.simulated_gpio();
+    assert_eq!(sim.states_of("GPIO17"), [false]);
+    assert_eq!(sim.states_of("5"), [true]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activate_deactivate_and_pulse() {
+    let out = two_lines();
+    let sim = out.simulated_gpio().clone();
+    assert_eq!(
+        out.dispatch(effect("door", Activate, 1)),
+        Dispatched::Queued
+    );
+    eventually("door active", PATIENCE, || {
+        sim.states_of("GPIO17") == [false, true]
+    })
+    .await;
+    // Repeating a state does not write again; Deliver means nothing to a line.
+    out.dispatch(effect("door", Activate, 2));
+    out.dispatch(effect("door", Deliver, 3));
+    out.dispatch(effect("door", Deactivate, 4));
+    eventually("door inactive", PATIENCE, || {
+        sim.states_of("GPIO17") == [false, true, false]
+    })
+    .await;
+    assert_eq!(out.counters_of("door").unwrap().sent, 3);
+
+    out.dispatch(effect("door", Pulse { ms: 200 }, 5));
+    eventually("pulse set and cleared", PATIENCE, || {
+        sim.states_of("GPIO17") == [false, true, false, true, false]
+    })
+    .await;
+    let t: Vec<_> = sim
+        .transitions()
+        .into_iter()
+        .filter(|t| &*t.line == "GPIO17")
+        .collect();
+    assert!(
+        t[4].at - t[3].at >= Duration::from_millis(200),
+        "pulse cleared early"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_pulse_extends_running_pulse() {
+    let out = two_lines();
+    let sim = out.simulated_gpio().clone();
+    out.dispatch(effect("door", Pulse { ms: 1_500 }, 1));
+    eventually("pulse started", PATIENCE, || {
+        sim.states_of("GPIO17") == [false, true]
+    })
+    .await;
+    let second = tokio::time::Instant::now();
+    out.dispatch(effect("door", Pulse { ms: 3_000 }, 2));
+    eventually("pulse ended", PATIENCE, || {
+        sim.states_of("GPIO17").len() == 3
+    })
+    .await;
+    // One set, one clear: the second pulse extended the first.
+    assert_eq!(sim.states_of("GPIO17"), [false, true, false]);
+    let cleared = sim.transitions().last().unwrap().at;
+    assert!(
+        cleared >= second + Duration::from_millis(3_000),
+        "extension ignored"
+    );
+    // A shorter pulse never shortens a running one.
+    out.dispatch(effect("door", Pulse { ms: 2_000 }, 3));
+    eventually("pulse 2 started", PATIENCE, || {
+        sim.states_of("GPIO17").len() == 4
+    })
+    .await;
+    let third = tokio::time::Instant::now();
+    out.dispatch(effect("door", Pulse { ms: 10 }, 4));
+    eventually("pulse 2 ended", PATIENCE, || {
+        sim.states_of("GPIO17").len() == 5
+    })
+    .await;
+    assert!(
+        sim.transitions().last().unwrap().at >= third,
+        "short pulse cut a long one"
+    );
+    assert_eq!(out.counters_of("door").unwrap().sent, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failsafe_resets_lines_and_cancels_pulses() {
+    let out = two_lines();
+    let sim = out.simulated_gpio().clone();
+    out.dispatch(effect("door", Activate, 1));
+    out.dispatch(effect("siren", Deactivate, 1));
+    eventually("both driven", PATIENCE, || {
+        sim.states_of("GPIO17") == [false, true] && sim.states_of("5") == [true, false]
+    })
+    .await;
+    out.failsafe().await;
+    // Applied by the time failsafe() returns.
+    assert_eq!(sim.states_of("GPIO17").last(), Some(&false));
+    assert_eq!(sim.states_of("5").last(), Some(&true));
+
+    // A pulse running on an active-failsafe line must not clear it afterwards.
+    let before = sim.states_of("5").len();
+    out.dispatch(effect("siren", Deactivate, 2));
+    out.dispatch(effect("siren", Pulse { ms: 300 }, 3));
+    eventually("siren pulse started", PATIENCE, || {
+        sim.states_of("5")[before..] == [false, true]
+    })
+    .await;
+    out.failsafe().await;
+    let after = sim.states_of("5").len();
+    tokio::time::sleep(Duration::from_millis(800)).await; // past the pulse end: nothing may happen
+    assert_eq!(
+        sim.states_of("5").len(),
+        after,
+        "pulse end fired after failsafe"
+    );
+    assert_eq!(sim.states_of("5").last(), Some(&true));
+
+    // The output keeps working after a failsafe.
+    out.dispatch(effect("door", Activate, 4));
+    eventually("door active again", PATIENCE, || {
+        sim.states_of("GPIO17").last() == Some(&true)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drop_applies_failsafe() {
+    let out = two_lines();
+    let sim = out.simulated_gpio().clone();
+    out.dispatch(effect("door", Activate, 1));
+    out.dispatch(effect("siren", Deactivate, 1));
+    eventually("both driven", PATIENCE, || {
+        sim.states_of("GPIO17").last() == Some(&true) && sim.states_of("5").last() == Some(&false)
+    })
+    .await;
+    drop(out);
+    assert_eq!(sim.states_of("GPIO17").last(), Some(&false));
+    assert_eq!(sim.states_of("5").last(), Some(&true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_line_does_not_stall_other_outputs() {
+    let out = build(json!({
+        "stuck": { "type": "gpio", "backend": "simulated", "line": "STUCK", "write_timeout": "200ms" },
+        "fine": { "type": "gpio", "backend": "simulated", "line": "FINE" },
+    }));
+    let sim = out.simulated_gpio().clone();
+    sim.stall("STUCK");
+    out.dispatch(effect("stuck", Activate, 1));
+    out.dispatch(effect("fine", Activate, 1));
+    eventually("fine line driven", PATIENCE, || {
+        sim.states_of("FINE") == [false, true]
+    })
+    .await;
+    eventually("stuck write timed out", PATIENCE, || {
+        let c = out.counters_of("stuck").unwrap();
+        c.timeouts == 1 && c.failed == 1
+    })
+    .await;
+    // While the first call is still stuck, later writes fail fast instead of
+    // piling up blocking threads.
+    out.dispatch(effect("stuck", Deactivate, 2));
+    out.dispatch(effect("stuck", Activate, 3));
+    eventually("later writes refused", PATIENCE, || {
+        out.counters_of("stuck").unwrap().failed >= 2
+    })
+    .await;
+    // failsafe() still returns, and the healthy line still gets it.
+    out.dispatch(effect("fine", Activate, 2));
+    out.failsafe().await;
+    assert_eq!(sim.states_of("FINE").last(), Some(&false));
+    sim.unstall("STUCK");
+    // The stuck call finally lands (stale "active"), then the failsafe that
+    // could not be applied earlier is retried on top of it.
+    eventually("failsafe retried after the stuck call", PATIENCE, || {
+        sim.states_of("STUCK") == [false, true, false]
+    })
+    .await;
+    out.dispatch(effect("stuck", Activate, 4));
+    eventually("stuck line recovered", PATIENCE, || {
+        sim.states_of("STUCK").last() == Some(&true)
+    })
+    .await;
+    assert!(out.counters_of("stuck").unwrap().sent >= 1);
+}

@@ -1,0 +1,200 @@
+//! MQTT output against a real mosquitto broker that the test starts, kills
+//! and restarts on a free loopback port.
+
+mod actions_support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actions_support::{PATIENCE, build, effect, eventually, free_port, temp_dir};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use serde_json::{Value, json};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use trickle_edge::rules::OutputAction::Deliver;
+
+/// A mosquitto process listening on 127.0.0.1:port only.
+struct Broker {
+    child: Child,
+}
+
+impl Broker {
+    async fn start(dir: &Path, port: u16) -> Broker {
+        let conf: PathBuf = dir.join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        )
+        .unwrap();
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&conf)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("mosquitto installed (apt-get install mosquitto)");
+        eventually("broker listening", PATIENCE, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        })
+        .await;
+        Broker { child }
+    }
+
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+/// A subscriber that (re)subscribes on every connection and forwards
+/// publishes as (topic, retain flag, JSON payload).
+fn subscriber(port: u16, id: &str) -> mpsc::UnboundedReceiver<(String, bool, Value)> {
+    let mut opts = MqttOptions::new(id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_max_packet_size(1 << 20, 1 << 20);
+    let (client, mut events) = AsyncClient::new(opts, 16);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        loop {
+            match events.poll().await {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    client
+                        .try_subscribe("trickle-edge/#", QoS::AtLeastOnce)
+                        .unwrap();
+                }
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    let v = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                    if tx.send((p.topic.clone(), p.retain, v)).is_err() {
+                        return;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    });
+    rx
+}
+
+fn big_effect(seq: i64, bytes: usize) -> trickle_edge::rules::Effect {
+    let mut e = effect("bus", Deliver, seq);
+    let mut item = (**e.item.as_ref().unwrap()).clone();
+    item.payload = trickle_edge::data::Payload::Text("x".repeat(bytes));
+    e.item = Some(std::sync::Arc::new(item));
+    e
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<(String, bool, Value)>) -> (String, bool, Value) {
+    tokio::time::timeout(PATIENCE, rx.recv())
+        .await
+        .expect("message within patience")
+        .expect("subscriber alive")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_retains_and_survives_broker_restart() {
+    let dir = temp_dir("mqtt");
+    let port = free_port();
+    let broker = Broker::start(&dir, port).await;
+
+    let out = build(json!({ "bus": {
+        "type": "mqtt", "broker": format!("mqtt://127.0.0.1:{port}"), "client_id": "edge-test",
+        "topic": "trickle-edge/{output}/{rule}/{type}/{channel}", "qos": 1, "retain": true,
+        "reconnect_min": "100ms", "reconnect_max": "1s", "max_payload": 200_000,
+    }}));
+
+    let mut live = subscriber(port, "sub-live");
+    // Wait until the live subscriber is subscribed: a probe retained message
+    // published by the agent shows up on it.
+    let mut seq = 0;
+    let first = loop {
+        seq += 1;
+        out.dispatch(effect("bus", Deliver, seq));
+        match tokio::time::timeout(Duration::from_millis(500), live.recv()).await {
+            Ok(Some(m)) => break m,
+            Ok(None) => panic!("subscriber ended"),
+            Err(_) => assert!(seq < 60, "no message reached the subscriber"),
+        }
+    };
+    assert_eq!(first.0, "trickle-edge/bus/rule-1/detection/data");
+    assert_eq!(first.2["rule"], "rule-1");
+    assert_eq!(first.2["payload"]["label"], "person");
+    eventually("publish counted", PATIENCE, || {
+        out.counters_of("bus").unwrap().sent >= 1
+    })
+    .await;
+
+    // A late subscriber gets the last message as retained. Once the live
+    // subscriber has seen it (QoS 1, in order), the broker has stored it.
+    let last_sent = seq;
+    let mut last_seen = first.2["seq"].as_i64().unwrap();
+    while last_seen < last_sent {
+        last_seen = next(&mut live).await.2["seq"].as_i64().unwrap();
+    }
+    let mut late = subscriber(port, "sub-late");
+    let (topic, retain, v) = next(&mut late).await;
+    assert_eq!(topic, "trickle-edge/bus/rule-1/detection/data");
+    assert!(retain, "late subscriber must see the retained flag");
+    assert_eq!(v["seq"], last_sent);
+
+    // Items beyond rumqttc's 10 KiB default go through; beyond `max_payload`
+    // they are counted as failed and the connection survives.
+    out.dispatch(big_effect(2_000, 100 * 1024));
+    out.dispatch(big_effect(2_001, 300 * 1024));
+    out.dispatch(effect("bus", Deliver, 2_002));
+    let mut got = Vec::new();
+    while got.last() != Some(&2_002) {
+        let (_, _, v) = next(&mut live).await;
+        got.push(v["seq"].as_i64().unwrap());
+    }
+    assert!(got.contains(&2_000) && !got.contains(&2_001), "{got:?}");
+    assert_eq!(out.counters_of("bus").unwrap().failed, 1);
+
+    // Kill the broker mid-test, restart it, and see a later message arrive.
+    broker.kill().await;
+    let retries_before = out.counters_of("bus").unwrap().retries;
+    eventually("agent noticed the broker is gone", PATIENCE, || {
+        out.counters_of("bus").unwrap().retries > retries_before
+    })
+    .await;
+    let broker = Broker::start(&dir, port).await;
+    let marker = 1_000;
+    let mut seq = marker;
+    loop {
+        out.dispatch(effect("bus", Deliver, seq));
+        seq += 1;
+        if let Ok(Some((_, _, v))) =
+            tokio::time::timeout(Duration::from_millis(300), live.recv()).await
+            && v["seq"].as_i64().unwrap_or(0) >= marker
+        {
+            break;
+        }
+        assert!(seq < marker + 100, "no message after broker restart");
+    }
+    broker.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_errors_name_the_field() {
+    for (cfg, field) in [
+        (
+            json!({ "type": "mqtt", "broker": "tcp://x:1883" }),
+            "`broker`",
+        ),
+        (
+            json!({ "type": "mqtt", "broker": "mqtt://x:1883", "qos": 3 }),
+            "`qos`",
+        ),
+        (
+            json!({ "type": "mqtt", "broker": "mqtt://x", "topic": "a/{nope}" }),
+            "`topic`",
+        ),
+    ] {
+        let cfgs = actions_support::configs(json!({ "bus": cfg }));
+        let err = trickle_edge::actions::Outputs::build(&cfgs)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.starts_with(&format!("output `bus`: {field}")), "{err}");
+    }
+}

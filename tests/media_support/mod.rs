@@ -1,0 +1,209 @@
+//! Helpers shared by the media tests: decode one segment alone, make test files.
+#![allow(dead_code)]
+
+use std::{path::Path, sync::atomic::Ordering, time::Duration};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use trickle_edge::media::{
+    Camera, CameraConfig, EncoderConfig, EncoderKind, GopSegment, MediaStats, QueueConfig,
+    SegmentQueue,
+};
+
+/// Generous bound for any single awaited condition.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn init() {
+    gst::init().unwrap();
+}
+
+pub fn camera(source: &str, w: u32, h: u32, fps: u32, kind: EncoderKind) -> (Camera, SegmentQueue) {
+    init();
+    Camera::new(
+        CameraConfig {
+            source: source.into(),
+            width: w,
+            height: h,
+            fps,
+        },
+        EncoderConfig {
+            kind,
+            bitrate_kbps: 500,
+            gop_seconds: 1.0,
+        },
+        QueueConfig::default(),
+    )
+    .unwrap()
+}
+
+/// What decoding one segment on its own produced.
+#[derive(Debug)]
+pub struct Decoded {
+    pub frames: usize,
+    pub first_pts: Option<Duration>,
+    pub last_pts: Option<Duration>,
+}
+
+impl Decoded {
+    /// Media time covered, counting the last frame's own duration.
+    pub fn duration(&self, fps: u32) -> Duration {
+        match (self.first_pts, self.last_pts) {
+            (Some(a), Some(b)) => b - a + Duration::from_secs(1) / fps,
+            _ => Duration::ZERO,
+        }
+    }
+}
+
+/// Decodes one segment's bytes in a fresh pipeline:
+/// appsrc ► tsdemux ► h264parse ► avdec_h264 ► appsink. Blocking.
+pub fn decode_alone(ts: &[u8]) -> Decoded {
+    let pipeline = gst::Pipeline::new();
+    let src = gst_app::AppSrc::builder()
+        .caps(
+            &gst::Caps::builder("video/mpegts")
+                .field("systemstream", true)
+                .build(),
+        )
+        .format(gst::Format::Bytes)
+        .build();
+    let demux = gst::ElementFactory::make("tsdemux").build().unwrap();
+    let parse = gst::ElementFactory::make("h264parse").build().unwrap();
+    // avdec_h264 (gstreamer1.0-libav) decodes every profile; openh264dec only
+    // Constrained Baseline, so it cannot check x264's High-profile output.
+    let dec = gst::ElementFactory::make("avdec_h264")
+        .build()
+        .or_else(|_| gst::ElementFactory::make("openh264dec").build())
+        .unwrap();
+    let sink = gst_app::AppSink::builder().sync(false).build();
+    pipeline
+        .add_many([src.upcast_ref(), &demux, &parse, &dec, sink.upcast_ref()])
+        .unwrap();
+    src.link(&demux).unwrap();
+    gst::Element::link_many([&parse, &dec, sink.upcast_ref()]).unwrap();
+    let parse_sink = parse.static_pad("sink").unwrap();
+    demux.connect_pad_added(move |_, pad| {
+        if !parse_sink.is_linked() {
+            pad.link(&parse_sink).unwrap();
+        }
+    });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    src.push_buffer(gst::Buffer::from_slice(ts.to_vec()))
+        .unwrap();
+    src.end_of_stream().unwrap();
+    let mut out = Decoded {
+        frames: 0,
+        first_pts: None,
+        last_pts: None,
+    };
+    while let Some(sample) = sink.try_pull_sample(gst::ClockTime::from_seconds(10)) {
+        let pts = sample.buffer().and_then(|b| b.pts()).map(Duration::from);
+        out.first_pts = out.first_pts.or(pts);
+        out.last_pts = pts.or(out.last_pts);
+        out.frames += 1;
+    }
+    let bus = pipeline.bus().unwrap();
+    if let Some(msg) = bus.pop_filtered(&[gst::MessageType::Error]) {
+        panic!("decoding a segment alone failed: {msg:?}");
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    out
+}
+
+/// Reads a whole segment and checks it starts with a PAT (PID 0) packet.
+pub async fn read_segment(seg: &mut GopSegment) -> Vec<u8> {
+    let bytes = tokio::time::timeout(TIMEOUT, seg.collect())
+        .await
+        .expect("segment bytes in time");
+    assert!(
+        bytes.len() >= 188 && bytes.len() % 188 == 0,
+        "whole TS packets"
+    );
+    assert_eq!(bytes[0], 0x47);
+    let pid = (u16::from(bytes[1] & 0x1f) << 8) | u16::from(bytes[2]);
+    assert_eq!(pid, 0, "segment {} must start with PAT", seg.seq);
+    bytes.to_vec()
+}
+
+pub async fn next_segment(q: &mut SegmentQueue) -> GopSegment {
+    tokio::time::timeout(TIMEOUT, q.next())
+        .await
+        .expect("a segment in time")
+        .expect("queue open")
+}
+
+/// Awaits a condition on the stats, checking each time a little media has passed.
+pub async fn wait_for(stats: &MediaStats, what: &str, cond: impl Fn(&MediaStats) -> bool) {
+    tokio::time::timeout(TIMEOUT, async {
+        while !cond(stats) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}: {stats:?}"));
+}
+
+pub fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+/// Encodes `seconds` of test video into `path` with x264 (GOP = 1 s).
+/// `container` is "ts" (MPEG-TS) or "h264" (raw byte-stream).
+pub fn make_h264_file(path: &Path, seconds: u32, fps: u32, container: &str) {
+    init();
+    let mux = if container == "ts" {
+        "! mpegtsmux "
+    } else {
+        ""
+    };
+    let desc = format!(
+        "videotestsrc pattern=ball num-buffers={n} ! video/x-raw,width=320,height=240,framerate={fps}/1 \
+         ! x264enc key-int-max={fps} speed-preset=ultrafast tune=zerolatency \
+         ! h264parse config-interval=-1 ! video/x-h264,stream-format=byte-stream {mux}! filesink location={loc}",
+        n = seconds * fps,
+        loc = path.display()
+    );
+    run_to_eos(&desc);
+}
+
+/// Writes `seconds` of Motion-JPEG in AVI: a file that must be decoded and re-encoded.
+pub fn make_mjpeg_file(path: &Path, seconds: u32, fps: u32) {
+    init();
+    let desc = format!(
+        "videotestsrc pattern=ball num-buffers={n} ! video/x-raw,width=320,height=240,framerate={fps}/1 \
+         ! jpegenc ! avimux ! filesink location={loc}",
+        n = seconds * fps,
+        loc = path.display()
+    );
+    run_to_eos(&desc);
+}
+
+fn run_to_eos(desc: &str) {
+    let pipeline = gst::parse::launch(desc).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let bus = pipeline.bus().unwrap();
+    let msg = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("file written in time");
+    assert!(matches!(msg.view(), gst::MessageView::Eos(_)), "{msg:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// Factory names of every element in the pipeline, recursing into bins.
+pub fn factory_names(pipeline: &gst::Pipeline) -> Vec<String> {
+    pipeline
+        .iterate_recurse()
+        .into_iter()
+        .filter_map(|e| e.ok()?.factory().map(|f| f.name().to_string()))
+        .collect()
+}
+
+/// A unique temp dir per test.
+pub fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("trickle-edge-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
