@@ -23,14 +23,18 @@ fn clk_tck() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// User + system CPU seconds of a process, all threads.
-fn cpu_seconds(pid: u32) -> f64 {
+/// (user, system) CPU seconds of a process, all threads.
+fn cpu_split(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
     let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0)
-        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
-    ticks / clk_tck()
+    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / clk_tck();
+    (field(11), field(12))
+}
+
+fn cpu_seconds(pid: u32) -> f64 {
+    let (u, s) = cpu_split(pid);
+    u + s
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {
@@ -89,6 +93,7 @@ struct Transfer {
     bytes: u64,
     wall: f64,
     client_cpu: f64,
+    client_user: f64,
     server_cpu: f64,
 }
 
@@ -129,7 +134,12 @@ async fn transfer(
     }
     let block = Bytes::from((0..chunk).map(|i| i as u8).collect::<Vec<u8>>());
     let me = std::process::id();
-    let (cpu0, scpu0, t0) = (cpu_seconds(me), cpu_seconds(server.pid()), Instant::now());
+    let (cpu0, user0, scpu0, t0) = (
+        cpu_seconds(me),
+        cpu_split(me).0,
+        cpu_seconds(server.pid()),
+        Instant::now(),
+    );
     let mut publisher = Publisher::connect(
         &url,
         PublisherOptions {
@@ -157,6 +167,7 @@ async fn transfer(
         bytes,
         wall: t0.elapsed().as_secs_f64(),
         client_cpu: cpu_seconds(me) - cpu0,
+        client_user: cpu_split(me).0 - user0,
         server_cpu: cpu_seconds(server.pid()) - scpu0,
     }
 }
@@ -235,15 +246,16 @@ fn main() {
         for (name, readers) in [("one", 1usize), ("ten", 10)] {
             let t = transfer(&server, name, readers, segs, seg_bytes, chunk).await;
             println!(
-                "1 publisher -> {readers:>2} subscriber(s): {:>8.1} MB/s delivered, client {:.2} CPU s/GB, server {:.2} CPU s/GB ({} MB in {:.2} s)",
+                "1 publisher -> {readers:>2} subscriber(s): {:>8.1} MB/s delivered, client {:.2} CPU s/GB ({:.2} user), server {:.2} CPU s/GB ({} MB in {:.2} s)",
                 mb(t.bytes) / t.wall,
                 t.client_cpu / gb(t.bytes),
+                t.client_user / gb(t.bytes),
                 t.server_cpu / gb(t.bytes),
                 t.bytes / 1_000_000,
                 t.wall
             );
             if readers == 1 {
-                OURS.with(|o| *o.borrow_mut() = Some((t.client_cpu / gb(t.bytes), mb(t.bytes) / t.wall)));
+                OURS.with(|o| *o.borrow_mut() = Some((t.client_cpu / gb(t.bytes), t.client_user / gb(t.bytes), mb(t.bytes) / t.wall)));
             }
         }
         let mut lat = latency(&server, "lat", 2000).await;
@@ -283,17 +295,21 @@ fn main() {
             let bytes = json["bytes"].as_u64().unwrap();
             let cpu = json["cpu_s"].as_f64().unwrap();
             let wall = json["wall_s"].as_f64().unwrap();
+            let user = json["user_s"].as_f64().unwrap_or(0.0);
             let py_cpu_gb = cpu / gb(bytes);
+            let py_user_gb = user / gb(bytes);
             println!(
-                "Livepeer Python SDK, same transfer: {:>8.1} MB/s, client {:.2} CPU s/GB",
+                "Livepeer Python SDK, same transfer: {:>8.1} MB/s, client {:.2} CPU s/GB ({:.2} user)",
                 mb(bytes) / wall,
-                py_cpu_gb
+                py_cpu_gb,
+                py_user_gb
             );
             OURS.with(|o| {
-                if let Some((ours, ours_mbs)) = *o.borrow() {
+                if let Some((ours, ours_user, ours_mbs)) = *o.borrow() {
                     println!(
-                        "ratio: Python SDK uses {:.1}x the CPU per GB of trickle-edge; trickle-edge is {:.1}x faster",
+                        "ratio: Python SDK uses {:.1}x the CPU per GB of trickle-edge ({:.1}x in user space); trickle-edge moves bytes {:.1}x faster",
                         py_cpu_gb / ours,
+                        py_user_gb / ours_user,
                         ours_mbs / (mb(bytes) / wall)
                     );
                 }
@@ -337,5 +353,5 @@ fn main() {
 }
 
 thread_local! {
-    static OURS: std::cell::RefCell<Option<(f64, f64)>> = const { std::cell::RefCell::new(None) };
+    static OURS: std::cell::RefCell<Option<(f64, f64, f64)>> = const { std::cell::RefCell::new(None) };
 }

@@ -34,6 +34,30 @@ pub enum Command {
     Publish(PublishArgs),
     /// Print a channel's segments as they arrive.
     Subscribe(SubscribeArgs),
+    /// Validate a config and print it resolved (board preset merged, secrets as ***).
+    Check(CheckArgs),
+    /// Run the reference worker (pytrickle worker API: POST /api/stream/start).
+    Worker(WorkerArgs),
+    /// List cameras, H.264 encoders (really tested) and GPIO chips.
+    Probe,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    /// Board preset to merge under the file, overriding its `board`.
+    #[arg(long)]
+    pub board: Option<String>,
+    /// Searched for presets before the default directories.
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +132,23 @@ pub struct PublishArgs {
     /// Files to publish, one segment each, in order. Without files, stdin is read.
     #[arg(long = "file")]
     pub files: Vec<PathBuf>,
+    /// Publish a camera instead: `test`, `v4l2:/dev/video0`, `libcamera`,
+    /// `rtsp://…` or `file:PATH` (one segment per GOP).
+    #[arg(long, conflicts_with = "files")]
+    pub source: Option<String>,
+    #[arg(long, default_value_t = 1280)]
+    pub width: u32,
+    #[arg(long, default_value_t = 720)]
+    pub height: u32,
+    #[arg(long, default_value_t = 30)]
+    pub fps: u32,
+    /// Encoder: auto, x264, openh264, v4l2, mpp, nvv4l2, vaapi, qsv.
+    #[arg(long, default_value = "auto")]
+    pub encoder: String,
+    #[arg(long, default_value_t = 2000)]
+    pub bitrate_kbps: u32,
+    #[arg(long, default_value_t = 1.0)]
+    pub gop_seconds: f64,
     /// With stdin: cut a segment every N bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub segment_bytes: usize,
@@ -138,6 +179,13 @@ pub struct SubscribeArgs {
     /// Write each segment's body to DIR/<seq> instead of printing it.
     #[arg(long)]
     pub out_dir: Option<PathBuf>,
+    /// Decode payloads and run these rules and outputs (TOML with
+    /// `[outputs.NAME]` tables and `[[rules]]`) instead of printing segments.
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+    /// With --rules: also follow this events channel.
+    #[arg(long, value_name = "URL")]
+    pub events: Option<String>,
     #[command(flatten)]
     pub conn: ConnArgs,
 }
@@ -157,7 +205,88 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(a) => serve(a).await,
         Command::Publish(a) => publish(a).await,
         Command::Subscribe(a) => subscribe(a).await,
+        Command::Check(a) => {
+            let opts = crate::config::LoadOptions {
+                board: a.board,
+                boards_dir: a.boards_dir,
+            };
+            // The message is already rustc-shaped; anyhow would prefix another "error:".
+            match crate::config::check_with(&a.config, &opts) {
+                Ok(text) => {
+                    print!("{text}");
+                    Ok(())
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    std::process::exit(1)
+                }
+            }
+        }
+        Command::Worker(a) => {
+            crate::worker::run_worker(a.listen, shutdown_signal()).await?;
+            Ok(())
+        }
+        Command::Probe => probe().await,
     }
+}
+
+async fn probe() -> anyhow::Result<()> {
+    println!("cameras:");
+    let mut found = false;
+    for dir in ["/dev/v4l/by-id", "/dev"] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        let mut names: Vec<_> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                dir != "/dev"
+                    || p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with("video"))
+            })
+            .collect();
+        names.sort();
+        for p in names {
+            found = true;
+            println!("  v4l2:{}", p.display());
+        }
+    }
+    if !found {
+        println!("  (no V4L2 device; `test` and `file:PATH` sources always work)");
+    }
+    println!("H.264 encoders (auto picks the first that works):");
+    let results = tokio::task::spawn_blocking(crate::media::probe_encoders).await?;
+    for r in results {
+        let state = match (r.present, r.works) {
+            (_, true) => "works".to_string(),
+            (true, false) => format!("present but failed: {}", r.error.unwrap_or_default()),
+            (false, _) => format!("missing (install {})", crate::media::package_for(r.element)),
+        };
+        println!(
+            "  {:<16} {:>7.1} ms  {state}",
+            r.element,
+            r.took.as_secs_f64() * 1e3
+        );
+    }
+    println!("GPIO chips:");
+    match gpiocdev::chip::chips() {
+        Ok(chips) if !chips.is_empty() => {
+            for path in chips {
+                match gpiocdev::Chip::from_path(&path).and_then(|c| c.info()) {
+                    Ok(info) => println!(
+                        "  {} label={} lines={}",
+                        path.display(),
+                        info.label,
+                        info.num_lines
+                    ),
+                    Err(e) => println!("  {} (cannot open: {e})", path.display()),
+                }
+            }
+        }
+        _ => println!("  (none: use backend = \"simulated\" for GPIO outputs)"),
+    }
+    Ok(())
 }
 
 fn parse_channel_arg(arg: &str) -> (String, Option<String>) {
@@ -207,6 +336,9 @@ async fn publish(a: PublishArgs) -> anyhow::Result<()> {
     if a.create {
         let client = crate::trickle::HttpClient::new(&opts.client)?;
         crate::trickle::publisher::create_channel(&client, &a.url, &a.content_type).await?;
+    }
+    if let Some(source) = &a.source {
+        return publish_camera(&a, source, opts).await;
     }
     let mut publisher = Publisher::connect(&a.url, opts).await?;
     if a.files.is_empty() {
@@ -269,6 +401,9 @@ async fn subscribe(a: SubscribeArgs) -> anyhow::Result<()> {
     if a.from < -2 {
         bail!("--from must be -2, -1 or a seq >= 0");
     }
+    if let Some(rules) = &a.rules {
+        return subscribe_rules(&a, rules, opts).await;
+    }
     let mut sub = Subscriber::new(&a.url, opts)?;
     let mut seen = 0u64;
     while let Some(mut seg) = sub.next_segment().await? {
@@ -308,5 +443,152 @@ async fn subscribe(a: SubscribeArgs) -> anyhow::Result<()> {
             break;
         }
     }
+    Ok(())
+}
+
+/// `[outputs.*]` and `[[rules]]`, as `subscribe --rules` reads them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesFile {
+    #[serde(default)]
+    outputs: std::collections::BTreeMap<String, crate::actions::OutputConfig>,
+    #[serde(default)]
+    rules: Vec<crate::rules::RuleConfig>,
+}
+
+async fn subscribe_rules(
+    a: &SubscribeArgs,
+    path: &PathBuf,
+    opts: SubscriberOptions,
+) -> anyhow::Result<()> {
+    use crate::agent::data_path::{DataPathStats, read_channel, run_rules};
+    use std::sync::Arc;
+
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let file: RulesFile =
+        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let rules = crate::rules::RuleSet::new(file.rules)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let outputs = Arc::new(
+        crate::actions::Outputs::build(&file.outputs)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+    );
+    let stats = Arc::new(DataPathStats::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    let mut readers = tokio::task::JoinSet::new();
+    let mut channels = vec![(a.url.clone(), "data")];
+    if let Some(ev) = &a.events {
+        channels.push((ev.clone(), "events"));
+    }
+    for (url, name) in channels {
+        let sub = Subscriber::new(&url, opts.clone())?;
+        readers.spawn(read_channel(
+            sub,
+            Arc::from(name),
+            Default::default(),
+            tx.clone(),
+            stats.clone(),
+            stop.clone(),
+        ));
+    }
+    drop(tx);
+    let rules_task = tokio::spawn(run_rules(
+        rules,
+        outputs.clone(),
+        rx,
+        stats.clone(),
+        stop.clone(),
+    ));
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        _ = async { while readers.join_next().await.is_some() {} } => {}
+    }
+    let _ = stop_tx.send(true);
+    let _ = rules_task.await;
+    outputs.failsafe().await;
+    eprintln!(
+        "segments={} items={} decode_errors={} effects={}",
+        stats.segments.load(std::sync::atomic::Ordering::Relaxed),
+        stats.items.load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .decode_errors
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats.effects.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    Ok(())
+}
+
+async fn publish_camera(
+    a: &PublishArgs,
+    source: &str,
+    opts: PublisherOptions,
+) -> anyhow::Result<()> {
+    use crate::agent::media_path::{MediaPathStats, publish_segments};
+    use crate::media::{Camera, CameraConfig, EncoderConfig, QueueConfig};
+    use std::sync::Arc;
+
+    let camera = CameraConfig {
+        source: source.to_string(),
+        width: a.width,
+        height: a.height,
+        fps: a.fps,
+    };
+    // Same spelling as `encoder.kind` in the config file.
+    let kind: crate::media::EncoderKind =
+        serde_json::from_value(serde_json::Value::String(a.encoder.clone())).map_err(|_| {
+            anyhow::anyhow!(
+                "--encoder {}: use auto, x264, openh264, v4l2, mpp, nvv4l2, vaapi or qsv",
+                a.encoder
+            )
+        })?;
+    let encoder = EncoderConfig {
+        kind,
+        bitrate_kbps: a.bitrate_kbps,
+        gop_seconds: a.gop_seconds,
+    };
+    let (camera, queue) = Camera::new(camera, encoder, QueueConfig::default())?;
+    let stats = Arc::new(MediaPathStats::default());
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let mut stop_cam = stop.clone();
+    let cam = tokio::spawn(camera.run(async move {
+        let _ = stop_cam.changed().await;
+    }));
+    let publish = tokio::spawn(publish_segments(
+        queue,
+        a.url.clone(),
+        opts,
+        stats.clone(),
+        stop,
+        a.close,
+    ));
+    let mut first = stats.first_published.subscribe();
+    tokio::select! {
+        _ = shutdown_signal() => {}
+        r = first.wait_for(|v| *v) => {
+            if r.is_ok() {
+                eprintln!("first segment published");
+            }
+            shutdown_signal().await;
+        }
+    }
+    let _ = stop_tx.send(true);
+    let _ = publish.await;
+    if let Ok(Err(e)) = cam.await {
+        return Err(e.into());
+    }
+    eprintln!(
+        "segments={} bytes={} failures={}",
+        stats
+            .segments_published
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .bytes_published
+            .load(std::sync::atomic::Ordering::Relaxed),
+        stats
+            .segment_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+    );
     Ok(())
 }

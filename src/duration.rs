@@ -70,6 +70,37 @@ where
     parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
+/// Formats a duration so that [`parse_duration`] reads it back exactly:
+/// `"1m30s"`, `"500ms"`, `"0s"`; sub-millisecond parts as decimal seconds.
+pub fn format_duration(d: Duration) -> String {
+    if !d.subsec_nanos().is_multiple_of(1_000_000) {
+        let frac = format!("{:09}", d.subsec_nanos());
+        return format!("{}.{}s", d.as_secs(), frac.trim_end_matches('0'));
+    }
+    let secs = d.as_secs();
+    let parts = [
+        (secs / 3600, "h"),
+        (secs % 3600 / 60, "m"),
+        (secs % 60, "s"),
+        (u64::from(d.subsec_millis()), "ms"),
+    ];
+    let text: String = parts
+        .iter()
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if text.is_empty() { "0s".into() } else { text }
+}
+
+/// `serde(serialize_with)` adapter, the inverse of [`deserialize`], so a
+/// printed config can be read back.
+pub fn serialize<S>(d: &Duration, s: S) -> Result<S::Ok, S::Error>
+where
+    S: serde::Serializer,
+{
+    s.serialize_str(&format_duration(*d))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,6 +116,25 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(ms(1_500)));
         assert_eq!(parse_duration(" 0s "), Ok(Duration::ZERO));
         assert_eq!(parse_duration("8784h"), Ok(MAX_DURATION));
+    }
+
+    #[test]
+    fn formats_what_it_parses() {
+        for text in [
+            "0s",
+            "500ms",
+            "10s",
+            "1m30s",
+            "1h",
+            "1h0m1s",
+            "1.5s",
+            "0.000001s",
+        ] {
+            let d = parse_duration(text).unwrap();
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{text}");
+        }
+        assert_eq!(format_duration(Duration::from_millis(90_500)), "1m30s500ms");
+        assert_eq!(format_duration(Duration::ZERO), "0s");
     }
 
     #[test]

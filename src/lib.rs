@@ -3,10 +3,13 @@
 #![forbid(unsafe_code)]
 
 pub mod actions;
+pub mod agent;
 pub mod backoff;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod duration;
 pub mod media;
 pub mod rules;
 pub mod trickle;
+pub mod worker;

@@ -5,12 +5,12 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::duration;
 
 /// One `[outputs.NAME]` table, selected by its `type` field.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum OutputConfig {
     Gpio(GpioConfig),
@@ -28,7 +28,7 @@ fn default_queue() -> usize {
 }
 
 /// `type = "gpio"`: one output line.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GpioConfig {
     #[serde(default)]
@@ -54,7 +54,8 @@ pub struct GpioConfig {
     /// Longest a kernel call may take before the line is counted as stuck.
     #[serde(
         default = "default_gpio_timeout",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub write_timeout: Duration,
 }
@@ -63,7 +64,7 @@ fn default_gpio_timeout() -> Duration {
     Duration::from_secs(1)
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum GpioBackend {
     /// The kernel GPIO character device (uAPI v2).
@@ -74,7 +75,7 @@ pub enum GpioBackend {
 }
 
 /// A line by offset on its chip or by its name.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum LineSpec {
     Offset(u32),
@@ -90,7 +91,7 @@ impl std::fmt::Display for LineSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Drive {
     #[default]
@@ -99,7 +100,7 @@ pub enum Drive {
     OpenSource,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Bias {
     PullUp,
@@ -108,7 +109,7 @@ pub enum Bias {
 }
 
 /// The state a line is put in at start-up, on `failsafe()` and on drop.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Failsafe {
     #[default]
@@ -117,7 +118,7 @@ pub enum Failsafe {
 }
 
 /// `type = "log"`: JSON Lines file with size-based rotation.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub path: PathBuf,
@@ -128,7 +129,11 @@ pub struct LogConfig {
     #[serde(default = "default_max_files")]
     pub max_files: u32,
     /// At most one fsync per interval, to spare SD cards.
-    #[serde(default = "default_fsync", deserialize_with = "duration::deserialize")]
+    #[serde(
+        default = "default_fsync",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
     pub fsync_interval: Duration,
     #[serde(default = "default_queue")]
     pub queue: usize,
@@ -145,13 +150,14 @@ fn default_fsync() -> Duration {
 }
 
 /// `type = "exec"`: run a program (never a shell) with the item on stdin.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ExecConfig {
     pub argv: Vec<String>,
     #[serde(
         default = "default_exec_timeout",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub timeout: Duration,
     #[serde(default = "default_max_concurrent")]
@@ -174,24 +180,27 @@ fn default_output_cap() -> usize {
 }
 
 /// `type = "webhook"`: POST the item JSON to an `http://` URL.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
     /// Per attempt: connect, send and receive the response head.
     #[serde(
         default = "default_webhook_timeout",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub timeout: Duration,
     #[serde(
         default = "default_retry_min",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub retry_min: Duration,
     #[serde(
         default = "default_retry_max",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub retry_max: Duration,
     #[serde(default = "default_max_attempts")]
@@ -214,7 +223,7 @@ fn default_max_attempts() -> u32 {
 }
 
 /// `type = "mqtt"`: publish the item JSON to a broker.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// `mqtt://host:port` (port defaults to 1883).
@@ -239,17 +248,20 @@ pub struct MqttConfig {
     pub max_payload: usize,
     #[serde(
         default = "default_keep_alive",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub keep_alive: Duration,
     #[serde(
         default = "default_reconnect_min",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub reconnect_min: Duration,
     #[serde(
         default = "default_reconnect_max",
-        deserialize_with = "duration::deserialize"
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
     )]
     pub reconnect_max: Duration,
     #[serde(default = "default_queue")]
@@ -281,5 +293,20 @@ pub struct Secret(pub String);
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("\"***\"")
+    }
+}
+
+/// Printed as `***` too, so neither `{}` nor a serialized config leaks it.
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Serializes as `"***"`: `trickle-edge check` prints configs, and a printed
+/// config must be safe to paste into a bug report.
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("***")
     }
 }

@@ -54,6 +54,16 @@ impl SimulatedGpio {
         self.lock().transitions.clone()
     }
 
+    /// How many writes happened so far, without copying the log.
+    pub fn transition_count(&self) -> usize {
+        self.lock().transitions.len()
+    }
+
+    /// The `n`-th write (0-based), if it happened.
+    pub fn transition(&self, n: usize) -> Option<GpioTransition> {
+        self.lock().transitions.get(n).cloned()
+    }
+
     /// The states written to one line, in order.
     pub fn states_of(&self, line: &str) -> Vec<bool> {
         let st = self.lock();

@@ -127,6 +127,19 @@ pub struct ProbeResult {
 
 /// Probes every encoder in [`AUTO_ORDER`]. Blocking: call from `spawn_blocking` in async code.
 pub fn probe_encoders() -> Vec<ProbeResult> {
+    if let Err(e) = gst::init() {
+        return AUTO_ORDER
+            .iter()
+            .filter_map(|k| element_name(*k))
+            .map(|element| ProbeResult {
+                element,
+                present: false,
+                works: false,
+                took: std::time::Duration::ZERO,
+                error: Some(format!("GStreamer init failed: {e}")),
+            })
+            .collect();
+    }
     AUTO_ORDER.iter().map(|k| probe(*k)).collect()
 }
 

@@ -1,11 +1,11 @@
 //! The `[[rules]]` config shape, as deserialized (strings not yet parsed).
 //! `RuleSet::new` validates it; nothing here is trusted before that.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// One `[[rules]]` entry.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     pub name: String,
@@ -31,7 +31,7 @@ pub struct RuleConfig {
 }
 
 /// A channel condition a rule can fire on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ChannelCondition {
     NoData,
@@ -44,7 +44,7 @@ pub enum ChannelCondition {
 /// elements of the list at `any` (default `/boxes`) and need one element that
 /// satisfies all of them. `any` alone means "the list is not empty". A list
 /// that is missing or not an array matches nothing.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MatchConfig {
     /// The item's type (`Item::item_type`) must equal this.
@@ -58,7 +58,7 @@ pub struct MatchConfig {
 }
 
 /// `label = "person"` or `label = ["person", "car"]`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum Labels {
     One(String),
@@ -67,7 +67,7 @@ pub enum Labels {
 
 /// `zone = { rect = [x0, y0, x1, y1] }` or `zone = { polygon = [[x, y], …] }`,
 /// in the same coordinates as the boxes (normalised 0..1 for `x,y,w,h` boxes).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum ZoneConfig {
     Rect([f64; 4]),
@@ -76,7 +76,7 @@ pub enum ZoneConfig {
 
 /// `{ path = "/a/b", eq = … }`; several operators in one condition must all hold
 /// (`{ path = "/n", ge = 1, lt = 5 }` is a range).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConditionConfig {
     /// JSON pointer into the payload (`""` is the whole payload; a text
@@ -93,7 +93,7 @@ pub struct ConditionConfig {
 }
 
 /// `{ output = "door", action = "pulse", ms = 500 }`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ActionConfig {
     pub output: String,
@@ -104,7 +104,7 @@ pub struct ActionConfig {
 }
 
 /// What a fire does to an output.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionKind {
     /// Activate.

@@ -1,0 +1,200 @@
+//! Data and events channels to actions: subscribers decode segments into
+//! items as bytes arrive, one rules task turns items into effects, and the
+//! outputs run each effect behind their own queues.
+//!
+//! The hop between decoding and rules is a bounded channel: readers of
+//! several channels (data, events) feed one rule set, whose timers need a
+//! single owner. Outputs never block this task (`Outputs::dispatch` only
+//! queues), so a slow webhook cannot stall decoding.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+use crate::actions::{Dispatched, Outputs};
+use crate::data::{DecodeLimits, DecodeStats, Item, SegmentDecoder};
+use crate::rules::{ChannelEvent, RuleSet};
+use crate::trickle::Subscriber;
+
+/// What channel readers hand to the rules task.
+#[derive(Debug)]
+pub enum DataEvent {
+    Item(Item),
+    Channel(ChannelEvent),
+}
+
+/// Counters for `/metrics` and the demo's live view.
+#[derive(Debug, Default)]
+pub struct DataPathStats {
+    pub segments: AtomicU64,
+    pub items: AtomicU64,
+    pub keepalives: AtomicU64,
+    pub decode_errors: AtomicU64,
+    pub broken_segments: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub effects: AtomicU64,
+    pub effects_dropped: AtomicU64,
+    /// Microseconds from an item's arrival to its effects being queued.
+    pub last_item_to_effect_us: AtomicU64,
+}
+
+impl DataPathStats {
+    fn add_decode(&self, st: &DecodeStats) {
+        self.items.fetch_add(st.items, Ordering::Relaxed);
+        self.keepalives.fetch_add(st.keepalive, Ordering::Relaxed);
+        self.decode_errors
+            .fetch_add(st.warnings(), Ordering::Relaxed);
+    }
+}
+
+/// Follows one channel until it ends or `shutdown` flips, sending every item
+/// (and a `Data` event per segment or keepalive) to the rules task.
+pub async fn read_channel(
+    mut sub: Subscriber,
+    channel: Arc<str>,
+    limits: DecodeLimits,
+    tx: mpsc::Sender<DataEvent>,
+    stats: Arc<DataPathStats>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut reconnects_seen = sub.reconnects;
+    loop {
+        let next = tokio::select! {
+            r = sub.next_segment() => r,
+            _ = shutdown.changed() => return,
+        };
+        let mut seg = match next {
+            Ok(Some(seg)) => seg,
+            Ok(None) => {
+                info!(%channel, "channel ended");
+                return;
+            }
+            Err(e) => {
+                warn!(%channel, error = %e, "channel reader gave up");
+                return;
+            }
+        };
+        if sub.reconnects > reconnects_seen {
+            reconnects_seen = sub.reconnects;
+            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+            if tx
+                .send(DataEvent::Channel(ChannelEvent::Reconnected))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        stats.segments.fetch_add(1, Ordering::Relaxed);
+        if tx
+            .send(DataEvent::Channel(ChannelEvent::Data))
+            .await
+            .is_err()
+        {
+            return;
+        }
+        let mut decoder = SegmentDecoder::new(
+            channel.clone(),
+            seg.seq,
+            seg.content_type.as_deref(),
+            limits,
+        );
+        let mut keepalives = 0;
+        loop {
+            let chunk = tokio::select! {
+                c = seg.chunk() => c,
+                _ = shutdown.changed() => return,
+            };
+            match chunk {
+                Ok(Some(bytes)) => {
+                    let items = decoder.push(&bytes, Instant::now());
+                    // A keepalive line is proof of life for `no_data` rules.
+                    let k = decoder.stats().keepalive;
+                    if k > keepalives {
+                        keepalives = k;
+                        if tx
+                            .send(DataEvent::Channel(ChannelEvent::Data))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    for item in items {
+                        if tx.send(DataEvent::Item(item)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The items already decoded stand; the rest of this
+                    // segment is lost, the next one is read normally.
+                    stats.broken_segments.fetch_add(1, Ordering::Relaxed);
+                    warn!(%channel, seq = seg.seq, error = %e, "segment broke off");
+                    break;
+                }
+            }
+        }
+        let (items, seg_stats) = decoder.finish(Instant::now());
+        stats.add_decode(&seg_stats);
+        for item in items {
+            if tx.send(DataEvent::Item(item)).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Owns the rule set: applies items and channel events, fires timers exactly
+/// at their deadlines, and queues effects on the outputs.
+pub async fn run_rules(
+    mut rules: RuleSet,
+    outputs: Arc<Outputs>,
+    mut rx: mpsc::Receiver<DataEvent>,
+    stats: Arc<DataPathStats>,
+    mut shutdown: watch::Receiver<bool>,
+) -> RuleSet {
+    let mut effects = rules.on_tick(Instant::now());
+    loop {
+        for effect in effects.drain(..) {
+            stats.effects.fetch_add(1, Ordering::Relaxed);
+            debug!(rule = %effect.rule, output = %effect.output, action = ?effect.action, "rule fired");
+            match outputs.dispatch(effect) {
+                Dispatched::Queued => {}
+                Dispatched::QueuedDroppedOldest
+                | Dispatched::Dropped
+                | Dispatched::UnknownOutput => {
+                    stats.effects_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        let deadline = rules.next_deadline();
+        tokio::select! {
+            ev = rx.recv() => match ev {
+                Some(DataEvent::Item(item)) => {
+                    let arrived = item.received_at;
+                    effects = rules.on_item(&item, Instant::now());
+                    if !effects.is_empty() {
+                        let us = arrived.elapsed().as_micros().min(u64::MAX as u128) as u64;
+                        stats.last_item_to_effect_us.store(us, Ordering::Relaxed);
+                    }
+                }
+                Some(DataEvent::Channel(c)) => effects = rules.on_channel_event(c, Instant::now()),
+                None => return rules,
+            },
+            _ = sleep_until_opt(deadline) => effects = rules.on_tick(Instant::now()),
+            _ = shutdown.changed() => return rules,
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,140 @@
+//! Camera to trickle: each GOP from the segmenter becomes one trickle segment,
+//! its bytes streamed into the POST as the encoder produces them.
+//!
+//! When the uplink fails the publisher is rebuilt with backoff while the
+//! segment queue keeps dropping whole GOPs, so memory stays flat and the first
+//! segment after recovery starts at a keyframe.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use crate::backoff::Backoff;
+use crate::media::SegmentQueue;
+use crate::trickle::{Publisher, PublisherOptions};
+
+/// Counters for `/metrics`, `/healthz` and the demo's live view.
+#[derive(Debug)]
+pub struct MediaPathStats {
+    pub segments_published: AtomicU64,
+    pub bytes_published: AtomicU64,
+    pub segment_failures: AtomicU64,
+    pub publisher_restarts: AtomicU64,
+    /// Seq of the last segment the server confirmed, -1 before the first.
+    pub last_seq: AtomicI64,
+    /// Flips to true once, when the first segment is confirmed (READY).
+    pub first_published: watch::Sender<bool>,
+}
+
+impl Default for MediaPathStats {
+    fn default() -> Self {
+        Self {
+            segments_published: AtomicU64::new(0),
+            bytes_published: AtomicU64::new(0),
+            segment_failures: AtomicU64::new(0),
+            publisher_restarts: AtomicU64::new(0),
+            last_seq: AtomicI64::new(-1),
+            first_published: watch::channel(false).0,
+        }
+    }
+}
+
+/// Publishes GOPs from `queue` to `url` until the queue ends or `shutdown`
+/// flips; closes the channel (DELETE) on shutdown when `close_on_exit`.
+pub async fn publish_segments(
+    mut queue: SegmentQueue,
+    url: String,
+    opts: PublisherOptions,
+    stats: Arc<MediaPathStats>,
+    mut shutdown: watch::Receiver<bool>,
+    close_on_exit: bool,
+) {
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    let mut outage_logged = false;
+    'connect: loop {
+        let connected = tokio::select! {
+            r = Publisher::connect(&url, opts.clone()) => r,
+            _ = shutdown.changed() => return,
+        };
+        let mut publisher = match connected {
+            Ok(p) => p,
+            Err(e) => {
+                if !outage_logged {
+                    warn!(%url, error = %e, "cannot publish; retrying with backoff (whole GOPs are dropped meanwhile)");
+                    outage_logged = true;
+                }
+                tokio::select! {
+                    _ = backoff.wait() => continue 'connect,
+                    _ = shutdown.changed() => return,
+                }
+            }
+        };
+        if outage_logged {
+            info!(%url, "publishing again");
+            outage_logged = false;
+        }
+        backoff.reset();
+        loop {
+            let next = tokio::select! {
+                g = queue.next() => g,
+                _ = shutdown.changed() => break 'connect,
+            };
+            let Some(mut gop) = next else { break 'connect };
+            let mut writer = match publisher.next_segment().await {
+                Ok(w) => w,
+                Err(e) => {
+                    stats.segment_failures.fetch_add(1, Ordering::Relaxed);
+                    if e.is_terminal() {
+                        stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
+                        warn!(%url, error = %e, "publisher stopped; reconnecting");
+                        continue 'connect;
+                    }
+                    continue;
+                }
+            };
+            let mut failed = false;
+            while let Some(chunk) = gop.next_chunk().await {
+                if writer.write(chunk).await.is_err() {
+                    failed = true;
+                    break;
+                }
+            }
+            if failed {
+                // The rest of this GOP is useless without its start; the
+                // next segment begins at the next keyframe.
+                stats.segment_failures.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            match writer.finish().await {
+                Ok(report) => {
+                    stats.segments_published.fetch_add(1, Ordering::Relaxed);
+                    stats
+                        .bytes_published
+                        .fetch_add(report.bytes, Ordering::Relaxed);
+                    stats.last_seq.store(report.seq, Ordering::Relaxed);
+                    stats
+                        .first_published
+                        .send_if_modified(|v| !std::mem::replace(v, true));
+                }
+                Err(_) => {
+                    stats.segment_failures.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+    if close_on_exit {
+        let closer = Publisher::connect(
+            &url,
+            PublisherOptions {
+                start_seq: Some(0),
+                ..opts
+            },
+        );
+        if let Ok(Ok(p)) = tokio::time::timeout(Duration::from_secs(2), closer).await {
+            let _ = tokio::time::timeout(Duration::from_secs(2), p.close()).await;
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The agent's TOML schema. Sections owned by other modules (`[camera]`,
+//! `[encoder]`, `[outputs.NAME]`, `[[rules]]`) are embedded as their own types
+//! so there is one definition of each; this file only adds what ties them
+//! together. Every struct denies unknown fields: a typo must fail `check`, not
+//! silently fall back to a default on a device nobody is watching.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::actions::{OutputConfig, Secret};
+use crate::duration;
+use crate::media::{CameraConfig, EncoderConfig};
+use crate::rules::RuleConfig;
+use crate::trickle::TlsOptions;
+
+/// The whole config file, after the board preset is merged under it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    /// Preset from `boards/NAME.toml`; already merged when this value exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<String>,
+    #[serde(default = "default_camera")]
+    pub camera: CameraConfig,
+    #[serde(default)]
+    pub encoder: EncoderConfig,
+    #[serde(default)]
+    pub gpio: GpioDefaults,
+    #[serde(default)]
+    pub job: JobMode,
+    #[serde(default)]
+    pub tls: TlsConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    #[serde(default)]
+    pub supervisor: SupervisorConfig,
+    #[serde(default)]
+    pub queue: QueueConfig,
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputConfig>,
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+}
+
+/// The first camera, at the size and rate most boards and models handle well.
+fn default_camera() -> CameraConfig {
+    CameraConfig {
+        source: "v4l2:/dev/video0".into(),
+        width: 1280,
+        height: 720,
+        fps: 30,
+    }
+}
+
+/// `[gpio]`: board-wide defaults, so a preset can name the header's chip once
+/// and `[outputs.NAME]` tables only say which line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpioDefaults {
+    /// Chip for `type = "gpio"` outputs that do not name one (label or path).
+    #[serde(default)]
+    pub chip: Option<String>,
+}
+
+/// `[job]`: how the agent gets its channel URLs, selected by `mode`.
+/// A new mode (e.g. `livepeer`) is one more variant with its own struct.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "mode", rename_all = "lowercase")]
+pub enum JobMode {
+    /// Channel URLs fixed in the config (a gateway set up out of band).
+    Static(StaticJob),
+    /// The agent runs its own trickle server and asks a worker to start a
+    /// stream against it (pytrickle worker API).
+    Worker(WorkerJob),
+}
+
+/// Without `[job]`: a worker on the same host, as in development.
+impl Default for JobMode {
+    fn default() -> Self {
+        JobMode::Worker(WorkerJob::default())
+    }
+}
+
+impl JobMode {
+    /// The `mode` value, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            JobMode::Static(_) => "static",
+            JobMode::Worker(_) => "worker",
+        }
+    }
+}
+
+/// `mode = "static"`: every URL given; only `publish_url` is required.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticJob {
+    /// Where camera segments go.
+    pub publish_url: String,
+    /// Processed video back (optional: not every pipeline returns video).
+    #[serde(default)]
+    pub subscribe_url: Option<String>,
+    /// Keepalives and parameter updates.
+    #[serde(default)]
+    pub control_url: Option<String>,
+    /// Pipeline events; their absence is how a dead pipeline is noticed.
+    #[serde(default)]
+    pub events_url: Option<String>,
+    /// Detections and other AI output that drive the rules.
+    #[serde(default)]
+    pub data_url: Option<String>,
+}
+
+/// `mode = "worker"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerJob {
+    /// Base URL of the worker's HTTP API (`POST /api/stream/start`).
+    #[serde(default = "default_worker_url")]
+    pub worker_url: String,
+    /// Address of the agent's own trickle server, which the worker reads from
+    /// and writes to.
+    #[serde(default = "default_trickle_listen")]
+    pub listen: SocketAddr,
+    /// Channel names on that server are `<prefix>-in`, `<prefix>-data`, ….
+    #[serde(default = "default_channel_prefix")]
+    pub channel_prefix: String,
+    /// Passed to the worker as JSON when the stream starts (prompt, model, …).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_worker_url() -> String {
+    "http://127.0.0.1:8000".into()
+}
+fn default_trickle_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 2939))
+}
+fn default_channel_prefix() -> String {
+    "trickle-edge".into()
+}
+
+impl Default for WorkerJob {
+    fn default() -> Self {
+        Self {
+            worker_url: default_worker_url(),
+            listen: default_trickle_listen(),
+            channel_prefix: default_channel_prefix(),
+            params: serde_json::Map::new(),
+        }
+    }
+}
+
+/// `[tls]`: the serde face of [`TlsOptions`]; verification is on by default.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM CA bundle to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 (hex) of the one server certificate to accept.
+    #[serde(default)]
+    pub pin_sha256: Option<String>,
+    /// Accept any certificate (lab use; logs a warning at every connect).
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+impl From<&TlsConfig> for TlsOptions {
+    fn from(c: &TlsConfig) -> Self {
+        TlsOptions {
+            ca_file: c.ca_file.clone(),
+            pin_sha256: c.pin_sha256.clone(),
+            insecure: c.insecure,
+        }
+    }
+}
+
+/// `[auth]`: a bearer token, at most one of three ways. File and environment
+/// keep the secret out of a config file that gets copied around.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    #[serde(default)]
+    pub token: Option<Secret>,
+    /// Read once at load; surrounding whitespace is trimmed.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Name of the environment variable holding the token.
+    #[serde(default)]
+    pub token_env: Option<String>,
+}
+
+/// `[supervisor]`: health endpoints and the timers that decide liveness.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SupervisorConfig {
+    /// `/healthz` and `/metrics`; loopback so nothing is exposed by default.
+    #[serde(default = "default_supervisor_listen")]
+    pub listen: SocketAddr,
+    /// systemd watchdog ping interval (keep it under half of `WatchdogSec`).
+    #[serde(
+        default = "default_10s",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub watchdog_interval: Duration,
+    /// No events for this long means the AI pipeline is dead: restart the job.
+    #[serde(
+        default = "default_30s",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub pipeline_dead_after: Duration,
+    /// Control-channel keepalive, so the remote side keeps the job alive.
+    #[serde(
+        default = "default_10s",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub keepalive_interval: Duration,
+}
+
+fn default_supervisor_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9464))
+}
+fn default_10s() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_30s() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for SupervisorConfig {
+    fn default() -> Self {
+        Self {
+            listen: default_supervisor_listen(),
+            watchdog_interval: default_10s(),
+            pipeline_dead_after: default_30s(),
+            keepalive_interval: default_10s(),
+        }
+    }
+}
+
+/// `[queue]`: the bounded queue between segmenter and publisher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Whole GOPs held while the uplink stalls; older ones are dropped.
+    #[serde(default = "default_gops")]
+    pub gops: usize,
+}
+
+fn default_gops() -> usize {
+    2
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            gops: default_gops(),
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! Checks serde cannot express: values that parse but cannot work, and
+//! references between sections. Each error points at the key at fault.
+
+use std::collections::BTreeSet;
+
+use super::error::{ConfigError, ErrorKind, suggest};
+use super::load::DURATION_HINT;
+use super::schema::{AgentConfig, JobMode};
+use super::source::{Index, KeyPath, Sources};
+use crate::actions::OutputConfig;
+use crate::duration::DurationError;
+use crate::rules::{RuleErrorKind, RuleSet};
+
+/// What an error needs to find its place in the text.
+pub(crate) struct Check<'a> {
+    pub index: &'a Index,
+    pub sources: &'a Sources<'a>,
+}
+
+impl Check<'_> {
+    pub fn error(
+        &self,
+        kind: ErrorKind,
+        key: &str,
+        message: String,
+        hint: Option<String>,
+    ) -> ConfigError {
+        let path = KeyPath::parse(key);
+        let pos = self.index.position(&path);
+        self.sources.error(kind, message, pos, &path, hint)
+    }
+
+    fn invalid(&self, key: &str, message: String, hint: Option<String>) -> ConfigError {
+        self.error(ErrorKind::InvalidValue, key, message, hint)
+    }
+}
+
+/// Applies board-wide defaults to the sections they fill.
+pub(crate) fn resolve(mut config: AgentConfig) -> AgentConfig {
+    if let Some(chip) = &config.gpio.chip {
+        for output in config.outputs.values_mut() {
+            if let OutputConfig::Gpio(g) = output
+                && g.chip.is_none()
+            {
+                g.chip = Some(chip.clone());
+            }
+        }
+    }
+    config
+}
+
+/// Returns warnings (things that work but are probably not meant).
+pub(crate) fn validate(c: &AgentConfig, check: &Check<'_>) -> Result<Vec<String>, ConfigError> {
+    let mut warnings = Vec::new();
+    if let Err(e) = c.camera.validate() {
+        let key = if e.to_string().contains("camera source") {
+            "camera.source"
+        } else {
+            "camera"
+        };
+        return Err(check.invalid(key, e.to_string(), None));
+    }
+    if let Err(e) = c.encoder.validate() {
+        let key = if e.to_string().contains("bitrate") {
+            "encoder.bitrate_kbps"
+        } else {
+            "encoder.gop_seconds"
+        };
+        return Err(check.invalid(key, e.to_string(), None));
+    }
+    match &c.job {
+        JobMode::Static(s) => {
+            let urls = [
+                ("publish_url", Some(&s.publish_url)),
+                ("subscribe_url", s.subscribe_url.as_ref()),
+                ("control_url", s.control_url.as_ref()),
+                ("events_url", s.events_url.as_ref()),
+                ("data_url", s.data_url.as_ref()),
+            ];
+            for (name, url) in urls {
+                if let Some(url) = url {
+                    check_url(check, &format!("job.{name}"), url)?;
+                }
+            }
+        }
+        JobMode::Worker(w) => {
+            check_url(check, "job.worker_url", &w.worker_url)?;
+            let ok = |ch: char| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_';
+            if w.channel_prefix.is_empty() || !w.channel_prefix.chars().all(ok) {
+                return Err(check.invalid(
+                    "job.channel_prefix",
+                    format!("invalid channel prefix {:?}", w.channel_prefix),
+                    Some("use letters, digits, `-` and `_` (it becomes part of URLs)".into()),
+                ));
+            }
+        }
+    }
+    check_tls(c, check, &mut warnings)?;
+    let auth = [
+        ("auth.token", c.auth.token.is_some()),
+        ("auth.token_file", c.auth.token_file.is_some()),
+        ("auth.token_env", c.auth.token_env.is_some()),
+    ];
+    if let [_, (second, _), ..] = auth.iter().filter(|(_, set)| *set).collect::<Vec<_>>()[..] {
+        return Err(check.invalid(
+            second,
+            "`[auth]` sets more than one token source".into(),
+            Some("keep one of `token`, `token_file`, `token_env`".into()),
+        ));
+    }
+    let s = &c.supervisor;
+    for (key, d) in [
+        ("supervisor.watchdog_interval", s.watchdog_interval),
+        ("supervisor.pipeline_dead_after", s.pipeline_dead_after),
+        ("supervisor.keepalive_interval", s.keepalive_interval),
+    ] {
+        if d.is_zero() {
+            return Err(check.invalid(
+                key,
+                format!("`{key}` must be longer than 0"),
+                Some(DURATION_HINT.into()),
+            ));
+        }
+    }
+    if c.queue.gops == 0 {
+        return Err(check.invalid(
+            "queue.gops",
+            "`queue.gops` must be at least 1".into(),
+            Some("the queue must hold the GOP being sent".into()),
+        ));
+    }
+    for (name, output) in &c.outputs {
+        if let OutputConfig::Gpio(g) = output
+            && g.backend == crate::actions::GpioBackend::Gpiocdev
+            && g.line.is_none()
+        {
+            return Err(check.error(
+                ErrorKind::MissingKey,
+                &format!("outputs.{name}"),
+                format!("missing field `line` in `outputs.{name}`"),
+                Some(
+                    "a GPIO output needs `line = 17` (offset) or `line = \"GPIO17\"` (name)".into(),
+                ),
+            ));
+        }
+    }
+    check_rules(c, check, &mut warnings)?;
+    Ok(warnings)
+}
+
+/// An `http(s)://host[:port]/…` URL with a usable port.
+fn check_url(check: &Check<'_>, key: &str, url: &str) -> Result<(), ConfigError> {
+    let hint = || Some("expected `http://HOST[:PORT]/PATH` or `https://…`".into());
+    let bad = |why: &str| {
+        check.invalid(
+            key,
+            format!("invalid URL {url:?} for `{key}`: {why}"),
+            hint(),
+        )
+    };
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(bad("the scheme must be http or https"));
+    }
+    let Some(authority) = uri.authority() else {
+        return Err(bad("no host"));
+    };
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(bad("no host"));
+    }
+    // `Uri` drops a port that is not a u16; the text still shows it.
+    let after_host = authority.as_str().rsplit(']').next().unwrap_or_default();
+    if after_host.contains(':') && uri.port_u16().is_none_or(|p| p == 0) {
+        return Err(bad("the port must be 1 to 65535"));
+    }
+    Ok(())
+}
+
+fn check_tls(
+    c: &AgentConfig,
+    check: &Check<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    let t = &c.tls;
+    let set: Vec<&str> = [
+        ("tls.ca_file", t.ca_file.is_some()),
+        ("tls.pin_sha256", t.pin_sha256.is_some()),
+        ("tls.insecure", t.insecure),
+    ]
+    .into_iter()
+    .filter_map(|(k, on)| on.then_some(k))
+    .collect();
+    if let [first, second, ..] = set[..] {
+        return Err(check.invalid(
+            second,
+            format!("`{first}` and `{second}` contradict each other"),
+            Some("choose one way to trust the server: a CA file, a pinned certificate, or (lab only) insecure".into()),
+        ));
+    }
+    if let Some(pin) = &t.pin_sha256 {
+        let hex: String = pin.chars().filter(|c| *c != ':').collect();
+        if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(check.invalid(
+                "tls.pin_sha256",
+                format!("invalid certificate pin {pin:?}"),
+                Some("64 hex digits (colons allowed): `openssl x509 -in cert.pem -outform DER | sha256sum`".into()),
+            ));
+        }
+    }
+    if t.insecure {
+        warnings.push("tls.insecure = true: server certificates are not verified".into());
+    }
+    Ok(())
+}
+
+fn check_rules(
+    c: &AgentConfig,
+    check: &Check<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    if let Err(e) = RuleSet::new(c.rules.clone()) {
+        // Duplicates point at the later rule, anything else at the first.
+        let mut same_name = c.rules.iter().enumerate().filter(|(_, r)| r.name == e.rule);
+        let found = if e.kind == RuleErrorKind::DuplicateName {
+            same_name.nth(1)
+        } else {
+            same_name.next()
+        };
+        let i = found.map_or(0, |(i, _)| i);
+        let key = format!("rules[{i}].{}", e.field);
+        let hint = matches!(
+            e.kind,
+            RuleErrorKind::BadDuration(_) | RuleErrorKind::BadDebounce(_)
+        )
+        .then(|| DURATION_HINT.to_owned());
+        let message = match &e.kind {
+            RuleErrorKind::BadDuration(DurationError::Invalid(text)) => {
+                format!("invalid duration {text:?} for `{key}`")
+            }
+            kind => format!("{kind} in `{key}`"),
+        };
+        return Err(check.invalid(&key, message, hint));
+    }
+    let names: Vec<&str> = c.outputs.keys().map(String::as_str).collect();
+    let mut used = BTreeSet::new();
+    for (i, rule) in c.rules.iter().enumerate() {
+        for (j, action) in rule.then.iter().enumerate() {
+            let key = format!("rules[{i}].then[{j}].output");
+            let Some(output) = c.outputs.get(&action.output) else {
+                let hint = suggest("defined outputs", &action.output, names.iter().copied())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "no outputs are defined: add an `[outputs.{}]` table",
+                            action.output
+                        )
+                    });
+                return Err(check.error(
+                    ErrorKind::UnknownOutput,
+                    &key,
+                    format!(
+                        "rule `{}` uses unknown output `{}`",
+                        rule.name, action.output
+                    ),
+                    Some(hint),
+                ));
+            };
+            used.insert(action.output.as_str());
+            if matches!(output, OutputConfig::Gpio(_)) && action.action.is_none() {
+                return Err(check.invalid(
+                    &format!("rules[{i}].then[{j}]"),
+                    format!("rule `{}` must say what to do with GPIO output `{}`", rule.name, action.output),
+                    Some("add `action = \"pulse\"` (with `ms`), `\"set\"`, `\"clear\"` or `\"hold\"`".into()),
+                ));
+            }
+        }
+    }
+    for name in names.iter().filter(|n| !used.contains(*n)) {
+        warnings.push(format!("output `{name}` is not used by any rule"));
+    }
+    Ok(())
+}

@@ -1,0 +1,240 @@
+//! The pytrickle worker HTTP API, on hyper 1.x.
+//!
+//! | request | answer |
+//! |---|---|
+//! | `POST /api/stream/start` | 200 + status; a start while a stream runs stops it and starts the new one (restart, not 409: a caller that lost track of the worker can always start afresh) |
+//! | `POST /api/stream/stop` | 200 `{"stopped": bool, "clean": bool}` (stopped: a stream was there; clean: its tasks ended within ~2 s without being aborted) |
+//! | `POST /api/stream/params` | 200 `{"params": merged}`; 409 when no stream runs |
+//! | `GET /api/stream/status` | 200 + [`Status`](super::Status) |
+//! | `GET /health` | 200 `{"status":"OK"}` running, `"IDLE"` idle; 503 `"ERROR"` when the stream ended by itself |
+//!
+//! Bad bodies are 400 `{"error": "...", "field": "..."}` naming the field.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use super::stream::{RequestError, StartRequest, params_update};
+use super::{Worker, WorkerConfig, WorkerError};
+
+/// Requests are a few hundred bytes of JSON; refuse anything absurd.
+const MAX_BODY: usize = 1 << 20;
+
+fn reply(status: StatusCode, body: &impl Serialize) -> Response<Full<Bytes>> {
+    let bytes = serde_json::to_vec(body).expect("API bodies always serialise");
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(Bytes::from(bytes)))
+        .expect("static response parts are valid")
+}
+
+fn refuse(e: RequestError) -> Response<Full<Bytes>> {
+    reply(
+        StatusCode::BAD_REQUEST,
+        &json!({"error": e.to_string(), "field": e.field}),
+    )
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Full<Bytes>>> {
+    match Limited::new(req.into_body(), MAX_BODY).collect().await {
+        Ok(b) => Ok(b.to_bytes()),
+        Err(e) => Err(refuse(RequestError {
+            field: "body".into(),
+            message: format!("cannot read (limit {MAX_BODY} bytes): {e}"),
+        })),
+    }
+}
+
+/// Routes one request. Never fails: every problem is an HTTP answer.
+async fn handle(
+    worker: Worker,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, Infallible> {
+    let route = (req.method().clone(), req.uri().path().to_string());
+    debug!(method = %route.0, path = %route.1, "api request");
+    let resp = match (&route.0, route.1.as_str()) {
+        (&Method::POST, "/api/stream/start") => match read_body(req).await {
+            Err(r) => r,
+            Ok(body) => match StartRequest::from_json(&body) {
+                Ok(start) => reply(StatusCode::OK, &worker.start(start).await),
+                Err(e) => refuse(e),
+            },
+        },
+        (&Method::POST, "/api/stream/stop") => {
+            let outcome = worker.stop().await;
+            let body = json!({"stopped": outcome.is_some(), "clean": outcome.unwrap_or(true)});
+            reply(StatusCode::OK, &body)
+        }
+        (&Method::POST, "/api/stream/params") => match read_body(req).await {
+            Err(r) => r,
+            Ok(body) => {
+                let update = serde_json::from_slice::<Value>(&body)
+                    .map_err(|e| RequestError {
+                        field: "body".into(),
+                        message: format!("not JSON: {e}"),
+                    })
+                    .and_then(|v| params_update(&v));
+                match update {
+                    Err(e) => refuse(e),
+                    Ok(update) => match worker.update_params(update).await {
+                        Some(params) => reply(StatusCode::OK, &json!({"params": params})),
+                        None => reply(
+                            StatusCode::CONFLICT,
+                            &json!({"error": "no stream is running"}),
+                        ),
+                    },
+                }
+            }
+        },
+        (&Method::GET, "/api/stream/status") => reply(StatusCode::OK, &worker.status().await),
+        (&Method::GET, "/health") => {
+            let health = worker.health().await;
+            let code = if health == "ERROR" {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            reply(code, &json!({"status": health}))
+        }
+        (
+            _,
+            "/api/stream/start" | "/api/stream/stop" | "/api/stream/params" | "/api/stream/status"
+            | "/health",
+        ) => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &json!({"error": "method not allowed"}),
+        ),
+        _ => reply(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
+    };
+    Ok(resp)
+}
+
+/// A worker serving its HTTP API in the background: what `demo` and tests use.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    worker: Worker,
+    local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Binds `listen` (port 0 picks a free one) and starts serving.
+    pub async fn start(
+        listen: SocketAddr,
+        config: WorkerConfig,
+    ) -> Result<WorkerHandle, WorkerError> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| WorkerError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| WorkerError::Bind {
+            addr: listen,
+            source,
+        })?;
+        let worker = Worker::new(config);
+        let (shutdown, rx) = watch::channel(false);
+        let task = tokio::spawn(serve(listener, worker.clone(), rx));
+        info!(%local_addr, "worker API listening");
+        Ok(WorkerHandle {
+            worker,
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// `http://addr`, the base for `/api/stream/start`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.local_addr)
+    }
+
+    /// The worker itself, for in-process control without HTTP.
+    pub fn worker(&self) -> &Worker {
+        &self.worker
+    }
+
+    /// Stops accepting, lets open requests finish, and stops the stream.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+        self.worker.stop().await;
+    }
+}
+
+/// Resolves once shutdown is signalled (or its sender is gone). The guard
+/// `wait_for` returns is dropped here, so callers' futures stay `Send`.
+async fn stopped(rx: &mut watch::Receiver<bool>) {
+    let _ = rx.wait_for(|s| *s).await;
+}
+
+async fn serve(listener: TcpListener, worker: Worker, mut shutdown: watch::Receiver<bool>) {
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = stopped(&mut shutdown) => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: pause, do not spin.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let worker = worker.clone();
+        let mut shutdown = shutdown.clone();
+        connections.spawn(async move {
+            let service = service_fn(move |req| handle(worker.clone(), req));
+            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "api connection ended") },
+                _ = stopped(&mut shutdown) => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+        // Reap finished connections so the set does not grow forever.
+        while connections.try_join_next().is_some() {}
+    }
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+}
+
+/// Runs the worker API on `listen` until `shutdown` resolves, then stops the
+/// stream (`trickle-edge worker --listen ADDR`).
+pub async fn run_worker(
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), WorkerError> {
+    let handle = WorkerHandle::start(listen, WorkerConfig::default()).await?;
+    shutdown.await;
+    info!("worker shutting down");
+    handle.shutdown().await;
+    Ok(())
+}

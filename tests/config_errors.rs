@@ -1,0 +1,333 @@
+//! Each kind of config mistake gives one exact, rustc-shaped message: what is
+//! wrong, file:line:col (of the preset when the preset is at fault), the key
+//! path, and a hint.
+
+mod config_support;
+
+use std::path::Path;
+
+use config_support::{dir, write};
+use trickle_edge::config::{self, ConfigError, ErrorKind, LoadOptions};
+
+/// Loads `text` as `config.toml` in a fresh directory; returns the error and
+/// the file's path.
+fn fail(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
+    let d = dir(test);
+    let file = write(&d, "config.toml", text);
+    let err = config::load(&file).expect_err("config should be rejected");
+    (err, file)
+}
+
+fn expect(err: &ConfigError, file: &Path, line_col: &str, message: &str, hint: &str) {
+    let want = format!(
+        "error: {message}\n  --> {}:{line_col}\n  = hint: {hint}",
+        file.display()
+    );
+    assert_eq!(err.to_string(), want);
+}
+
+#[test]
+fn unknown_key_at_top_level() {
+    let (e, f) = fail("unknown_top", "# agent\nboardd = \"rpi5\"\n");
+    expect(
+        &e,
+        &f,
+        "2:1",
+        "unknown field `boardd` at the top level",
+        "did you mean `board`?",
+    );
+    assert_eq!((e.kind, e.key.as_str()), (ErrorKind::UnknownKey, "boardd"));
+
+    let (e, f) = fail("unknown_top_far", "zzz = 1\n");
+    expect(
+        &e,
+        &f,
+        "1:1",
+        "unknown field `zzz` at the top level",
+        "allowed keys: `board`, `camera`, `encoder`, `gpio`, `job`, `tls`, `auth`, `supervisor`, `queue`, `outputs`, `rules`",
+    );
+}
+
+#[test]
+fn unknown_key_nested() {
+    let text = "[job]\nmode = \"worker\"\n\n[outputs.door]\ntype = \"gpio\"\nchipp = \"pinctrl-rp1\"\nline = 17\n";
+    let (e, f) = fail("unknown_nested", text);
+    expect(
+        &e,
+        &f,
+        "6:1",
+        "unknown field `chipp` in `outputs.door`",
+        "did you mean `chip`?",
+    );
+    assert_eq!(e.key, "outputs.door.chipp");
+
+    let (e, f) = fail(
+        "unknown_in_job",
+        "[job]\nmode = \"worker\"\nworker = \"http://x\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:1",
+        "unknown field `worker` in `job`",
+        "did you mean `worker_url`?",
+    );
+
+    let (e, f) = fail(
+        "unknown_in_rule",
+        "[[rules]]\nname = \"r\"\nthen = []\ncooldwn = \"1s\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "4:1",
+        "unknown field `cooldwn` in `rules[0]`",
+        "did you mean `cooldown`?",
+    );
+}
+
+#[test]
+fn wrong_type() {
+    let (e, f) = fail(
+        "wrong_type",
+        "[camera]\nsource = \"test\"\nwidth = \"640\"\nheight = 360\nfps = 15\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:9",
+        "wrong type for `camera.width`: expected u32, found string \"640\"",
+        "numbers are written without quotes",
+    );
+    assert_eq!(
+        (e.kind, e.key.as_str()),
+        (ErrorKind::WrongType, "camera.width")
+    );
+}
+
+#[test]
+fn bad_duration() {
+    let hint = "a duration is a number and a unit (ms, s, m, h), parts may be combined: \"500ms\", \"10s\", \"1.5s\", \"2m\", \"1h\", \"1m30s\"";
+    let (e, f) = fail(
+        "bad_duration",
+        "[supervisor]\nwatchdog_interval = \"10 sec\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "2:21",
+        "invalid duration \"10 sec\" for `supervisor.watchdog_interval`",
+        hint,
+    );
+
+    // Inside an output table (serde reports only the table; the key is found by its text).
+    let (e, f) = fail(
+        "bad_duration_output",
+        "[outputs.door]\ntype = \"gpio\"\nbackend = \"simulated\"\nwrite_timeout = \"1 s\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "4:17",
+        "invalid duration \"1 s\" for `outputs.door.write_timeout`",
+        hint,
+    );
+
+    // In a rule (checked after serde, by the rules module).
+    let (e, f) = fail(
+        "bad_duration_rule",
+        "[[rules]]\nname = \"r\"\ncooldown = \"5 s\"\nthen = []\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:1",
+        "invalid duration \"5 s\" for `rules[0].cooldown`",
+        hint,
+    );
+}
+
+#[test]
+fn missing_publish_url_in_static_mode() {
+    let (e, f) = fail(
+        "static_no_publish",
+        "[job]\nmode = \"static\"\ndata_url = \"http://127.0.0.1:2939/ai/trickle/data\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "1:1",
+        "missing field `publish_url` in `job`",
+        "`mode = \"static\"` needs the trickle URL camera segments are published to, e.g. `publish_url = \"https://gateway.example/ai/trickle/cam\"`",
+    );
+    assert_eq!(
+        (e.kind, e.key.as_str()),
+        (ErrorKind::MissingKey, "job.publish_url")
+    );
+}
+
+#[test]
+fn unknown_job_mode() {
+    let (e, f) = fail("livepeer_mode", "[job]\nmode = \"livepear\"\n");
+    expect(
+        &e,
+        &f,
+        "2:8",
+        "unknown value `livepear` for `job.mode`",
+        "expected one of: `static`, `worker`",
+    );
+}
+
+#[test]
+fn bad_url_and_port() {
+    let hint = "expected `http://HOST[:PORT]/PATH` or `https://…`";
+    let (e, f) = fail(
+        "bad_port",
+        "[job]\nmode = \"static\"\npublish_url = \"http://gw:99999/x\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:1",
+        "invalid URL \"http://gw:99999/x\" for `job.publish_url`: the port must be 1 to 65535",
+        hint,
+    );
+    let (e, f) = fail(
+        "bad_scheme",
+        "[job]\nmode = \"worker\"\nworker_url = \"ftp://w/\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:1",
+        "invalid URL \"ftp://w/\" for `job.worker_url`: the scheme must be http or https",
+        hint,
+    );
+}
+
+#[test]
+fn rule_referencing_an_unknown_output() {
+    let text = "[outputs.door]\ntype = \"gpio\"\nbackend = \"simulated\"\n\n[outputs.events]\ntype = \"log\"\npath = \"/tmp/e.jsonl\"\n\n[[rules]]\nname = \"person\"\nthen = [{ output = \"dor\", action = \"set\" }]\n";
+    let (e, f) = fail("unknown_output", text);
+    expect(
+        &e,
+        &f,
+        "11:11",
+        "rule `person` uses unknown output `dor`",
+        "did you mean `door`?",
+    );
+    assert_eq!(
+        (e.kind, e.key.as_str()),
+        (ErrorKind::UnknownOutput, "rules[0].then[0].output")
+    );
+
+    let text = text.replace("\"dor\"", "\"siren\"");
+    let (e, f) = fail("unknown_output_far", &text);
+    expect(
+        &e,
+        &f,
+        "11:11",
+        "rule `person` uses unknown output `siren`",
+        "defined outputs: `door`, `events`",
+    );
+}
+
+#[test]
+fn gpio_output_needs_an_action() {
+    let text = "[outputs.door]\ntype = \"gpio\"\nbackend = \"simulated\"\n\n[[rules]]\nname = \"r\"\nthen = [{ output = \"door\" }]\n";
+    let (e, f) = fail("gpio_action", text);
+    expect(
+        &e,
+        &f,
+        "7:9",
+        "rule `r` must say what to do with GPIO output `door`",
+        "add `action = \"pulse\"` (with `ms`), `\"set\"`, `\"clear\"` or `\"hold\"`",
+    );
+}
+
+#[test]
+fn unknown_board() {
+    let (e, f) = fail("unknown_board", "board = \"rpi6\"\n");
+    expect(
+        &e,
+        &f,
+        "1:9",
+        "unknown board `rpi6`",
+        "did you mean `rpi4` or `rpi5`?",
+    );
+    assert_eq!(e.kind, ErrorKind::UnknownBoard);
+
+    // From the command line there is no line to point at.
+    let d = dir("unknown_board_cli");
+    let file = write(&d, "config.toml", "");
+    let opts = LoadOptions {
+        board: Some("beaglebone".into()),
+        boards_dir: None,
+    };
+    let e = config::load_with(&file, &opts).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "error: unknown board `beaglebone` (from --board)\n  --> {}\n  = hint: known boards: `jetson-orin-nano`, `jetson-orin-nx`, `rk3588`, `rpi4`, `rpi5`, `usb-h264-camera`, `x86-vaapi`",
+            file.display()
+        )
+    );
+
+    // A path is not a board name.
+    let (e, _) = fail("board_path", "board = \"../boards/rpi5\"\n");
+    assert_eq!(e.kind, ErrorKind::UnknownBoard);
+}
+
+#[test]
+fn errors_inside_a_preset_name_the_preset() {
+    let d = dir("bad_preset");
+    let preset = write(
+        &d,
+        "boards/lab.toml",
+        "# lab rig\n[camera]\nsource = \"test\"\nwidthh = 320\n",
+    );
+    let file = write(&d, "config.toml", "board = \"lab\"\n");
+    let opts = LoadOptions {
+        board: None,
+        boards_dir: Some(d.join("boards")),
+    };
+    let e = config::load_with(&file, &opts).unwrap_err();
+    expect(
+        &e,
+        &preset,
+        "4:1",
+        "unknown field `widthh` in `camera`",
+        "did you mean `width`?",
+    );
+
+    let preset = write(
+        &d,
+        "boards/lab.toml",
+        "[camera]\nsource = \"test\"\n\n[job]\nmode = \"worker\"\n",
+    );
+    let e = config::load_with(&file, &opts).unwrap_err();
+    expect(
+        &e,
+        &preset,
+        "4:2",
+        "a board preset cannot set `job`",
+        "presets may set only `camera`, `encoder`, `gpio`, `queue`",
+    );
+}
+
+#[test]
+fn syntax_error_and_missing_file() {
+    let d = dir("syntax");
+    let file = write(&d, "config.toml", "[camera]\nfps = [\n");
+    let e = config::load(&file).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Syntax);
+    assert!(e.to_string().starts_with("error: invalid TOML: "), "{e}");
+    assert!(
+        e.to_string().contains(&format!("{}:2:", file.display())),
+        "{e}"
+    );
+
+    let e = config::load(d.join("nope.toml")).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Read);
+    assert!(e.to_string().contains("nope.toml"), "{e}");
+}

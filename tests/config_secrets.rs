@@ -1,0 +1,140 @@
+//! Tokens and passwords are used but never shown: not by `check`, not in
+//! `Debug` output, not in error messages.
+
+mod config_support;
+
+use std::process::Command;
+
+use config_support::{dir, write};
+use trickle_edge::config::{self, ErrorKind};
+
+const TOKEN: &str = "s3cr3t-token-7f1d9c";
+
+fn assert_hidden(text: &str) {
+    assert!(!text.contains(TOKEN), "secret leaked:\n{text}");
+    assert!(!text.contains("mqtt-pass-42"), "secret leaked:\n{text}");
+}
+
+#[test]
+fn token_from_file_is_loaded_but_never_printed() {
+    let d = dir("token_file");
+    let token_file = write(&d, "token", &format!("{TOKEN}\n"));
+    let file = write(
+        &d,
+        "config.toml",
+        &format!(
+            "[auth]\ntoken_file = \"{}\"\n\n[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1:1883\"\npassword = \"mqtt-pass-42\"\n",
+            token_file.display()
+        ),
+    );
+    let r = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.token.as_ref().map(|t| t.0.as_str()), Some(TOKEN));
+    assert_hidden(&format!("{r:?}"));
+    assert_hidden(&format!("{:#?}", r.config));
+    let printed = config::check(&file, None).unwrap();
+    assert_hidden(&printed);
+    assert!(printed.contains("password = \"***\""), "{printed}");
+    assert!(printed.contains("# auth token: ***"), "{printed}");
+}
+
+#[test]
+fn inline_token_is_printed_as_stars() {
+    let d = dir("token_inline");
+    let file = write(&d, "config.toml", &format!("[auth]\ntoken = \"{TOKEN}\"\n"));
+    let printed = config::check(&file, None).unwrap();
+    assert_hidden(&printed);
+    assert!(printed.contains("token = \"***\""), "{printed}");
+    let r = config::load(&file).unwrap();
+    assert_eq!(r.token.unwrap().to_string(), "***");
+}
+
+#[test]
+fn token_from_env_via_the_cli() {
+    let d = dir("token_env");
+    let file = write(
+        &d,
+        "config.toml",
+        "[auth]\ntoken_env = \"TRICKLE_EDGE_TEST_TOKEN\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .env("TRICKLE_EDGE_TEST_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_hidden(&stdout);
+    assert_hidden(&stderr);
+    assert!(
+        stdout.contains("token_env = \"TRICKLE_EDGE_TEST_TOKEN\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("# auth token: ***"), "{stdout}");
+}
+
+#[test]
+fn unset_env_and_unreadable_file_name_the_source_not_the_value() {
+    let d = dir("token_missing");
+    let file = write(
+        &d,
+        "config.toml",
+        "[auth]\ntoken_env = \"TRICKLE_EDGE_TEST_TOKEN_SURELY_UNSET\"\n",
+    );
+    let e = config::load(&file).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Secret);
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "error: environment variable `TRICKLE_EDGE_TEST_TOKEN_SURELY_UNSET` is not set or empty\n  --> {}:2:1\n  = hint: set it in the systemd unit (`Environment=` or `EnvironmentFile=`), or use `token_file`",
+            file.display()
+        )
+    );
+
+    let file = write(
+        &d,
+        "config.toml",
+        "[auth]\ntoken_file = \"/nonexistent/token\"\n",
+    );
+    let e = config::load(&file).unwrap_err();
+    assert_eq!(
+        (e.kind, e.key.as_str(), e.position),
+        (ErrorKind::Read, "auth.token_file", Some((2, 1)))
+    );
+
+    let file = write(
+        &d,
+        "config.toml",
+        "[auth]\ntoken = \"a\"\ntoken_env = \"B\"\n",
+    );
+    let e = config::load(&file).unwrap_err();
+    assert_eq!(
+        (e.key.as_str(), e.position),
+        ("auth.token_env", Some((3, 1)))
+    );
+}
+
+#[test]
+fn cli_check_exits_non_zero_with_the_message() {
+    let d = dir("cli_error");
+    let file = write(
+        &d,
+        "config.toml",
+        "[outputs.door]\ntype = \"gpio\"\nchipp = \"x\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "error: unknown field `chipp` in `outputs.door`\n  --> {}:3:1\n  = hint: did you mean `chip`?\n",
+            file.display()
+        )
+    );
+}
