@@ -147,9 +147,20 @@ async fn latency(samples: usize) {
         DecodeLimits::default(),
         tx,
         stats.clone(),
+        None,
         stop.clone(),
     ));
-    tokio::spawn(run_rules(rules, outputs.clone(), rx, stats.clone(), stop));
+    let (_replace_tx, replace_rx) = tokio::sync::mpsc::channel(1);
+    let (retired_tx, _retired_rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(run_rules(
+        rules,
+        outputs.clone(),
+        rx,
+        stats.clone(),
+        replace_rx,
+        retired_tx,
+        stop,
+    ));
 
     let mut publisher = Publisher::connect(
         &url,

@@ -40,6 +40,27 @@ pub enum Command {
     Worker(WorkerArgs),
     /// List cameras, H.264 encoders (really tested) and GPIO chips.
     Probe,
+    /// The agent, as systemd runs it.
+    Run(RunArgs),
+    /// Server, reference worker and agent in one process on a test camera.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[arg(long)]
+    pub config: PathBuf,
+    #[arg(long)]
+    pub board: Option<String>,
+    #[arg(long)]
+    pub boards_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Stop after this many seconds (default: until Ctrl-C).
+    #[arg(long)]
+    pub duration: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -190,10 +211,16 @@ pub struct SubscribeArgs {
     pub conn: ConnArgs,
 }
 
-pub fn init_tracing() {
+/// Logs go to stderr; `TRICKLE_EDGE_LOG` overrides the level (e.g. `debug`).
+/// The demo defaults to warnings only so its live view stays readable.
+pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_env("TRICKLE_EDGE_LOG")
-        .unwrap_or_else(|_| EnvFilter::new("info,hyper=warn,rustls=warn"));
+    let default = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info,hyper=warn,rustls=warn",
+    };
+    let filter =
+        EnvFilter::try_from_env("TRICKLE_EDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -227,6 +254,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Probe => probe().await,
+        Command::Run(a) => run_agent(a).await,
+        Command::Demo(a) => {
+            let mut out = std::io::stdout();
+            crate::agent::demo::run_demo(a.duration.map(std::time::Duration::from_secs), &mut out)
+                .await?;
+            Ok(())
+        }
     }
 }
 
@@ -490,15 +524,21 @@ async fn subscribe_rules(
             Default::default(),
             tx.clone(),
             stats.clone(),
+            None,
             stop.clone(),
         ));
     }
     drop(tx);
+    // No reloads here: the sender half is kept only so the channel stays open.
+    let (_replace_tx, replace_rx) = tokio::sync::mpsc::channel(1);
+    let (retired_tx, _retired_rx) = tokio::sync::mpsc::unbounded_channel();
     let rules_task = tokio::spawn(run_rules(
         rules,
         outputs.clone(),
         rx,
         stats.clone(),
+        replace_rx,
+        retired_tx,
         stop.clone(),
     ));
     tokio::select! {
@@ -591,4 +631,54 @@ async fn publish_camera(
             .load(std::sync::atomic::Ordering::Relaxed)
     );
     Ok(())
+}
+
+async fn run_agent(a: RunArgs) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let opts = crate::config::LoadOptions {
+        board: a.board.clone(),
+        boards_dir: a.boards_dir.clone(),
+    };
+    let resolved = match crate::config::load_with(&a.config, &opts) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    for w in &resolved.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let agent = tokio::spawn(crate::agent::runtime::run(
+        resolved,
+        crate::agent::runtime::AgentControl {
+            shutdown: stop_rx,
+            reload: reload_rx,
+        },
+        None,
+    ));
+    tokio::pin!(agent);
+    loop {
+        tokio::select! {
+            r = &mut agent => return r?,
+            _ = hup.recv() => match crate::config::load_with(&a.config, &opts) {
+                Ok(new) => {
+                    tracing::info!(config = %a.config.display(), "SIGHUP: reloading");
+                    let _ = reload_tx.send(new).await;
+                }
+                Err(e) => tracing::error!("SIGHUP: config refused, keeping the running one:\n{e}"),
+            },
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+        }
+    }
+    let _ = stop_tx.send(true);
+    match tokio::time::timeout(std::time::Duration::from_secs(5), agent).await {
+        Ok(r) => r?,
+        Err(_) => Err(anyhow::anyhow!("agent did not stop within 5 s")),
+    }
 }

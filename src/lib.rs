@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod duration;
+pub mod job;
 pub mod media;
 pub mod rules;
 pub mod trickle;

@@ -14,8 +14,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::metrics::Histogram;
 use crate::actions::{Dispatched, Outputs};
 use crate::data::{DecodeLimits, DecodeStats, Item, SegmentDecoder};
+use crate::job::health::PipelineHealth;
 use crate::rules::{ChannelEvent, RuleSet};
 use crate::trickle::Subscriber;
 
@@ -37,13 +39,16 @@ pub struct DataPathStats {
     pub reconnects: AtomicU64,
     pub effects: AtomicU64,
     pub effects_dropped: AtomicU64,
-    /// Microseconds from an item's arrival to its effects being queued.
-    pub last_item_to_effect_us: AtomicU64,
+    /// From an item's arrival (its first byte decoded) to its effects queued.
+    pub item_to_effect: Histogram,
+    /// Unix time (ms) of the last item, for `/healthz`.
+    pub last_item_unix_ms: AtomicU64,
 }
 
 impl DataPathStats {
+    /// Items are counted as they are sent on; this adds the rest of a
+    /// finished segment's counters.
     fn add_decode(&self, st: &DecodeStats) {
-        self.items.fetch_add(st.items, Ordering::Relaxed);
         self.keepalives.fetch_add(st.keepalive, Ordering::Relaxed);
         self.decode_errors
             .fetch_add(st.warnings(), Ordering::Relaxed);
@@ -58,8 +63,14 @@ pub async fn read_channel(
     limits: DecodeLimits,
     tx: mpsc::Sender<DataEvent>,
     stats: Arc<DataPathStats>,
+    health: Option<Arc<PipelineHealth>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let seen = |health: &Option<Arc<PipelineHealth>>| {
+        if let Some(h) = health {
+            h.event_seen();
+        }
+    };
     let mut reconnects_seen = sub.reconnects;
     loop {
         let next = tokio::select! {
@@ -111,6 +122,11 @@ pub async fn read_channel(
             match chunk {
                 Ok(Some(bytes)) => {
                     let items = decoder.push(&bytes, Instant::now());
+                    if !items.is_empty() {
+                        seen(&health);
+                        stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
+                        stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
+                    }
                     // A keepalive line is proof of life for `no_data` rules.
                     let k = decoder.stats().keepalive;
                     if k > keepalives {
@@ -141,6 +157,11 @@ pub async fn read_channel(
         }
         let (items, seg_stats) = decoder.finish(Instant::now());
         stats.add_decode(&seg_stats);
+        if !items.is_empty() {
+            seen(&health);
+            stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
+            stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
+        }
         for item in items {
             if tx.send(DataEvent::Item(item)).await.is_err() {
                 return;
@@ -149,13 +170,30 @@ pub async fn read_channel(
     }
 }
 
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A new rule set and outputs, swapped in by a config reload.
+pub struct Replace {
+    pub rules: RuleSet,
+    pub outputs: Arc<Outputs>,
+}
+
 /// Owns the rule set: applies items and channel events, fires timers exactly
-/// at their deadlines, and queues effects on the outputs.
+/// at their deadlines, and queues effects on the outputs. A [`Replace`] swaps
+/// both without losing queued items; the old outputs are handed back through
+/// `retired` so the caller can put them in failsafe and shut them down.
 pub async fn run_rules(
     mut rules: RuleSet,
-    outputs: Arc<Outputs>,
+    mut outputs: Arc<Outputs>,
     mut rx: mpsc::Receiver<DataEvent>,
     stats: Arc<DataPathStats>,
+    mut replace: mpsc::Receiver<Replace>,
+    retired: mpsc::UnboundedSender<Arc<Outputs>>,
     mut shutdown: watch::Receiver<bool>,
 ) -> RuleSet {
     let mut effects = rules.on_tick(Instant::now());
@@ -179,14 +217,20 @@ pub async fn run_rules(
                     let arrived = item.received_at;
                     effects = rules.on_item(&item, Instant::now());
                     if !effects.is_empty() {
-                        let us = arrived.elapsed().as_micros().min(u64::MAX as u128) as u64;
-                        stats.last_item_to_effect_us.store(us, Ordering::Relaxed);
+                        stats.item_to_effect.observe(arrived.elapsed().as_secs_f64());
                     }
                 }
                 Some(DataEvent::Channel(c)) => effects = rules.on_channel_event(c, Instant::now()),
                 None => return rules,
             },
             _ = sleep_until_opt(deadline) => effects = rules.on_tick(Instant::now()),
+            Some(r) = replace.recv() => {
+                info!("rules and outputs reloaded");
+                rules = r.rules;
+                let old = std::mem::replace(&mut outputs, r.outputs);
+                let _ = retired.send(old);
+                effects = rules.on_tick(Instant::now());
+            }
             _ = shutdown.changed() => return rules,
         }
     }

@@ -27,6 +27,19 @@ pub struct MediaPathStats {
     pub last_seq: AtomicI64,
     /// Flips to true once, when the first segment is confirmed (READY).
     pub first_published: watch::Sender<bool>,
+    last_published: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// From a GOP's first byte leaving the segmenter to the server's answer.
+    pub segment_upload: super::metrics::Histogram,
+}
+
+impl MediaPathStats {
+    /// Time since the last confirmed segment, if any.
+    pub fn last_published_age(&self) -> Option<Duration> {
+        self.last_published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|t| t.elapsed())
+    }
 }
 
 impl Default for MediaPathStats {
@@ -38,6 +51,8 @@ impl Default for MediaPathStats {
             publisher_restarts: AtomicU64::new(0),
             last_seq: AtomicI64::new(-1),
             first_published: watch::channel(false).0,
+            last_published: std::sync::Mutex::new(None),
+            segment_upload: Default::default(),
         }
     }
 }
@@ -96,6 +111,7 @@ pub async fn publish_segments(
                 }
             };
             let mut failed = false;
+            let started = tokio::time::Instant::now();
             while let Some(chunk) = gop.next_chunk().await {
                 if writer.write(chunk).await.is_err() {
                     failed = true;
@@ -115,6 +131,13 @@ pub async fn publish_segments(
                         .bytes_published
                         .fetch_add(report.bytes, Ordering::Relaxed);
                     stats.last_seq.store(report.seq, Ordering::Relaxed);
+                    stats
+                        .segment_upload
+                        .observe(started.elapsed().as_secs_f64());
+                    *stats
+                        .last_published
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
                     stats
                         .first_published
                         .send_if_modified(|v| !std::mem::replace(v, true));

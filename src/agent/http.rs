@@ -1,0 +1,215 @@
+//! The local supervisor endpoint: `/healthz` (JSON, per stage) and
+//! `/metrics` (Prometheus text). Loopback by default.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode, header};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use super::metrics::Exposition;
+use super::runtime::AgentStats;
+
+/// Binds and serves in the background.
+pub async fn start(listen: SocketAddr, stats: Arc<AgentStats>) -> std::io::Result<JoinHandle<()>> {
+    let listener = TcpListener::bind(listen).await?;
+    Ok(tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let stats = stats.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let stats = stats.clone();
+                    async move { Ok::<_, Infallible>(handle(&stats, req)) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    }))
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    r
+}
+
+fn handle(stats: &AgentStats, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    match req.uri().path() {
+        "/healthz" => {
+            let (healthy, body) = healthz(stats);
+            let status = if healthy {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            reply(status, "application/json", body.to_string())
+        }
+        "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(stats)),
+        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+/// Per-stage state as JSON, and whether the whole agent is healthy.
+pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
+    let media_ok = stats.media_healthy(std::time::Duration::from_secs(1));
+    let dead = stats.health.is_dead();
+    let last_item_ms = stats.data.last_item_unix_ms.load(Ordering::Relaxed);
+    let body = serde_json::json!({
+        "status": if media_ok && !dead { "ok" } else { "degraded" },
+        "uptime_s": stats.started.elapsed().as_secs(),
+        "media": {
+            "state": if media_ok { "ok" } else { "stalled" },
+            "segments_published": stats.media.segments_published.load(Ordering::Relaxed),
+            "last_segment_seq": stats.media.last_seq.load(Ordering::Relaxed),
+            "last_segment_age_s": stats.media.last_published_age().map(|d| d.as_secs_f64()),
+            "dropped_gops": stats.dropped_gops.dropped_gops.load(Ordering::Relaxed),
+        },
+        "data": {
+            "items": stats.data.items.load(Ordering::Relaxed),
+            "last_item_unix_ms": (last_item_ms > 0).then_some(last_item_ms),
+            "decode_errors": stats.data.decode_errors.load(Ordering::Relaxed),
+        },
+        "pipeline": {
+            "state": if dead { "dead" } else { "alive" },
+            "silent_s": stats.health.silent_for().as_secs_f64(),
+        },
+        "job": {
+            "mode": stats.job_mode,
+            "restarts": stats.job_restarts.load(Ordering::Relaxed),
+        },
+    });
+    (media_ok && !dead, body)
+}
+
+/// The Prometheus exposition of every counter and histogram.
+pub fn metrics(stats: &AgentStats) -> String {
+    let mut e = Exposition::default();
+    let m = &stats.media;
+    let d = &stats.data;
+    let c = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    e.counter(
+        "trickle_edge_segments_published_total",
+        "Media segments confirmed by the trickle server.",
+        c(&m.segments_published),
+    );
+    e.counter(
+        "trickle_edge_bytes_published_total",
+        "Media bytes confirmed by the trickle server.",
+        c(&m.bytes_published),
+    );
+    e.counter(
+        "trickle_edge_segment_failures_total",
+        "Media segments that failed to publish.",
+        c(&m.segment_failures),
+    );
+    e.counter(
+        "trickle_edge_dropped_gops_total",
+        "Whole GOPs dropped because the uplink was slower than the camera.",
+        c(&stats.dropped_gops.dropped_gops),
+    );
+    e.counter(
+        "trickle_edge_publisher_restarts_total",
+        "Times the publisher was rebuilt after a terminal error.",
+        c(&m.publisher_restarts),
+    );
+    e.counter(
+        "trickle_edge_reconnects_total",
+        "Data and events channel reconnects.",
+        c(&d.reconnects),
+    );
+    e.counter(
+        "trickle_edge_data_segments_total",
+        "Data and events segments received.",
+        c(&d.segments),
+    );
+    e.counter(
+        "trickle_edge_data_items_total",
+        "Items decoded from data and events channels.",
+        c(&d.items),
+    );
+    e.counter(
+        "trickle_edge_decode_errors_total",
+        "Lines or payloads skipped as undecodable.",
+        c(&d.decode_errors),
+    );
+    e.counter(
+        "trickle_edge_rule_fires_total",
+        "Effects produced by rules.",
+        c(&d.effects),
+    );
+    e.counter(
+        "trickle_edge_effects_dropped_total",
+        "Effects dropped because an output queue was full.",
+        c(&d.effects_dropped),
+    );
+    e.counter(
+        "trickle_edge_pipeline_deaths_total",
+        "Times the pipeline was declared dead (no events).",
+        c(&stats.pipeline_deaths),
+    );
+    e.counter(
+        "trickle_edge_job_restarts_total",
+        "Job restarts after a dead pipeline.",
+        c(&stats.job_restarts),
+    );
+    let outputs = stats.outputs();
+    let counters = outputs.counters();
+    let by = |f: fn(&crate::actions::OutputCounters) -> u64| {
+        counters
+            .iter()
+            .map(|(k, v)| (k.clone(), f(v)))
+            .collect::<Vec<_>>()
+    };
+    e.counter_by(
+        "trickle_edge_output_sent_total",
+        "Actions completed, per output.",
+        "output",
+        &by(|c| c.sent),
+    );
+    e.counter_by(
+        "trickle_edge_output_errors_total",
+        "Actions that failed, per output.",
+        "output",
+        &by(|c| c.failed),
+    );
+    e.counter_by(
+        "trickle_edge_output_dropped_total",
+        "Actions dropped by a full queue, per output.",
+        "output",
+        &by(|c| c.dropped),
+    );
+    e.histogram(
+        "trickle_edge_item_to_effect_seconds",
+        "From an item decoded to its effects queued on outputs.",
+        &d.item_to_effect,
+    );
+    e.histogram(
+        "trickle_edge_segment_upload_seconds",
+        "From a GOP's first byte to the server confirming the segment.",
+        &m.segment_upload,
+    );
+    e.gauge(
+        "trickle_edge_pipeline_silent_seconds",
+        "Seconds since the last pipeline event.",
+        stats.health.silent_for().as_secs_f64(),
+    );
+    e.finish()
+}

@@ -1,0 +1,185 @@
+//! Starting a job and keeping it alive: where the five channel URLs come
+//! from (`static` config or a trickle worker started against our own
+//! server), the control-channel keepalive, and the events-based health check.
+
+pub mod control;
+pub mod health;
+pub mod worker_client;
+
+use std::sync::Arc;
+
+use crate::config::{JobMode, StaticJob, WorkerJob};
+use crate::trickle::server::{self, RunningServer, ServerConfig};
+use crate::trickle::{ClientOptions, HttpClient};
+use worker_client::WorkerClient;
+
+/// The channels of one running job, from the agent's point of view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobUrls {
+    /// Camera segments go here.
+    pub publish: String,
+    /// Processed video comes back here.
+    pub subscribe: Option<String>,
+    pub control: Option<String>,
+    pub events: Option<String>,
+    pub data: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot start the trickle server for the worker job: {0}")]
+    Server(#[from] server::ServerError),
+    #[error("worker {url}: {reason}")]
+    Worker { url: String, reason: String },
+    #[error(transparent)]
+    Client(#[from] crate::trickle::ClientError),
+}
+
+/// A started job: its URLs, plus what must be undone when it stops.
+pub struct Job {
+    pub urls: JobUrls,
+    /// The agent's own trickle server (worker mode), kept for the job's life.
+    pub server: Option<Arc<RunningServer>>,
+    worker: Option<WorkerClient>,
+    pub request_id: String,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("urls", &self.urls)
+            .field("request_id", &self.request_id)
+            .finish()
+    }
+}
+
+fn static_urls(s: &StaticJob) -> JobUrls {
+    JobUrls {
+        publish: s.publish_url.clone(),
+        subscribe: s.subscribe_url.clone(),
+        control: s.control_url.clone(),
+        events: s.events_url.clone(),
+        data: s.data_url.clone(),
+    }
+}
+
+/// Channel names of a worker job on the agent's server.
+pub fn worker_channels(prefix: &str) -> [(String, &'static str); 5] {
+    [
+        (format!("{prefix}-in"), "video/MP2T"),
+        (format!("{prefix}-out"), "video/MP2T"),
+        (format!("{prefix}-control"), "application/json"),
+        (format!("{prefix}-events"), "application/json"),
+        (format!("{prefix}-data"), "application/jsonl"),
+    ]
+}
+
+/// Starts the agent's trickle server for a worker job (once per agent run:
+/// it outlives job restarts so readers and writers keep their sockets).
+pub async fn start_worker_server(w: &WorkerJob) -> Result<Arc<RunningServer>, JobError> {
+    let config = ServerConfig {
+        listen: w.listen,
+        channels: worker_channels(&w.channel_prefix)
+            .into_iter()
+            .map(|(n, ct)| (n, Some(ct.to_string())))
+            .collect(),
+        ..Default::default()
+    };
+    Ok(Arc::new(server::start(config).await?))
+}
+
+/// Starts a job. In worker mode the channels are (re)created on `server` and
+/// the worker is asked to start a stream against them.
+pub async fn start(
+    mode: &JobMode,
+    server: Option<Arc<RunningServer>>,
+    client: &ClientOptions,
+) -> Result<Job, JobError> {
+    let request_id = format!(
+        "trickle-edge-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    match mode {
+        JobMode::Static(s) => Ok(Job {
+            urls: static_urls(s),
+            server: None,
+            worker: None,
+            request_id,
+        }),
+        JobMode::Worker(w) => {
+            let server = match server {
+                Some(s) => s,
+                None => start_worker_server(w).await?,
+            };
+            for (name, ct) in worker_channels(&w.channel_prefix) {
+                server.state.create_channel(&name, Some(ct.to_string()))?;
+            }
+            // The worker reaches our server by the address we listen on.
+            let base = format!(
+                "http://{}{}",
+                server.local_addr(),
+                server.state.config().base_path
+            );
+            let [ingest, out, control, events, data] =
+                worker_channels(&w.channel_prefix).map(|(n, _)| format!("{base}{n}"));
+            let urls = JobUrls {
+                publish: ingest.clone(),
+                subscribe: Some(out.clone()),
+                control: Some(control.clone()),
+                events: Some(events.clone()),
+                data: Some(data.clone()),
+            };
+            let worker = WorkerClient::new(&w.worker_url, HttpClient::new(client)?);
+            // From the worker's side: it subscribes to our ingest and
+            // publishes to our output, events and data channels.
+            let body = serde_json::json!({
+                "subscribe_url": ingest,
+                "publish_url": out,
+                "control_url": control,
+                "events_url": events,
+                "data_url": data,
+                "gateway_request_id": request_id,
+                "params": w.params,
+            });
+            worker.post("/api/stream/start", &body).await?;
+            Ok(Job {
+                urls,
+                server: Some(server),
+                worker: Some(worker),
+                request_id,
+            })
+        }
+    }
+}
+
+impl Job {
+    /// Stops the worker's stream (worker mode). Channels stay: the next job
+    /// start reuses them.
+    pub async fn stop(&self) -> Result<(), JobError> {
+        if let Some(w) = &self.worker {
+            w.post("/api/stream/stop", &serde_json::json!({})).await?;
+        }
+        Ok(())
+    }
+
+    /// Sends new parameters to the worker's API (the control channel gets
+    /// them separately, from the control task).
+    pub async fn update_params(
+        &self,
+        params: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<(), JobError> {
+        if let Some(w) = &self.worker {
+            w.post(
+                "/api/stream/params",
+                &serde_json::Value::Object(params.clone()),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    pub fn worker(&self) -> Option<&WorkerClient> {
+        self.worker.as_ref()
+    }
+}
