@@ -19,26 +19,33 @@ use tokio::task::JoinHandle;
 use super::metrics::Exposition;
 use super::runtime::AgentStats;
 
-/// Binds and serves in the background.
-pub async fn start(listen: SocketAddr, stats: Arc<AgentStats>) -> std::io::Result<JoinHandle<()>> {
+/// Binds and serves in the background; returns the bound address.
+pub async fn start(
+    listen: SocketAddr,
+    stats: Arc<AgentStats>,
+) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
-    Ok(tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let stats = stats.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let stats = stats.clone();
-                    async move { Ok::<_, Infallible>(handle(&stats, req)) }
+    let addr = listener.local_addr()?;
+    Ok((
+        addr,
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let stats = stats.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let stats = stats.clone();
+                        async move { Ok::<_, Infallible>(handle(&stats, req)) }
+                    });
+                    let _ = http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    }))
+            }
+        }),
+    ))
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -76,6 +76,8 @@ pub struct AgentHandles {
     /// The agent's own trickle server, in worker mode.
     pub server: Option<Arc<RunningServer>>,
     pub urls: JobUrls,
+    /// Where `/healthz` and `/metrics` listen, when they could bind.
+    pub supervisor_addr: Option<std::net::SocketAddr>,
 }
 
 struct MediaStage {
@@ -327,6 +329,7 @@ pub async fn run(
             gpio: gpio.clone(),
             server: server.clone(),
             urls: job.urls.clone(),
+            supervisor_addr: http.as_ref().ok().map(|(a, _)| *a),
         });
     }
 
@@ -471,7 +474,7 @@ pub async fn run(
     if deadline.is_err() {
         warn!("stop took longer than 4 s; exiting anyway");
     }
-    if let Ok(h) = http {
+    if let Ok((_, h)) = http {
         h.abort();
     }
     Ok(())

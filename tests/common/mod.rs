@@ -10,7 +10,7 @@ use tokio::net::TcpStream;
 use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
 
 /// Generous upper bound for anything a test awaits; never a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(20);
+pub const PATIENCE: Duration = Duration::from_secs(30);
 
 pub fn test_config() -> ServerConfig {
     ServerConfig {

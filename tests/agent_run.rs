@@ -1,0 +1,221 @@
+//! `run` end to end, in process: test camera → our trickle server → the
+//! reference worker → data channel → rules → simulated GPIO; then the
+//! pipeline-dead path when the worker dies.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::*;
+use tokio::sync::{mpsc, oneshot, watch};
+use trickle_edge::agent::runtime::{AgentControl, AgentHandles, run};
+use trickle_edge::config::{AgentConfig, ResolvedConfig};
+use trickle_edge::worker::{WorkerConfig, WorkerHandle};
+
+fn config(worker_url: &str, dead_after: &str, log: &std::path::Path) -> ResolvedConfig {
+    let text = format!(
+        r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 30
+[encoder]
+kind = "auto"
+bitrate_kbps = 500
+[job]
+mode = "worker"
+worker_url = "{worker_url}"
+listen = "127.0.0.1:0"
+channel_prefix = "e2e"
+[supervisor]
+listen = "127.0.0.1:0"
+pipeline_dead_after = "{dead_after}"
+keepalive_interval = "1s"
+[outputs.led]
+type = "gpio"
+backend = "simulated"
+line = "led"
+[outputs.events]
+type = "log"
+path = "{log}"
+[[rules]]
+name = "ball-seen"
+match = {{ type = "detection", label = "ball" }}
+then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
+"#,
+        log = log.display()
+    );
+    let config: AgentConfig = toml::from_str(&text).unwrap();
+    ResolvedConfig {
+        path: PathBuf::from("test"),
+        preset: None,
+        config,
+        token: None,
+        warnings: vec![],
+    }
+}
+
+struct Running {
+    stop: watch::Sender<bool>,
+    agent: tokio::task::JoinHandle<anyhow::Result<()>>,
+    handles: AgentHandles,
+    _reload: mpsc::Sender<ResolvedConfig>,
+}
+
+async fn start_agent(cfg: ResolvedConfig) -> Running {
+    let (stop, stop_rx) = watch::channel(false);
+    let (reload, reload_rx) = mpsc::channel(1);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let agent = tokio::spawn(run(
+        cfg,
+        AgentControl {
+            shutdown: stop_rx,
+            reload: reload_rx,
+        },
+        Some(ready_tx),
+    ));
+    let handles = within("agent ready", ready_rx).await.expect("agent starts");
+    Running {
+        stop,
+        agent,
+        handles,
+        _reload: reload,
+    }
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("trickle-edge-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn detections_reach_the_simulated_gpio_and_metrics_parse() {
+    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+        .await
+        .unwrap();
+    let dir = tmp("e2e");
+    let r = start_agent(config(&worker.url(), "30s", &dir.join("events.jsonl"))).await;
+    let h = r.handles.clone();
+    wait_for("a GPIO activation from a detection", || {
+        h.gpio.states_of("led").contains(&true)
+    })
+    .await;
+    wait_for("three segments", || {
+        h.stats.media.segments_published.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+
+    // The bound comes from this run: detections must act far faster than the
+    // camera makes segments (one GOP), measured here as the mean interval.
+    let segs = h.stats.media.segments_published.load(Ordering::Relaxed) as f64;
+    let gop_interval = h.stats.started.elapsed().as_secs_f64() / segs;
+    let p99 = h
+        .stats
+        .data
+        .item_to_effect
+        .quantile(0.99)
+        .expect("item-to-effect observed");
+    assert!(
+        p99 < gop_interval / 10.0,
+        "item->effect p99 {p99}s vs segment interval {gop_interval}s"
+    );
+
+    // /metrics parses as Prometheus text and carries the counters.
+    let addr = h.supervisor_addr.expect("supervisor endpoint");
+    let (head, body) = simple(addr, "GET", "/metrics", &[]).await;
+    assert_eq!(head.status, 200);
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid exposition");
+    let value = |name: &str| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name)
+            .map(|s| match s.value {
+                prometheus_parse::Value::Counter(v)
+                | prometheus_parse::Value::Gauge(v)
+                | prometheus_parse::Value::Untyped(v) => v,
+                _ => f64::NAN,
+            })
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    };
+    assert!(value("trickle_edge_segments_published_total") >= 3.0);
+    assert!(value("trickle_edge_data_items_total") >= 1.0);
+    assert!(value("trickle_edge_rule_fires_total") >= 1.0);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "trickle_edge_item_to_effect_seconds"
+                && matches!(s.value, prometheus_parse::Value::Histogram(_)))
+    );
+    let (head, body) = simple(addr, "GET", "/healthz", &[]).await;
+    assert_eq!(head.status, 200);
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["pipeline"]["state"], "alive");
+
+    r.stop.send(true).unwrap();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    // Stopped: the line is back in its failsafe (inactive) state.
+    assert_eq!(h.gpio.states_of("led").last(), Some(&false));
+    worker.shutdown().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_mid_stream_gives_failsafe_then_a_restarted_job() {
+    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+        .await
+        .unwrap();
+    let addr = worker.local_addr();
+    let dir = tmp("dead");
+    let r = start_agent(config(&worker.url(), "3s", &dir.join("events.jsonl"))).await;
+    let h = r.handles.clone();
+    wait_for("GPIO active", || {
+        h.gpio.states_of("led").last() == Some(&true)
+    })
+    .await;
+
+    // The worker dies: no more events. The agent must notice, put the line in
+    // failsafe, and start the job again once a worker answers.
+    worker.shutdown().await;
+    wait_for("pipeline declared dead", || {
+        h.stats.pipeline_deaths.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    wait_for("failsafe applied", || {
+        h.gpio.states_of("led").last() == Some(&false)
+    })
+    .await;
+    let worker = WorkerHandle::start(addr, WorkerConfig::default())
+        .await
+        .unwrap();
+    wait_for("job restarted", || {
+        h.stats.job_restarts.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    wait_for("detections again", || {
+        h.gpio.states_of("led").last() == Some(&true)
+    })
+    .await;
+
+    r.stop.send(true).unwrap();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    worker.shutdown().await;
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,0 +1,200 @@
+//! `trickle-edge run` as systemd runs it, in a real process: SIGHUP reloads
+//! a changed rule without a restart, SIGTERM stops the job, puts outputs in
+//! failsafe and exits 0 (the CLI itself fails if that takes over 5 s).
+//! Also `demo --duration 10`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trickle-edge");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn write_config(path: &Path, worker: u16, trickle: u16, supervisor: u16, log: &Path, rule: &str) {
+    let text = format!(
+        r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 30
+[encoder]
+bitrate_kbps = 500
+[job]
+mode = "worker"
+worker_url = "http://127.0.0.1:{worker}"
+listen = "127.0.0.1:{trickle}"
+channel_prefix = "sig"
+[supervisor]
+listen = "127.0.0.1:{supervisor}"
+[outputs.led]
+type = "gpio"
+backend = "simulated"
+line = "led"
+[outputs.events]
+type = "log"
+path = "{log}"
+fsync_interval = "100ms"
+[[rules]]
+name = "{rule}"
+match = {{ type = "detection", label = "ball" }}
+then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
+"#,
+        log = log.display()
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn log_mentions(log: &Path, rule: &str) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(&format!("\"rule\":\"{rule}\"")))
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
+fn signal(child: &Child, sig: &str) {
+    let pid = child.id().expect("child running").to_string();
+    let ok = std::process::Command::new("kill")
+        .args([sig, &pid])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
+    let dir = std::env::temp_dir().join(format!("trickle-edge-signals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (wp, tp, sp) = (free_port(), free_port(), free_port());
+    let cfg = dir.join("agent.toml");
+    let log = dir.join("events.jsonl");
+    write_config(&cfg, wp, tp, sp, &log, "first-rule");
+
+    let mut worker = Command::new(BIN)
+        .args(["worker", "--listen", &format!("127.0.0.1:{wp}")])
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut agent = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stderr = agent.stderr.take().unwrap();
+    let lines = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let mut r = BufReader::new(stderr).lines();
+        while let Ok(Some(l)) = r.next_line().await {
+            out.push(l);
+        }
+        out
+    });
+
+    wait_for("the first rule fires", || log_mentions(&log, "first-rule")).await;
+
+    // Change the rule's name and reload: the agent keeps running (same pid,
+    // no new job) and the new rule fires.
+    write_config(&cfg, wp, tp, sp, &log, "second-rule");
+    signal(&agent, "-HUP");
+    wait_for("the reloaded rule fires", || {
+        log_mentions(&log, "second-rule")
+    })
+    .await;
+    assert!(
+        agent.try_wait().unwrap().is_none(),
+        "reload must not restart the process"
+    );
+    let (h, body) = simple(
+        format!("127.0.0.1:{sp}").parse().unwrap(),
+        "GET",
+        "/metrics",
+        &[],
+    )
+    .await;
+    assert_eq!(h.status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("trickle_edge_job_restarts_total 0"));
+
+    // SIGTERM: exit 0, and the worker's stream is stopped by the agent.
+    signal(&agent, "-TERM");
+    let status = within("agent exit", agent.wait()).await.unwrap();
+    assert!(status.success(), "agent exit status {status}");
+    let stderr = lines.await.unwrap().join("\n");
+    // Failsafe is applied at start-up too; the last one must follow the stop.
+    let stopping = stderr
+        .find("stopping: outputs to failsafe")
+        .expect("stop sequence logged");
+    let failsafe = stderr
+        .rfind("GPIO failsafe applied")
+        .expect("failsafe logged");
+    assert!(
+        stopping < failsafe,
+        "failsafe applied during the stop sequence:\n{stderr}"
+    );
+    let (h, body) = simple(
+        format!("127.0.0.1:{wp}").parse().unwrap(),
+        "GET",
+        "/api/stream/status",
+        &[],
+    )
+    .await;
+    assert_eq!(h.status, 200);
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_ne!(
+        status["state"].as_str().map(str::to_lowercase).as_deref(),
+        Some("running"),
+        "{status}"
+    );
+    worker.kill().await.ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_for_ten_seconds_exits_zero_with_a_gpio_transition() {
+    let out = within(
+        "demo exit",
+        Command::new(BIN)
+            .args(["demo", "--duration", "10"])
+            .stderr(Stdio::null())
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(out.status.success(), "demo exit status {}", out.status);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .expect("summary line");
+    let transitions: u64 = summary
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("gpio_transitions="))
+        .and_then(|v| v.parse().ok())
+        .expect("gpio_transitions in the summary");
+    assert!(transitions >= 1, "{summary}");
+}
