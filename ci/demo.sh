@@ -5,4 +5,4 @@ cd "$(dirname "$0")/.."
 bash ci/setup.sh
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 cargo build --release --locked
-exec ./target/release/trickle-edge serve --allow-create --channel demo "$@"
+exec ./target/release/trickle-edge demo "$@"

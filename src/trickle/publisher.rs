@@ -326,9 +326,22 @@ impl Publisher {
     /// An unreachable server is an error, for the caller to retry.
     async fn resolve_next(client: &HttpClient, url: &str) -> Result<Option<i64>, PublishError> {
         let next_url = format!("{url}/next");
-        let resp = match client.send(Method::GET, &next_url, &[], empty_body()).await {
-            Ok(r) => r,
-            Err(e) => return Err(e.into()),
+        // A server that accepts but never answers must not hang us forever.
+        let asked = tokio::time::timeout(
+            Duration::from_secs(10),
+            client.send(Method::GET, &next_url, &[], empty_body()),
+        )
+        .await;
+        let resp = match asked {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => {
+                return Err(PublishError::Segment {
+                    url: url.into(),
+                    seq: -1,
+                    reason: "no answer to GET /next within 10 s".into(),
+                });
+            }
         };
         if resp.status() == StatusCode::NOT_FOUND {
             return Err(PublishError::ChannelNotFound { url: url.into() });
