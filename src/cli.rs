@@ -224,6 +224,8 @@ pub fn init_tracing(cli: &Cli) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        // journald and log files get plain text, a terminal gets colours.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -604,9 +606,12 @@ async fn publish_camera(
         a.close,
     ));
     let mut first = stats.first_published.subscribe();
+    // The watch's read guard must not live across an await: the publisher
+    // takes the write side when it confirms a segment.
+    let first_seen = async move { first.wait_for(|v| *v).await.map(|_| ()) };
     tokio::select! {
         _ = shutdown_signal() => {}
-        r = first.wait_for(|v| *v) => {
+        r = first_seen => {
             if r.is_ok() {
                 eprintln!("first segment published");
             }
@@ -618,17 +623,27 @@ async fn publish_camera(
     if let Ok(Err(e)) = cam.await {
         return Err(e.into());
     }
+    let mut k: Vec<f64> = stats
+        .keyframe_to_wire
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    k.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| {
+        k.get(((k.len().max(1) - 1) as f64 * p).round() as usize)
+            .map(|v| v * 1e3)
+            .unwrap_or(f64::NAN)
+    };
+    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
-        "segments={} bytes={} failures={}",
-        stats
-            .segments_published
-            .load(std::sync::atomic::Ordering::Relaxed),
-        stats
-            .bytes_published
-            .load(std::sync::atomic::Ordering::Relaxed),
-        stats
-            .segment_failures
-            .load(std::sync::atomic::Ordering::Relaxed)
+        "segments={} bytes={} failures={} keyframe_to_wire_ms_p50={:.3} keyframe_to_wire_ms_p99={:.3}",
+        load(&stats.segments_published),
+        load(&stats.bytes_published),
+        load(&stats.segment_failures),
+        pct(0.5),
+        pct(0.99)
     );
     Ok(())
 }

@@ -33,17 +33,36 @@ fn rss_kb() -> u64 {
 async fn segments_fetched_back_from_the_server_decode_alone() {
     let server = start_server(test_config(), &["cam"]).await;
     let url = format!("{}cam", server.base_url());
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: 0, ..Default::default() }).unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let (cam, queue) = camera("test", 320, 240, FPS, EncoderKind::X264);
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let stats = Arc::new(MediaPathStats::default());
     let cam_task = tokio::spawn(cam.run(std::future::pending()));
-    let pub_task = tokio::spawn(publish_segments(queue, url.clone(), PublisherOptions::default(), stats.clone(), stop, false));
+    let pub_task = tokio::spawn(publish_segments(
+        queue,
+        url.clone(),
+        PublisherOptions::default(),
+        stats.clone(),
+        stop,
+        false,
+    ));
     for i in 0..4 {
-        let seg = within("segment from the server", sub.next_segment()).await.unwrap().unwrap();
+        let seg = within("segment from the server", sub.next_segment())
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(seg.content_type.as_deref(), Some("video/MP2T"));
         let bytes = seg.collect(8 << 20).await.unwrap();
-        let decoded = tokio::task::spawn_blocking(move || decode_alone(&bytes)).await.unwrap();
+        let decoded = tokio::task::spawn_blocking(move || decode_alone(&bytes))
+            .await
+            .unwrap();
         assert!(
             decoded.frames.abs_diff(FPS as usize) <= 1,
             "segment {i} decoded alone to {} frames, want {FPS}±1",
@@ -78,7 +97,14 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     let stats = Arc::new(MediaPathStats::default());
     let cam_task = tokio::spawn(cam.run(std::future::pending()));
-    let pub_task = tokio::spawn(publish_segments(queue, url.clone(), PublisherOptions::default(), stats.clone(), stop, false));
+    let pub_task = tokio::spawn(publish_segments(
+        queue,
+        url.clone(),
+        PublisherOptions::default(),
+        stats.clone(),
+        stop,
+        false,
+    ));
 
     let dropped = |n: u64| {
         let h = handle.clone();
@@ -92,18 +118,45 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
     let rss_20 = rss_kb();
     within("60 s of media dropped", dropped(60)).await;
     let rss_60 = rss_kb();
-    assert!(rss_60 < rss_20 + 8 * 1024, "RSS grew from {rss_20} KiB to {rss_60} KiB while the uplink stalled");
+    assert!(
+        rss_60 < rss_20 + 8 * 1024,
+        "RSS grew from {rss_20} KiB to {rss_60} KiB while the uplink stalled"
+    );
     assert_eq!(stats.segments_published.load(Ordering::Relaxed), 0);
 
     // The uplink comes back: a real server on the same address.
     held.abort();
     let _ = held.await;
-    let server = start_server(ServerConfig { listen: addr, ..test_config() }, &["cam"]).await;
-    let mut sub = Subscriber::new(&url, SubscriberOptions { start_seq: -1, ..Default::default() }).unwrap();
-    let seg = tokio::time::timeout(PATIENCE * 2, sub.next_segment()).await.expect("publishing resumes").unwrap().unwrap();
+    let server = start_server(
+        ServerConfig {
+            listen: addr,
+            ..test_config()
+        },
+        &["cam"],
+    )
+    .await;
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: -1,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let seg = tokio::time::timeout(PATIENCE * 2, sub.next_segment())
+        .await
+        .expect("publishing resumes")
+        .unwrap()
+        .unwrap();
     let bytes = seg.collect(8 << 20).await.unwrap();
-    let decoded = tokio::task::spawn_blocking(move || decode_alone(&bytes)).await.unwrap();
-    assert!(decoded.frames.abs_diff(FPS as usize) <= 1, "first segment after the stall: {} frames", decoded.frames);
+    let decoded = tokio::task::spawn_blocking(move || decode_alone(&bytes))
+        .await
+        .unwrap();
+    assert!(
+        decoded.frames.abs_diff(FPS as usize) <= 1,
+        "first segment after the stall: {} frames",
+        decoded.frames
+    );
     stop_tx.send(true).unwrap();
     let _ = pub_task.await;
     cam_task.abort();

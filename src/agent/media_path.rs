@@ -30,6 +30,9 @@ pub struct MediaPathStats {
     last_published: std::sync::Mutex<Option<tokio::time::Instant>>,
     /// From a GOP's first byte leaving the segmenter to the server's answer.
     pub segment_upload: super::metrics::Histogram,
+    /// From a keyframe reaching the appsink to its first byte handed to the
+    /// HTTP connection; the last 4096 samples, for benchmarks.
+    pub keyframe_to_wire: std::sync::Mutex<std::collections::VecDeque<f64>>,
 }
 
 impl MediaPathStats {
@@ -53,6 +56,7 @@ impl Default for MediaPathStats {
             first_published: watch::channel(false).0,
             last_published: std::sync::Mutex::new(None),
             segment_upload: Default::default(),
+            keyframe_to_wire: Default::default(),
         }
     }
 }
@@ -112,10 +116,21 @@ pub async fn publish_segments(
             };
             let mut failed = false;
             let started = tokio::time::Instant::now();
+            let mut first = true;
             while let Some(chunk) = gop.next_chunk().await {
                 if writer.write(chunk).await.is_err() {
                     failed = true;
                     break;
+                }
+                if std::mem::take(&mut first) {
+                    let mut k = stats
+                        .keyframe_to_wire
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    if k.len() == 4096 {
+                        k.pop_front();
+                    }
+                    k.push_back(gop.started_at.elapsed().as_secs_f64());
                 }
             }
             if failed {

@@ -79,6 +79,9 @@ pub struct GopSegment {
     pub generation: u64,
     /// Running-time PTS of the GOP's first buffer, if the muxer stamped it.
     pub pts: Option<Duration>,
+    /// When the keyframe reached the appsink: the start of the agent's own
+    /// share of the latency to the wire.
+    pub started_at: std::time::Instant,
     rx: mpsc::UnboundedReceiver<Chunk>,
     complete: bool,
 }
@@ -274,6 +277,7 @@ impl SegmentWriter {
             seq: 0,
             generation: self.generation,
             pts,
+            started_at: std::time::Instant::now(),
             rx,
             complete: false,
         };
