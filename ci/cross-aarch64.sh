@@ -215,4 +215,26 @@ if [ "${CROSS_SKIP_TESTS:-0}" != 1 ]; then
     -- --test-threads=2 --skip media::
   say "tests under qemu took $(( $(date +%s) - t2 )) s"
 fi
+# --- 7. the arm64 Debian package (cargo-deb is installed by ci/deb.sh) ------
+CARGO_DEB=$(command -v cargo-deb || echo "$HOME/.cargo/bin/cargo-deb")
+if [ -x "$CARGO_DEB" ]; then
+  DEB_OUT=$CROSS_WORK/debian
+  mkdir -p "$DEB_OUT"
+  rm -f "$DEB_OUT"/trickle-edge_*_arm64.deb
+  # Already stripped by the release profile; the host's strip cannot read arm64.
+  (cd "$ROOT" && "$CARGO_BIN" deb --locked --target "$TARGET" --no-build --no-strip --output "$DEB_OUT" >&2)
+  ADEB=$(ls "$DEB_OUT"/trickle-edge_*_arm64.deb)
+  [ "$(dpkg-deb -f "$ADEB" Architecture)" = arm64 ] || { say "FAIL: $ADEB is not arm64"; exit 1; }
+  for p in usr/bin/trickle-edge lib/systemd/system/trickle-edge.service etc/trickle-edge/config.toml; do
+    dpkg-deb -c "$ADEB" | awk '{print $NF}' | grep -qxF "./$p" || { say "FAIL: $ADEB lacks /$p"; exit 1; }
+  done
+  dpkg-deb -I "$ADEB" conffiles | grep -qxF /etc/trickle-edge/config.toml || { say "FAIL: config is not a conffile"; exit 1; }
+  x=$(mktemp -d)
+  dpkg-deb -x "$ADEB" "$x"
+  qemu-aarch64-static -L "$SYSROOT" "$x/usr/bin/trickle-edge" --version | grep -q '^trickle-edge ' || { say "FAIL: packaged arm64 binary does not run"; exit 1; }
+  rm -rf "$x"
+  say "arm64 package $(basename "$ADEB") ($(stat -c %s "$ADEB") bytes): contents and conffiles checked, binary runs under qemu"
+else
+  say "cargo-deb not installed (ci/deb.sh installs it): arm64 package skipped"
+fi
 say "OK"

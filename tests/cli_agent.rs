@@ -1,0 +1,156 @@
+//! The binary as users run it: `subscribe --rules` turning a data channel into
+//! actions, and `run` speaking the systemd notify protocol on a real socket.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use tokio::process::Command;
+use trickle_edge::trickle::{Publisher, PublisherOptions};
+
+const BIN: &str = env!("CARGO_BIN_EXE_trickle-edge");
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("trickle-edge-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribe_with_rules_drives_outputs_from_a_data_channel() {
+    let server = start_server(test_config(), &["data"]).await;
+    let url = format!("{}data", server.base_url());
+    let dir = tmp("subrules");
+    let log = dir.join("fires.jsonl");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            r#"
+[outputs.fires]
+type = "log"
+path = "{}"
+fsync_interval = "100ms"
+
+[[rules]]
+name = "person"
+match = {{ type = "detection", label = "person", min_confidence = 0.6 }}
+then = [{{ output = "fires" }}]
+"#,
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["subscribe", &url, "--from", "0", "--rules"])
+        .arg(&rules)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            content_type: "application/jsonl".into(),
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    // A batch with a matching box, a keepalive, a broken line, a non-match.
+    let lines = concat!(
+        "[{\"type\":\"detection\",\"boxes\":[{\"label\":\"person\",\"confidence\":0.9,\"x\":0.1,\"y\":0.1,\"w\":0.2,\"h\":0.2}]}]\n",
+        "[]\n",
+        "{not json\n",
+        "[{\"type\":\"detection\",\"boxes\":[{\"label\":\"cat\",\"confidence\":0.9,\"x\":0.1,\"y\":0.1,\"w\":0.2,\"h\":0.2}]}]\n",
+    );
+    w.write(Bytes::from_static(lines.as_bytes())).await.unwrap();
+    // The segment is still open: the fire must not wait for its end.
+    within("the rule fires while the segment is open", async {
+        while !std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("\"rule\":\"person\"")
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    w.finish().await.unwrap();
+    let fired = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        fired.lines().count(),
+        1,
+        "only the person detection fires:\n{fired}"
+    );
+    child.kill().await.ok();
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_sends_ready_watchdog_and_status_to_systemd() {
+    let server = start_server(test_config(), &["cam"]).await;
+    let dir = tmp("notify");
+    let sock_path = dir.join("notify.sock");
+    let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
+    let supervisor = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let cfg = dir.join("agent.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 15
+[job]
+mode = "static"
+publish_url = "{}cam"
+[supervisor]
+listen = "{supervisor}"
+watchdog_interval = "1s"
+"#,
+            server.base_url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut seen = String::new();
+    within("READY, WATCHDOG and STATUS", async {
+        let mut buf = vec![0u8; 4096];
+        while !(seen.contains("READY=1")
+            && seen.contains("WATCHDOG=1")
+            && seen.contains("STATUS=segments="))
+        {
+            let n = sock.recv(&mut buf).await.unwrap();
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            seen.push('\n');
+        }
+    })
+    .await;
+    // READY only after a segment really reached the server.
+    assert!(server.state.channel("cam").unwrap().next_write() >= 1);
+    let pid = child.id().unwrap().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let status = within("exit", child.wait()).await.unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(&dir).ok();
+}
