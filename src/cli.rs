@@ -213,18 +213,32 @@ pub struct SubscribeArgs {
 
 /// Logs go to stderr; `TRICKLE_EDGE_LOG` overrides the level (e.g. `debug`).
 /// The demo defaults to warnings only so its live view stays readable.
+/// Under systemd (`JOURNAL_STREAM` set) events go to the journal natively, so
+/// their fields (rule, output, channel, seq, …) are journal fields that
+/// `journalctl -o verbose` shows and `journalctl RULE=door` filters on.
 pub fn init_tracing(cli: &Cli) {
     use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
     let default = match cli.command {
         Command::Demo(_) => "warn",
         _ => "info,hyper=warn,rustls=warn",
     };
     let filter =
         EnvFilter::try_from_env("TRICKLE_EDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    if std::env::var_os("JOURNAL_STREAM").is_some()
+        && let Ok(journald) = tracing_journald::layer()
+    {
+        tracing_subscriber::registry()
+            .with(filter)
+            .with(journald.with_syslog_identifier("trickle-edge".into()))
+            .init();
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        // journald and log files get plain text, a terminal gets colours.
+        // Log files and pipes get plain text, a terminal gets colours.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }

@@ -81,14 +81,17 @@ impl TlsOptions {
             );
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Unverified(provider())))
+                .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+                    accept: Acceptance::Anything,
+                    provider: provider(),
+                }))
                 .with_no_client_auth()
         } else if let Some(pin) = &self.pin_sha256 {
             let pin = parse_pin(pin)?;
             builder
                 .dangerous()
-                .with_custom_certificate_verifier(Arc::new(Pinned {
-                    pin,
+                .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+                    accept: Acceptance::Pinned(pin),
                     provider: provider(),
                 }))
                 .with_no_client_auth()
@@ -126,15 +129,24 @@ impl TlsOptions {
     }
 }
 
-/// Accepts exactly one leaf certificate, still checking handshake signatures
-/// so the peer must hold that certificate's private key.
+/// Which certificates a non-CA verifier accepts.
 #[derive(Debug)]
-struct Pinned {
-    pin: [u8; 32],
+enum Acceptance {
+    /// Exactly the leaf with this SHA-256, whoever signed it.
+    Pinned([u8; 32]),
+    /// Anything; only built when the user asked for `insecure`.
+    Anything,
+}
+
+/// Verifier for pins and `insecure`. Handshake signatures are still checked,
+/// so with a pin the peer must hold that certificate's private key.
+#[derive(Debug)]
+struct LeafVerifier {
+    accept: Acceptance,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for Pinned {
+impl ServerCertVerifier for LeafVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -143,14 +155,19 @@ impl ServerCertVerifier for Pinned {
         _ocsp: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        if got == self.pin {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General(format!(
-                "certificate fingerprint {} does not match tls.pin_sha256",
-                fingerprint(end_entity.as_ref())
-            )))
+        match &self.accept {
+            Acceptance::Anything => Ok(ServerCertVerified::assertion()),
+            Acceptance::Pinned(pin) => {
+                let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+                if got == *pin {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "certificate fingerprint {} does not match tls.pin_sha256",
+                        fingerprint(end_entity.as_ref())
+                    )))
+                }
+            }
         }
     }
 
@@ -186,55 +203,6 @@ impl ServerCertVerifier for Pinned {
         self.provider
             .signature_verification_algorithms
             .supported_schemes()
-    }
-}
-
-/// Accepts anything; only built when the user asked for `insecure`.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
