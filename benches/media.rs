@@ -80,7 +80,7 @@ fn gst_launch(encoder: &str) -> Child {
         }
     };
     let pipeline = format!(
-        "videotestsrc pattern=ball is-live=true ! video/x-raw,width=1280,height=720,framerate=30/1 ! clockoverlay valignment=top ! timeoverlay valignment=bottom ! videoconvert ! videoscale ! videorate ! video/x-raw,width=1280,height=720,framerate=30/1 ! {enc} ! h264parse config-interval=-1 ! mpegtsmux ! filesink location=/dev/null"
+        "videotestsrc pattern=ball is-live=true ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! clockoverlay valignment=top ! timeoverlay valignment=bottom ! videoconvert ! videoscale ! videorate ! video/x-raw,width=1280,height=720,framerate=30/1 ! {enc} ! h264parse config-interval=-1 ! mpegtsmux ! filesink location=/dev/null"
     );
     Command::new("gst-launch-1.0")
         .arg("-q")

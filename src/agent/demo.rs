@@ -25,7 +25,8 @@ pub struct DemoSummary {
     pub dropped_gops: u64,
 }
 
-fn demo_config(worker_url: &str, log_path: &std::path::Path) -> anyhow::Result<AgentConfig> {
+/// The demo's config: test camera, worker job, `ball-left` rule and outputs.
+pub fn demo_config(worker_url: &str, log_path: &std::path::Path) -> anyhow::Result<AgentConfig> {
     let text = format!(
         r#"
 [camera]

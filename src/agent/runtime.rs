@@ -78,10 +78,13 @@ pub struct AgentHandles {
     pub urls: JobUrls,
     /// Where `/healthz` and `/metrics` listen, when they could bind.
     pub supervisor_addr: Option<std::net::SocketAddr>,
+    /// The camera as first started (benchmarks tap its pipeline).
+    pub camera: crate::media::CameraHandle,
 }
 
 struct MediaStage {
     stop: watch::Sender<bool>,
+    handle: crate::media::CameraHandle,
     camera: JoinHandle<Result<(), crate::media::MediaError>>,
     publisher: JoinHandle<()>,
 }
@@ -128,6 +131,7 @@ fn start_media(
     };
     let (camera, queue) = Camera::new(cfg.camera.clone(), cfg.encoder.clone(), queue_cfg)?;
     let media_stats = queue.stats();
+    let handle = camera.handle();
     let (stop, stop_rx) = watch::channel(false);
     let mut cam_stop = stop_rx.clone();
     let camera = tokio::spawn(camera.run(async move {
@@ -149,6 +153,7 @@ fn start_media(
     Ok((
         MediaStage {
             stop,
+            handle,
             camera,
             publisher,
         },
@@ -330,6 +335,10 @@ pub async fn run(
             server: server.clone(),
             urls: job.urls.clone(),
             supervisor_addr: http.as_ref().ok().map(|(a, _)| *a),
+            camera: media_stage
+                .as_ref()
+                .map(|m| m.handle.clone())
+                .expect("media stage just started"),
         });
     }
 

@@ -62,7 +62,12 @@ pub fn build_pipeline(spec: &PipelineSpec) -> Result<gst::Pipeline, MediaError> 
             let src = make("videotestsrc", "src")?;
             src.set_property_from_str("pattern", "ball");
             src.set_property("is-live", spec.paced);
-            let caps = capsfilter("srccaps", raw_caps(&spec.camera))?;
+            // Without a format, videotestsrc picks its first (10-bit 4:4:4)
+            // and every frame is drawn, overlaid and converted at 3x the
+            // bytes. I420 is what the encoders take anyway.
+            let mut caps = raw_caps(&spec.camera);
+            caps.make_mut().set("format", "I420");
+            let caps = capsfilter("srccaps", caps)?;
             let clock = make("clockoverlay", "clock")?;
             clock.set_property_from_str("valignment", "top");
             let time = make("timeoverlay", "time")?;

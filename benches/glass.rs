@@ -1,0 +1,131 @@
+//! Glass-to-action latency in the demo (`cargo bench --bench glass`): from the
+//! moment the camera produces a frame with the ball in the left third to the
+//! simulated GPIO line `ball-left` going active, through the whole chain
+//! (encode, mux, trickle, the reference worker's decode and detection, the
+//! data channel, rules, outputs).
+//!
+//! The capture side is observed by a pad probe on the camera pipeline's raw
+//! frames (after the overlays, before the encoder) that runs the worker's own
+//! detector on each frame and notes when the ball's centre enters the left
+//! third. Each GPIO activation is matched to the latest such entry before it.
+//! The two detectors see different resolutions, so an entry can be off by a
+//! frame (33 ms at 30 fps); the numbers say so.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use tokio::sync::{mpsc, oneshot, watch};
+use trickle_edge::agent::demo::demo_config;
+use trickle_edge::agent::runtime::{AgentControl, run};
+use trickle_edge::config::ResolvedConfig;
+use trickle_edge::worker::detect::{DetectorParams, LumaFrame, detect};
+use trickle_edge::worker::{WorkerConfig, WorkerHandle};
+
+fn seconds() -> u64 {
+    std::env::var("GLASS_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(45)
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let dir = std::env::temp_dir().join(format!("trickle-edge-glass-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default()).await.unwrap();
+        let config = demo_config(&worker.url(), &dir.join("events.jsonl")).unwrap();
+        let (width, height) = (config.camera.width as usize, config.camera.height as usize);
+        let resolved = ResolvedConfig { path: "bench".into(), preset: None, config, token: None, warnings: vec![] };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (_reload, reload_rx) = mpsc::channel(1);
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let agent = tokio::spawn(run(resolved, AgentControl { shutdown: stop_rx, reload: reload_rx }, Some(ready_tx)));
+        let handles = ready_rx.await.expect("agent starts");
+
+        // Entry times of the ball into the left third, as the camera saw them.
+        let entries: Arc<Mutex<Vec<Instant>>> = Arc::default();
+        let pipeline = loop {
+            if let Some(p) = handles.camera.pipeline() {
+                break p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let tap = pipeline.by_name("time").expect("the test source's timeoverlay");
+        let pad = tap.static_pad("src").unwrap();
+        let (e, was_in) = (entries.clone(), Arc::new(Mutex::new(false)));
+        pad.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let now = Instant::now();
+            let Some(buffer) = info.buffer() else { return gst::PadProbeReturn::Ok };
+            let format = pad
+                .current_caps()
+                .and_then(|c| c.structure(0).and_then(|s| s.get::<String>("format").ok()))
+                .unwrap_or_default();
+            // Planar and semi-planar YUV start with the full-size luma plane.
+            if !matches!(format.as_str(), "I420" | "YV12" | "NV12" | "NV21" | "Y42B" | "Y444") {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| eprintln!("glass: raw frames are {format:?}, not planar YUV: cannot tap them"));
+                return gst::PadProbeReturn::Ok;
+            }
+            let Ok(map) = buffer.map_readable() else { return gst::PadProbeReturn::Ok };
+            let stride = width.div_ceil(4) * 4;
+            let frame = LumaFrame { width, height, stride, pts_ns: None, data: map[..stride * height].to_vec() };
+            let found = detect(&frame, &DetectorParams::default());
+            if std::env::var_os("GLASS_DEBUG").is_some() {
+                eprintln!("glass: {format} {:?}", found.as_ref().map(|d| d.rect));
+            }
+            let inside = found.is_some_and(|d| {
+                let cx = (d.rect[0] + d.rect[2]) / 2.0;
+                let cx = if cx > 1.0 { cx / width as f64 } else { cx };
+                cx < 0.333
+            });
+            let mut w = was_in.lock().unwrap();
+            if inside && !*w {
+                e.lock().unwrap().push(now);
+            }
+            *w = inside;
+            gst::PadProbeReturn::Ok
+        });
+
+        println!("# glass-to-action in the demo topology, {} s, 640x360 30 fps test camera, x264, 1 s GOP", seconds());
+        tokio::time::sleep(Duration::from_secs(seconds())).await;
+        let activations: Vec<Instant> = handles
+            .gpio
+            .transitions()
+            .into_iter()
+            .filter(|t| &*t.line == "ball-left" && t.active)
+            .map(|t| t.at.into_std())
+            .collect();
+        let entries = entries.lock().unwrap().clone();
+        let mut lat: Vec<f64> = activations
+            .iter()
+            .filter_map(|a| entries.iter().rev().find(|e| *e < a).map(|e| a.duration_since(*e).as_secs_f64() * 1e3))
+            .filter(|ms| *ms < 3000.0)
+            .collect();
+        lat.sort_by(|a, b| a.total_cmp(b));
+        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+        if lat.is_empty() {
+            println!("no activation matched an entry ({} entries, {} activations)", entries.len(), activations.len());
+        } else {
+            println!(
+                "frame with the ball entering the left third -> GPIO ball-left active: p50 {:.0} ms, p99 {:.0} ms, min {:.0} ms, max {:.0} ms ({} episodes; {} entries seen at the camera)",
+                pct(0.5),
+                pct(0.99),
+                lat[0],
+                lat[lat.len() - 1],
+                lat.len(),
+                entries.len()
+            );
+        }
+        let _ = stop_tx.send(true);
+        let _ = agent.await;
+        worker.shutdown().await;
+        std::fs::remove_dir_all(&dir).ok();
+    });
+}
