@@ -581,8 +581,8 @@ async fn publish_camera(
     source: &str,
     opts: PublisherOptions,
 ) -> anyhow::Result<()> {
-    use crate::agent::media_path::{MediaPathStats, publish_segments};
-    use crate::media::{Camera, CameraConfig, EncoderConfig, QueueConfig};
+    use crate::agent::media_path::{CameraPublisher, MediaPathStats};
+    use crate::media::{CameraConfig, EncoderConfig, QueueConfig};
     use std::sync::Arc;
 
     let camera = CameraConfig {
@@ -604,21 +604,16 @@ async fn publish_camera(
         bitrate_kbps: a.bitrate_kbps,
         gop_seconds: a.gop_seconds,
     };
-    let (camera, queue) = Camera::new(camera, encoder, QueueConfig::default())?;
     let stats = Arc::new(MediaPathStats::default());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let mut stop_cam = stop.clone();
-    let cam = tokio::spawn(camera.run(async move {
-        let _ = stop_cam.changed().await;
-    }));
-    let publish = tokio::spawn(publish_segments(
-        queue,
+    let running = CameraPublisher::start(
+        camera,
+        encoder,
+        QueueConfig::default(),
         a.url.clone(),
         opts,
         stats.clone(),
-        stop,
         a.close,
-    ));
+    )?;
     let mut first = stats.first_published.subscribe();
     // The watch's read guard must not live across an await: the publisher
     // takes the write side when it confirms a segment.
@@ -632,11 +627,7 @@ async fn publish_camera(
             shutdown_signal().await;
         }
     }
-    let _ = stop_tx.send(true);
-    let _ = publish.await;
-    if let Ok(Err(e)) = cam.await {
-        return Err(e.into());
-    }
+    running.stop().await?;
     let mut k: Vec<f64> = stats
         .keyframe_to_wire
         .lock()

@@ -176,3 +176,62 @@ pub async fn publish_segments(
         }
     }
 }
+
+/// A camera and the task publishing its GOPs, started and stopped together:
+/// the unit `run` restarts on a camera change and `publish --source` runs.
+pub struct CameraPublisher {
+    stop: watch::Sender<bool>,
+    pub handle: crate::media::CameraHandle,
+    /// The segment queue's counters (dropped GOPs).
+    pub queue_stats: Arc<crate::media::MediaStats>,
+    camera: tokio::task::JoinHandle<Result<(), crate::media::MediaError>>,
+    publisher: tokio::task::JoinHandle<()>,
+}
+
+impl CameraPublisher {
+    /// Builds the camera (a bad config or missing element fails here) and
+    /// spawns it with a publisher to `url`.
+    pub fn start(
+        camera: crate::media::CameraConfig,
+        encoder: crate::media::EncoderConfig,
+        queue: crate::media::QueueConfig,
+        url: String,
+        opts: PublisherOptions,
+        stats: Arc<MediaPathStats>,
+        close_on_exit: bool,
+    ) -> Result<Self, crate::media::MediaError> {
+        let (camera, queue) = crate::media::Camera::new(camera, encoder, queue)?;
+        let queue_stats = queue.stats();
+        let handle = camera.handle();
+        let (stop, stop_rx) = watch::channel(false);
+        let mut cam_stop = stop_rx.clone();
+        let camera = tokio::spawn(camera.run(async move {
+            let _ = cam_stop.changed().await;
+        }));
+        let publisher = tokio::spawn(publish_segments(
+            queue,
+            url,
+            opts,
+            stats,
+            stop_rx,
+            close_on_exit,
+        ));
+        Ok(Self {
+            stop,
+            handle,
+            queue_stats,
+            camera,
+            publisher,
+        })
+    }
+
+    /// Stops both within a few seconds; returns the camera's permanent error, if any.
+    pub async fn stop(self) -> Result<(), crate::media::MediaError> {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.publisher).await;
+        match tokio::time::timeout(Duration::from_secs(2), self.camera).await {
+            Ok(Ok(r)) => r,
+            _ => Ok(()),
+        }
+    }
+}

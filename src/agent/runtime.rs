@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use tracing::{error, info, warn};
 
 use super::data_path::{DataEvent, DataPathStats, Replace, read_channel, run_rules};
-use super::media_path::{MediaPathStats, publish_segments};
+use super::media_path::{CameraPublisher, MediaPathStats};
 use crate::actions::{Outputs, SimulatedGpio};
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, JobMode, ResolvedConfig};
 use crate::job::health::PipelineHealth;
 use crate::job::{self, Job, JobUrls, control::run_control};
-use crate::media::{Camera, QueueConfig};
+use crate::media::QueueConfig;
 use crate::rules::{ChannelEvent, RuleSet};
 use crate::trickle::{
     ClientOptions, PublisherOptions, RunningServer, Subscriber, SubscriberOptions,
@@ -82,21 +82,6 @@ pub struct AgentHandles {
     pub camera: crate::media::CameraHandle,
 }
 
-struct MediaStage {
-    stop: watch::Sender<bool>,
-    handle: crate::media::CameraHandle,
-    camera: JoinHandle<Result<(), crate::media::MediaError>>,
-    publisher: JoinHandle<()>,
-}
-
-impl MediaStage {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(3), self.publisher).await;
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.camera).await;
-    }
-}
-
 struct ChannelStage {
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -124,41 +109,25 @@ fn start_media(
     urls: &JobUrls,
     client: &ClientOptions,
     media: &Arc<MediaPathStats>,
-) -> anyhow::Result<(MediaStage, Arc<crate::media::MediaStats>)> {
-    let queue_cfg = QueueConfig {
+) -> anyhow::Result<CameraPublisher> {
+    let queue = QueueConfig {
         capacity_gops: cfg.queue.gops,
         ..Default::default()
     };
-    let (camera, queue) = Camera::new(cfg.camera.clone(), cfg.encoder.clone(), queue_cfg)?;
-    let media_stats = queue.stats();
-    let handle = camera.handle();
-    let (stop, stop_rx) = watch::channel(false);
-    let mut cam_stop = stop_rx.clone();
-    let camera = tokio::spawn(camera.run(async move {
-        let _ = cam_stop.changed().await;
-    }));
     let opts = PublisherOptions {
         client: client.clone(),
         content_type: "video/MP2T".into(),
         ..Default::default()
     };
-    let publisher = tokio::spawn(publish_segments(
+    Ok(CameraPublisher::start(
+        cfg.camera.clone(),
+        cfg.encoder.clone(),
         queue,
         urls.publish.clone(),
         opts,
         media.clone(),
-        stop_rx,
         false,
-    ));
-    Ok((
-        MediaStage {
-            stop,
-            handle,
-            camera,
-            publisher,
-        },
-        media_stats,
-    ))
+    )?)
 }
 
 fn start_channels(
@@ -283,8 +252,8 @@ pub async fn run(
     };
 
     let media = Arc::new(MediaPathStats::default());
-    let (media_stage, media_queue_stats) =
-        start_media(&resolved.config, &job.urls, &client, &media)?;
+    let media_stage = start_media(&resolved.config, &job.urls, &client, &media)?;
+    let media_queue_stats = media_stage.queue_stats.clone();
     let mut media_stage = Some(media_stage);
     let stats = Arc::new(AgentStats {
         media: media.clone(),
@@ -401,11 +370,11 @@ pub async fn run(
                 } else if o.job != n.job || o.tls != n.tls || o.auth != n.auth {
                     info!("reload: job settings changed; restarting the job");
                     if let Some(c) = channels.take() { c.stop().await; }
-                    if let Some(m) = media_stage.take() { m.stop().await; }
+                    if let Some(m) = media_stage.take() { let _ = m.stop().await; }
                     let _ = job.stop().await;
                     let Some(j) = start_job(n, server.clone(), &client_options(&resolved), &mut shutdown).await else { break };
                     job = j;
-                    let (ms, _) = start_media(n, &job.urls, &client_options(&resolved), &media)?;
+                    let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
                     media_stage = Some(ms);
                     let (ptx, prx) = mpsc::channel(4);
                     params_tx = ptx;
@@ -414,8 +383,8 @@ pub async fn run(
                 }
                 if o.camera != n.camera || o.encoder != n.encoder || o.queue != n.queue {
                     info!("reload: camera settings changed; restarting capture");
-                    if let Some(m) = media_stage.take() { m.stop().await; }
-                    let (ms, _) = start_media(n, &job.urls, &client_options(&resolved), &media)?;
+                    if let Some(m) = media_stage.take() { let _ = m.stop().await; }
+                    let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
                     media_stage = Some(ms);
                 }
             }
@@ -469,7 +438,7 @@ pub async fn run(
             c.stop().await;
         }
         if let Some(m) = media_stage.take() {
-            m.stop().await;
+            let _ = m.stop().await;
         }
         let _ = rules_stop_tx.send(true);
         let _ = rules_task.await;
