@@ -195,7 +195,7 @@ pub async fn run_demo(
             .iter()
             .filter(|a| **a)
             .count() as u64,
-        dropped_gops: st.dropped_gops.dropped_gops.load(Ordering::Relaxed),
+        dropped_gops: st.dropped_gops(),
     };
     writeln!(
         out,

@@ -87,7 +87,7 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
             "segments_published": stats.media.segments_published.load(Ordering::Relaxed),
             "last_segment_seq": stats.media.last_seq.load(Ordering::Relaxed),
             "last_segment_age_s": stats.media.last_published_age().map(|d| d.as_secs_f64()),
-            "dropped_gops": stats.dropped_gops.dropped_gops.load(Ordering::Relaxed),
+            "dropped_gops": stats.dropped_gops(),
         },
         "data": {
             "items": stats.data.items.load(Ordering::Relaxed),
@@ -130,7 +130,7 @@ pub fn metrics(stats: &AgentStats) -> String {
     e.counter(
         "trickle_edge_dropped_gops_total",
         "Whole GOPs dropped because the uplink was slower than the camera.",
-        c(&stats.dropped_gops.dropped_gops),
+        stats.dropped_gops(),
     );
     e.counter(
         "trickle_edge_publisher_restarts_total",

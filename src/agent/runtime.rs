@@ -31,8 +31,10 @@ use crate::trickle::{
 pub struct AgentStats {
     pub media: Arc<MediaPathStats>,
     pub data: Arc<DataPathStats>,
-    /// GOPs dropped by the camera queue (uplink slower than the camera).
-    pub dropped_gops: Arc<crate::media::MediaStats>,
+    /// The current camera queue's counters, and GOPs dropped by queues of
+    /// cameras replaced since (a reload restarts the camera with a new queue).
+    queue: std::sync::Mutex<Arc<crate::media::MediaStats>>,
+    dropped_gops_before: AtomicU64,
     pub job_restarts: AtomicU64,
     pub pipeline_deaths: AtomicU64,
     pub reloads: AtomicU64,
@@ -43,6 +45,21 @@ pub struct AgentStats {
 }
 
 impl AgentStats {
+    /// Whole GOPs dropped because the uplink was slower than the camera,
+    /// across camera restarts.
+    pub fn dropped_gops(&self) -> u64 {
+        let current = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        self.dropped_gops_before.load(Ordering::Relaxed)
+            + current.dropped_gops.load(Ordering::Relaxed)
+    }
+
+    fn camera_replaced(&self, queue: Arc<crate::media::MediaStats>) {
+        let mut current = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let old = std::mem::replace(&mut *current, queue);
+        self.dropped_gops_before
+            .fetch_add(old.dropped_gops.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
     pub fn outputs(&self) -> Arc<Outputs> {
         self.outputs
             .lock()
@@ -258,7 +275,8 @@ pub async fn run(
     let stats = Arc::new(AgentStats {
         media: media.clone(),
         data: Arc::new(DataPathStats::default()),
-        dropped_gops: media_queue_stats,
+        queue: std::sync::Mutex::new(media_queue_stats),
+        dropped_gops_before: AtomicU64::new(0),
         job_restarts: AtomicU64::new(0),
         pipeline_deaths: AtomicU64::new(0),
         reloads: AtomicU64::new(0),
@@ -375,6 +393,7 @@ pub async fn run(
                     let Some(j) = start_job(n, server.clone(), &client_options(&resolved), &mut shutdown).await else { break };
                     job = j;
                     let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
+                    stats.camera_replaced(ms.queue_stats.clone());
                     media_stage = Some(ms);
                     let (ptx, prx) = mpsc::channel(4);
                     params_tx = ptx;
@@ -385,6 +404,7 @@ pub async fn run(
                     info!("reload: camera settings changed; restarting capture");
                     if let Some(m) = media_stage.take() { let _ = m.stop().await; }
                     let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
+                    stats.camera_replaced(ms.queue_stats.clone());
                     media_stage = Some(ms);
                 }
             }
@@ -463,7 +483,7 @@ pub fn status_line(stats: &AgentStats) -> String {
     format!(
         "segments={} dropped_gops={} items={} effects={} pipeline={} job_restarts={}",
         stats.media.segments_published.load(Ordering::Relaxed),
-        stats.dropped_gops.dropped_gops.load(Ordering::Relaxed),
+        stats.dropped_gops(),
         stats.data.items.load(Ordering::Relaxed),
         stats.data.effects.load(Ordering::Relaxed),
         if stats.health.is_dead() {
