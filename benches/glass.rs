@@ -46,7 +46,7 @@ fn main() {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (_reload, reload_rx) = mpsc::channel(1);
         let (ready_tx, ready_rx) = oneshot::channel();
-        let agent = tokio::spawn(run(resolved, AgentControl { shutdown: stop_rx, reload: reload_rx }, Some(ready_tx)));
+        let agent = tokio::spawn(run(resolved, AgentControl { shutdown: stop_rx, reload: reload_rx, job_start: Default::default() }, Some(ready_tx)));
         let handles = ready_rx.await.expect("agent starts");
 
         // Entry times of the ball into the left third, as the camera saw them.

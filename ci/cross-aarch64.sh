@@ -235,6 +235,6 @@ if [ -x "$CARGO_DEB" ]; then
   rm -rf "$x"
   say "arm64 package $(basename "$ADEB") ($(stat -c %s "$ADEB") bytes): contents and conffiles checked, binary runs under qemu"
 else
-  say "cargo-deb not installed (ci/deb.sh installs it): arm64 package skipped"
+  missing "cargo-deb (ci/deb.sh installs it), so the arm64 package cannot be built"
 fi
 say "OK"

@@ -79,11 +79,11 @@ info=$(dpkg-deb -I "$DEB")
 conffiles=$(dpkg-deb -I "$DEB" conffiles 2>/dev/null || true)
 check "conffile /etc/trickle-edge/config.toml" "printf '%s\n' \"\$conffiles\" | grep -qxF /etc/trickle-edge/config.toml"
 depends=$(dpkg-deb -f "$DEB" Depends)
-for d in libc6 systemd libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; do
+for d in libc6 systemd ca-certificates libgstreamer1.0-0 libgstreamer-plugins-base1.0-0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; do
   check "Depends: $d" "printf '%s' \"\$depends\" | grep -qE '(^|[ ,|])$d( |,|$)'"
 done
 recommends=$(dpkg-deb -f "$DEB" Recommends)
-for d in gstreamer1.0-plugins-ugly gstreamer1.0-libav; do
+for d in gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-x; do
   check "Recommends: $d" "printf '%s' \"\$recommends\" | grep -qE '(^|[ ,])$d( |,|$)'"
 done
 check "Architecture: amd64" "[ \"\$(dpkg-deb -f '$DEB' Architecture)\" = amd64 ]"

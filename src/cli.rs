@@ -273,9 +273,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(a) => run_agent(a).await,
         Command::Demo(a) => {
             let mut out = std::io::stdout();
-            crate::agent::demo::run_demo(a.duration.map(std::time::Duration::from_secs), &mut out)
-                .await?;
-            Ok(())
+            let summary = crate::agent::demo::run_demo(
+                a.duration.map(std::time::Duration::from_secs),
+                &mut out,
+            )
+            .await?;
+            let failures = summary.failures();
+            if failures.is_empty() {
+                Ok(())
+            } else {
+                for f in &failures {
+                    eprintln!("demo failed: {f}");
+                }
+                std::process::exit(1)
+            }
         }
     }
 }
@@ -305,13 +316,31 @@ async fn probe() -> anyhow::Result<()> {
     if !found {
         println!("  (no V4L2 device; `test` and `file:PATH` sources always work)");
     }
+    use crate::media::elements::{Need, missing};
+    println!("GStreamer elements:");
+    let required = missing(Need::Required);
+    let optional = missing(Need::Optional);
+    if required.is_empty() && optional.is_empty() {
+        println!("  all required and optional elements installed");
+    }
+    for (what, list) in [("required", required), ("optional", optional)] {
+        for e in list {
+            println!("  {what} {:<14} missing (install {})", e.factory, e.package);
+        }
+    }
     println!("H.264 encoders (auto picks the first that works):");
     let results = tokio::task::spawn_blocking(crate::media::probe_encoders).await?;
     for r in results {
         let state = match (r.present, r.works) {
             (_, true) => "works".to_string(),
             (true, false) => format!("present but failed: {}", r.error.unwrap_or_default()),
-            (false, _) => format!("missing (install {})", crate::media::package_for(r.element)),
+            (false, _) => match crate::media::elements::lookup(r.element) {
+                Some(e) if e.hardware => format!(
+                    "not present ({} registers it only where its hardware exists)",
+                    e.package
+                ),
+                _ => format!("missing (install {})", crate::media::package_for(r.element)),
+            },
         };
         println!(
             "  {:<16} {:>7.1} ms  {state}",
@@ -678,6 +707,7 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<()> {
         crate::agent::runtime::AgentControl {
             shutdown: stop_rx,
             reload: reload_rx,
+            job_start: Default::default(),
         },
         None,
     ));

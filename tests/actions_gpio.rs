@@ -126,13 +126,31 @@ async fn failsafe_resets_lines_and_cancels_pulses() {
         sim.states_of("5")[before..] == [false, true]
     })
     .await;
+    // The pulse armed its end 300 ms after it set the line, at the latest.
+    let pulse_end = sim
+        .transitions()
+        .into_iter()
+        .rfind(|t| &*t.line == "5" && t.active)
+        .unwrap()
+        .at
+        + Duration::from_millis(300);
     out.failsafe().await;
     let after = sim.states_of("5").len();
-    tokio::time::sleep(Duration::from_millis(800)).await; // past the pulse end: nothing may happen
-    assert_eq!(
-        sim.states_of("5").len(),
-        after,
-        "pulse end fired after failsafe"
+    // A negative check needs the pulse's deadline to pass; then a marker
+    // effect goes through the line's own task, which also ends pulses, so
+    // once the marker is counted that task has had its turn after the
+    // deadline. Activate on an active line writes the same (active) state.
+    tokio::time::sleep_until(pulse_end + Duration::from_millis(100)).await;
+    let sent = out.counters_of("siren").unwrap().sent;
+    out.dispatch(effect("siren", Activate, 4));
+    eventually("marker effect applied on the siren line", PATIENCE, || {
+        out.counters_of("siren").unwrap().sent == sent + 1
+    })
+    .await;
+    let since = sim.states_of("5")[after..].to_vec();
+    assert!(
+        since.iter().all(|&active| active),
+        "pulse end fired after failsafe: {since:?}"
     );
     assert_eq!(sim.states_of("5").last(), Some(&true));
 

@@ -33,7 +33,9 @@ impl Broker {
             .stderr(std::process::Stdio::null())
             .kill_on_drop(true)
             .spawn()
-            .expect("mosquitto installed (apt-get install mosquitto)");
+            .unwrap_or_else(|e| {
+                panic!("cannot start mosquitto, the MQTT broker these tests need ({e}): `bash ci/setup.sh` installs it")
+            });
         eventually("broker listening", PATIENCE, || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         })

@@ -74,6 +74,7 @@ async fn start_agent(cfg: ResolvedConfig) -> Running {
         AgentControl {
             shutdown: stop_rx,
             reload: reload_rx,
+            job_start: Default::default(),
         },
         Some(ready_tx),
     ));

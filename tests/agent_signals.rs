@@ -74,6 +74,17 @@ async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
     .await;
 }
 
+/// The worker's stream state from `GET /api/stream/status`, lowercased.
+async fn worker_state(addr: std::net::SocketAddr) -> String {
+    let (h, body) = simple(addr, "GET", "/api/stream/status", &[]).await;
+    assert_eq!(h.status, 200);
+    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    status["state"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no state in {status}"))
+        .to_lowercase()
+}
+
 fn signal(child: &Child, sig: &str) {
     let pid = child.id().expect("child running").to_string();
     let ok = std::process::Command::new("kill")
@@ -141,6 +152,12 @@ async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
     assert!(String::from_utf8_lossy(&body).contains("trickle_edge_job_restarts_total 0"));
 
     // SIGTERM: exit 0, and the worker's stream is stopped by the agent.
+    let worker_addr = format!("127.0.0.1:{wp}").parse().unwrap();
+    assert_eq!(
+        worker_state(worker_addr).await,
+        "running",
+        "the job runs at the worker before SIGTERM"
+    );
     signal(&agent, "-TERM");
     let status = within("agent exit", agent.wait()).await.unwrap();
     assert!(status.success(), "agent exit status {status}");
@@ -156,19 +173,12 @@ async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
         stopping < failsafe,
         "failsafe applied during the stop sequence:\n{stderr}"
     );
-    let (h, body) = simple(
-        format!("127.0.0.1:{wp}").parse().unwrap(),
-        "GET",
-        "/api/stream/status",
-        &[],
-    )
-    .await;
-    assert_eq!(h.status, 200);
-    let status: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_ne!(
-        status["state"].as_str().map(str::to_lowercase).as_deref(),
-        Some("running"),
-        "{status}"
+    // Only `POST /api/stream/stop` makes the worker idle: without it, the
+    // stream whose ingest channel went away with the agent reads "ended".
+    assert_eq!(
+        worker_state(worker_addr).await,
+        "idle",
+        "the agent's stop request reached the worker"
     );
     worker.kill().await.ok();
     std::fs::remove_dir_all(&dir).ok();
@@ -197,4 +207,51 @@ async fn demo_for_ten_seconds_exits_zero_with_a_gpio_transition() {
         .and_then(|v| v.parse().ok())
         .expect("gpio_transitions in the summary");
     assert!(transitions >= 1, "{summary}");
+}
+
+/// With no GStreamer plugin at all (an empty plugin path and registry) the
+/// camera cannot start: the demo must still end at `--duration`, say why on
+/// the live view and in the summary, and exit non-zero instead of printing
+/// `segments=0` and succeeding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_whose_camera_cannot_start_ends_on_time_and_fails_naming_the_reason() {
+    let dir = std::env::temp_dir().join(format!(
+        "trickle-edge-demo-noplugins-{}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    let out = within(
+        "demo exit",
+        Command::new(BIN)
+            .args(["demo", "--duration", "3"])
+            .env("GST_PLUGIN_SYSTEM_PATH", dir.join("plugins"))
+            .env("GST_PLUGIN_PATH", dir.join("plugins"))
+            .env("GST_REGISTRY", dir.join("registry.bin"))
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("summary:"))
+        .unwrap_or_else(|| panic!("summary line:\n{stdout}"));
+    assert!(summary.contains(" segments=0 "), "{summary}");
+    assert!(
+        stdout.contains("!! camera: no working H.264 encoder found"),
+        "the live view names the camera's problem:\n{stdout}"
+    );
+    assert!(
+        stdout.contains("problem: camera: no working H.264 encoder found"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains(
+            "demo failed: no media segment was published (camera: no working H.264 encoder found"
+        ),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
 }

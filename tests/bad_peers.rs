@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use trickle_edge::trickle::channel::WriteSlot;
 
 const CH: &str = "/ai/trickle/bad";
 
@@ -42,8 +43,20 @@ async fn client_that_sends_headers_then_stalls_its_body() {
     assert_eq!(h.status, 100);
     still_serving(s.local_addr()).await;
     drop(c);
-    // Once it goes away, its seq is free for a real publisher.
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Once it goes away, its seq is free for a real publisher. Probe the
+    // slot until the server has noticed: `Taken` claims nothing, and a
+    // successful claim is released at once (no byte was written).
+    let ch = s.state.channel("bad").unwrap();
+    within("seq 0 released by the stalled POST", async {
+        loop {
+            match ch.for_write(0, false, None) {
+                WriteSlot::Claimed(seg) => return seg.detach_writer(),
+                WriteSlot::Taken { .. } => tokio::time::sleep(Duration::from_millis(10)).await,
+                WriteSlot::Closed => panic!("channel closed"),
+            }
+        }
+    })
+    .await;
     let (h, _) = post(s.local_addr(), &format!("{CH}/0"), b"real", &[]).await;
     assert_eq!(h.status, 200);
 }

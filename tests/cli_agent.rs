@@ -130,6 +130,13 @@ watchdog_interval = "1s"
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    let written = || {
+        server
+            .state
+            .stats
+            .segments_written
+            .load(std::sync::atomic::Ordering::Relaxed)
+    };
     let mut seen = String::new();
     within("READY, WATCHDOG and STATUS", async {
         let mut buf = vec![0u8; 4096];
@@ -138,13 +145,22 @@ watchdog_interval = "1s"
             && seen.contains("STATUS=segments="))
         {
             let n = sock.recv(&mut buf).await.unwrap();
-            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            let datagram = String::from_utf8_lossy(&buf[..n]).to_string();
+            if datagram.lines().any(|l| l == "READY=1") {
+                // Checked as READY arrives, not once everything has: the
+                // agent may only report ready after its first segment was
+                // completely written at the server (counted before the
+                // server answers that POST).
+                assert!(
+                    written() >= 1,
+                    "READY=1 arrived before any segment was written at the server (notifications so far:\n{seen})"
+                );
+            }
+            seen.push_str(&datagram);
             seen.push('\n');
         }
     })
     .await;
-    // READY only after a segment really reached the server.
-    assert!(server.state.channel("cam").unwrap().next_write() >= 1);
     let pid = child.id().unwrap().to_string();
     std::process::Command::new("kill")
         .args(["-TERM", &pid])

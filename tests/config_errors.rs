@@ -11,11 +11,69 @@ use trickle_edge::config::{self, ConfigError, ErrorKind, LoadOptions};
 
 /// Loads `text` as `config.toml` in a fresh directory; returns the error and
 /// the file's path.
+/// A text without `[job]` gets one appended (after every line the test
+/// points at), so each test names only its own mistake.
 fn fail(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
+    if text.contains("[job]") {
+        fail_as_is(test, text)
+    } else {
+        fail_as_is(test, &format!("{text}\n[job]\nmode = \"worker\"\n"))
+    }
+}
+
+fn fail_as_is(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
     let d = dir(test);
     let file = write(&d, "config.toml", text);
     let err = config::load(&file).expect_err("config should be rejected");
     (err, file)
+}
+
+const JOB_HINT: &str = "add `[job]` with `mode = \"static\"` and `publish_url = \"…\"` (a gateway's channels), or `mode = \"worker\"` and `worker_url = \"http://HOST:PORT\"` (a worker on the LAN); examples/config.toml shows both";
+
+#[test]
+fn an_empty_config_says_it_needs_a_job() {
+    for (test, text) in [("empty", ""), ("comments_only", "# nothing yet\n\n")] {
+        let (e, f) = fail_as_is(test, text);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "error: the config is empty: it needs at least a `[job]` table\n  --> {}\n  = hint: {JOB_HINT}",
+                f.display()
+            )
+        );
+        assert_eq!((e.kind, e.key.as_str()), (ErrorKind::MissingKey, "job"));
+    }
+}
+
+#[test]
+fn a_config_without_a_job_says_so_after_naming_typos() {
+    let (e, f) = fail_as_is("no_job", "[camera]\nsource = \"test\"\n");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "error: no `[job]` table: the agent needs to know where to publish\n  --> {}\n  = hint: {JOB_HINT}",
+            f.display()
+        )
+    );
+    assert_eq!((e.kind, e.key.as_str()), (ErrorKind::MissingKey, "job"));
+    // A typo elsewhere is named first: fixing it is what the user does next.
+    let (e, _) = fail_as_is("no_job_typo", "[camera]\nsorce = \"test\"\n");
+    assert_eq!(e.kind, ErrorKind::UnknownKey, "{e}");
+}
+
+#[test]
+fn a_camera_with_only_a_source_takes_the_default_size_and_rate() {
+    let d = dir("camera_source_only");
+    let file = write(
+        &d,
+        "config.toml",
+        "[camera]\nsource = \"test\"\n\n[job]\nmode = \"worker\"\n",
+    );
+    let cfg = config::load(&file).expect("accepted").config.camera;
+    assert_eq!(
+        (cfg.source.as_str(), cfg.width, cfg.height, cfg.fps),
+        ("test", 1280, 720, 30)
+    );
 }
 
 fn expect(err: &ConfigError, file: &Path, line_col: &str, message: &str, hint: &str) {

@@ -39,13 +39,19 @@ fn every_board_preset_passes_check() {
         let file = write(
             &d,
             &format!("{name}.toml"),
-            &format!("board = \"{name}\"\n"),
+            &format!("board = \"{name}\"\n\n[job]\nmode = \"worker\"\n"),
         );
         let text = config::check(&file, None).unwrap_or_else(|e| panic!("{name}:\n{e}"));
         assert!(text.contains(&format!("board = \"{name}\"")), "{text}");
-        // …and checked on its own, as a config file.
+        // …and checked on its own, as a config file: every key in it is
+        // right, and only the `[job]` a preset may not hold is missing.
         let preset = boards().join(format!("{name}.toml"));
-        config::check(&preset, None).unwrap_or_else(|e| panic!("{name} alone:\n{e}"));
+        let e = config::check(&preset, None).expect_err("a preset alone has no [job]");
+        assert_eq!(
+            (e.kind, e.key.as_str()),
+            (trickle_edge::config::ErrorKind::MissingKey, "job"),
+            "{name} alone:\n{e}"
+        );
     }
 }
 
@@ -70,7 +76,7 @@ fn file_overrides_preset_table_by_table() {
     let file = write(
         &d,
         "config.toml",
-        "board = \"rpi5\"\n\n[camera]\nfps = 15\n\n[encoder]\nbitrate_kbps = 900\n",
+        "board = \"rpi5\"\n\n[camera]\nfps = 15\n\n[encoder]\nbitrate_kbps = 900\n\n[job]\nmode = \"worker\"\n",
     );
     let r = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
     let c = &r.config;
@@ -99,7 +105,7 @@ fn board_override_and_boards_dir() {
     let file = write(
         &d,
         "config.toml",
-        "board = \"rpi5\"\n\n[outputs.led]\ntype = \"gpio\"\nline = 3\n\n[[rules]]\nname = \"on\"\non = \"reconnected\"\nthen = [{ output = \"led\", action = \"pulse\", ms = 100 }]\n",
+        "board = \"rpi5\"\n\n[outputs.led]\ntype = \"gpio\"\nline = 3\n\n[[rules]]\nname = \"on\"\non = \"reconnected\"\nthen = [{ output = \"led\", action = \"pulse\", ms = 100 }]\n\n[job]\nmode = \"worker\"\n",
     );
     let opts = LoadOptions {
         board: Some("lab".into()),
@@ -117,9 +123,10 @@ fn board_override_and_boards_dir() {
 }
 
 #[test]
-fn defaults_for_an_empty_file() {
-    let d = dir("empty");
-    let r = config::load(write(&d, "config.toml", "")).unwrap_or_else(|e| panic!("{e}"));
+fn defaults_for_a_file_with_only_a_job_mode() {
+    let d = dir("only_mode");
+    let r = config::load(write(&d, "config.toml", "[job]\nmode = \"worker\"\n"))
+        .unwrap_or_else(|e| panic!("{e}"));
     let c = &r.config;
     let JobMode::Worker(w) = &c.job else {
         panic!("default mode is worker")
@@ -131,6 +138,15 @@ fn defaults_for_an_empty_file() {
     assert_eq!(c.supervisor.keepalive_interval.as_secs(), 10);
     assert!(!c.tls.insecure);
     assert_eq!(r.token, None);
+    assert_eq!(
+        (
+            c.camera.source.as_str(),
+            c.camera.width,
+            c.camera.height,
+            c.camera.fps
+        ),
+        ("v4l2:/dev/video0", 1280, 720, 30)
+    );
 }
 
 #[test]
@@ -161,7 +177,7 @@ fn unused_outputs_and_insecure_tls_are_warnings() {
     let file = write(
         &d,
         "config.toml",
-        "[tls]\ninsecure = true\n\n[outputs.spare]\ntype = \"gpio\"\nbackend = \"simulated\"\n",
+        "[job]\nmode = \"worker\"\n\n[tls]\ninsecure = true\n\n[outputs.spare]\ntype = \"gpio\"\nbackend = \"simulated\"\n",
     );
     let r = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(

@@ -23,7 +23,7 @@ fn token_from_file_is_loaded_but_never_printed() {
         &d,
         "config.toml",
         &format!(
-            "[auth]\ntoken_file = \"{}\"\n\n[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1:1883\"\npassword = \"mqtt-pass-42\"\n",
+            "[auth]\ntoken_file = \"{}\"\n\n[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1:1883\"\npassword = \"mqtt-pass-42\"\n\n[job]\nmode = \"worker\"\n",
             token_file.display()
         ),
     );
@@ -40,7 +40,11 @@ fn token_from_file_is_loaded_but_never_printed() {
 #[test]
 fn inline_token_is_printed_as_stars() {
     let d = dir("token_inline");
-    let file = write(&d, "config.toml", &format!("[auth]\ntoken = \"{TOKEN}\"\n"));
+    let file = write(
+        &d,
+        "config.toml",
+        &format!("[auth]\ntoken = \"{TOKEN}\"\n\n[job]\nmode = \"worker\"\n"),
+    );
     let printed = config::check(&file, None).unwrap();
     assert_hidden(&printed);
     assert!(printed.contains("token = \"***\""), "{printed}");
@@ -54,7 +58,7 @@ fn token_from_env_via_the_cli() {
     let file = write(
         &d,
         "config.toml",
-        "[auth]\ntoken_env = \"TRICKLE_EDGE_TEST_TOKEN\"\n",
+        "[auth]\ntoken_env = \"TRICKLE_EDGE_TEST_TOKEN\"\n\n[job]\nmode = \"worker\"\n",
     );
     let out = Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
         .args(["check", "--config"])
@@ -80,7 +84,7 @@ fn unset_env_and_unreadable_file_name_the_source_not_the_value() {
     let file = write(
         &d,
         "config.toml",
-        "[auth]\ntoken_env = \"TRICKLE_EDGE_TEST_TOKEN_SURELY_UNSET\"\n",
+        "[auth]\ntoken_env = \"TRICKLE_EDGE_TEST_TOKEN_SURELY_UNSET\"\n\n[job]\nmode = \"worker\"\n",
     );
     let e = config::load(&file).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Secret);
@@ -95,7 +99,7 @@ fn unset_env_and_unreadable_file_name_the_source_not_the_value() {
     let file = write(
         &d,
         "config.toml",
-        "[auth]\ntoken_file = \"/nonexistent/token\"\n",
+        "[auth]\ntoken_file = \"/nonexistent/token\"\n\n[job]\nmode = \"worker\"\n",
     );
     let e = config::load(&file).unwrap_err();
     assert_eq!(
@@ -106,7 +110,7 @@ fn unset_env_and_unreadable_file_name_the_source_not_the_value() {
     let file = write(
         &d,
         "config.toml",
-        "[auth]\ntoken = \"a\"\ntoken_env = \"B\"\n",
+        "[auth]\ntoken = \"a\"\ntoken_env = \"B\"\n\n[job]\nmode = \"worker\"\n",
     );
     let e = config::load(&file).unwrap_err();
     assert_eq!(

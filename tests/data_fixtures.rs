@@ -1,4 +1,4 @@
-//! The data-channel fixtures in `shared/fixtures/data-channel` and generated
+//! The data-channel fixtures in `tests/fixtures/data-channel` and generated
 //! hostile inputs, decoded through the public `data` API.
 
 mod warnings;
@@ -16,7 +16,7 @@ const JSONL: Option<&str> = Some("application/jsonl");
 const JSON: Option<&str> = Some("application/json");
 
 fn fixture(rel: &str) -> Vec<u8> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/data-channel");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-channel");
     let path = dir.join(rel);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

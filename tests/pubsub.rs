@@ -3,10 +3,12 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use trickle_edge::trickle::channel::{ReadSlot, WriteSlot};
 use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 
 fn payload(seq: i64) -> Vec<u8> {
@@ -107,19 +109,25 @@ async fn subscriber_sees_bytes_before_the_segment_ends() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publisher_preconnects_the_next_post() {
-    let s = start_server(test_config(), &["pre"]).await;
+    let mut cfg = test_config();
+    // A POST that has sent no body byte yet gets a `100 Continue` every
+    // interval: the server's count of those shows a POST waiting there.
+    cfg.interim_interval = Duration::from_millis(50);
+    let s = start_server(cfg, &["pre"]).await;
     let url = format!("{}pre", s.base_url());
     let mut publisher = Publisher::connect(&url, PublisherOptions::default())
         .await
         .unwrap();
-    let w = publisher.next_segment().await.unwrap();
-    // While segment 0 is open, the POST for 1 is already waiting at the server:
-    // a reader asking for 1 is attached to the very segment that POST holds.
+    let mut w = publisher.next_segment().await.unwrap();
+    assert_eq!(w.seq(), 0);
+    // Segment 0 starts streaming: from its first byte on, its own POST is no
+    // longer idle and sends no more interim responses.
+    w.write(Bytes::from_static(b"zero")).await.unwrap();
     let ch = s.state.channel("pre").unwrap();
-    within("preconnect reaches server", async {
+    within("segment 0's first byte at the server", async {
         loop {
-            if let trickle_edge::trickle::channel::WriteSlot::Taken { seq: 1 } =
-                ch.for_write(1, false, None)
+            if let ReadSlot::Found(seg) = ch.for_read(0)
+                && !seg.is_empty()
             {
                 break;
             }
@@ -127,7 +135,71 @@ async fn publisher_preconnects_the_next_post() {
         }
     })
     .await;
-    drop(w);
+    let interim = || s.state.stats.interim_sent.load(Ordering::Relaxed);
+    let before = interim();
+    // While segment 0 streams and before segment 1 is asked for, another
+    // POST is already waiting at the server...
+    within(
+        "a preconnected POST waiting at the server while segment 0 streams",
+        async {
+            while interim() <= before {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await;
+    // ...and it holds seq 1: a second writer is refused (`Taken` claims
+    // nothing, so this probe leaves the slot to the preconnected POST).
+    let probe = ch.for_write(1, false, None);
+    assert!(
+        matches!(probe, WriteSlot::Taken { seq: 1 }),
+        "seq 1 is not held by a preconnected POST: {probe:?}"
+    );
+    assert_eq!(w.finish().await.unwrap().seq, 0);
+    // The waiting POST is the one segment 1 goes out on.
+    let mut w = publisher.next_segment().await.unwrap();
+    assert_eq!(w.seq(), 1);
+    w.write(Bytes::from_static(b"one")).await.unwrap();
+    assert_eq!(w.finish().await.unwrap().seq, 1);
+    assert_eq!(publisher.stats().retries.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriber_preconnects_the_next_get() {
+    let s = start_server(test_config(), &["subpre"]).await;
+    let url = format!("{}subpre", s.base_url());
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"zero")).await.unwrap();
+    let seg = within("segment 0", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seg.seq, 0);
+    // Segment 0 is still open and nobody asked for segment 1, yet the
+    // subscriber's GET for it is already parked at the server.
+    readers_waiting(&s, "subpre", 1, 1).await;
+    w.finish().await.unwrap();
+    assert_eq!(seg.collect(100).await.unwrap(), "zero");
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"one")).await.unwrap();
+    w.finish().await.unwrap();
+    let seg = within("segment 1", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seg.seq, 1);
+    assert_eq!(seg.collect(100).await.unwrap(), "one");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -148,7 +220,8 @@ async fn publisher_404_is_terminal_and_close_deletes_the_channel() {
         .unwrap();
     let mut sub = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
     let waiting = tokio::spawn(async move { sub.next_segment().await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Its GET (-1: the next write, seq 0) is parked before the close.
+    readers_waiting(&s, "gone", 0, 1).await;
     publisher.close().await.unwrap();
     assert!(
         within("end of stream", waiting)
@@ -218,8 +291,12 @@ async fn slow_subscriber_jumps_to_the_live_edge() {
     // since been evicted); whatever it gets next, it must end up live.
     let mut last = -1;
     let mut w = publisher.next_segment().await.unwrap();
+    assert_eq!(w.seq(), 13);
+    let s = std::sync::Arc::new(s);
+    let server = s.clone();
     let producer = tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Segment 13 begins only once the reader waits for it at the live edge.
+        readers_waiting(&server, "slow", 13, 1).await;
         w.write(Bytes::from_static(b"13")).await.unwrap();
         w.finish().await.unwrap();
         publisher

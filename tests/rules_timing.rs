@@ -625,12 +625,12 @@ fn unknown_fields_are_rejected() {
     assert!(err.to_string().contains("unknown field `lable`"), "{err}");
 }
 
-/// Decodes a fixture from `shared/fixtures/data-channel` into items, on the
+/// Decodes a fixture from `tests/fixtures/data-channel` into items, on the
 /// channel that carries its content type (JSONL: data, JSON: events).
 fn fixture_items(rel: &str, ct: &str) -> Vec<Item> {
     use trickle_edge::data::{DecodeLimits, SegmentDecoder};
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/data-channel");
+    let dir =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/data-channel");
     let bytes = std::fs::read(dir.join(rel)).expect("fixture");
     let channel = if ct.ends_with("jsonl") {
         "data"

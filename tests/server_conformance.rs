@@ -79,10 +79,16 @@ async fn post_to_unknown_channel_is_404_with_connection_close() {
 
 #[tokio::test]
 async fn preconnected_post_gets_closed_header_when_channel_closes() {
-    let s = start_server(test_config(), &["conf"]).await;
+    let mut cfg = test_config();
+    cfg.interim_interval = Duration::from_millis(50);
+    let s = start_server(cfg, &["conf"]).await;
     let mut c = Raw::connect(s.local_addr()).await;
     c.start_post(&format!("{CH}/0"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // An interim answer shows the POST holds its seq at the server.
+    let h = within("the POST waiting at the server", c.head())
+        .await
+        .unwrap();
+    assert_eq!(h.status, 100);
     let (h, _) = simple(s.local_addr(), "DELETE", CH, &[]).await;
     assert_eq!(h.status, 200);
     let (h, _) = within("POST answer", c.final_head()).await;
@@ -108,7 +114,7 @@ async fn reset_header_wakes_readers_of_older_segments() {
     // that has died; the restarted publisher resumes at 7 with a reset.
     let mut reader = Raw::connect(s.local_addr()).await;
     reader.request("GET", &format!("{CH}/1"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    readers_waiting(&s, "conf", 1, 1).await;
     let (h, _) = post(
         s.local_addr(),
         &format!("{CH}/7"),
@@ -166,7 +172,8 @@ async fn get_minus_one_waits_for_the_next_segment_and_minus_two_is_current() {
     assert_eq!(body, b"zero");
     let mut next = Raw::connect(s.local_addr()).await;
     next.request("GET", &format!("{CH}/-1"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // -1 is the next write position: seq 1.
+    readers_waiting(&s, "conf", 1, 1).await;
     post(s.local_addr(), &format!("{CH}/1"), b"one", &[]).await;
     let (h, _) = within("-1 answer", next.final_head()).await;
     assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(1)));
@@ -236,7 +243,7 @@ async fn channel_deleted_while_a_get_waits_ends_the_stream() {
     let s = start_server(test_config(), &["conf"]).await;
     let mut r = Raw::connect(s.local_addr()).await;
     r.request("GET", &format!("{CH}/0"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    readers_waiting(&s, "conf", 0, 1).await;
     let (h, _) = simple(s.local_addr(), "DELETE", CH, &[]).await;
     assert_eq!(h.status, 200);
     let (h, _) = within("woken GET", r.final_head()).await;
@@ -299,6 +306,7 @@ async fn preconnected_get_waits_until_the_segment_is_written() {
     let s = start_server(test_config(), &["conf"]).await;
     let mut r = Raw::connect(s.local_addr()).await;
     r.request("GET", &format!("{CH}/0"), &[]).await;
+    readers_waiting(&s, "conf", 0, 1).await;
     // Nothing may arrive while the segment does not exist yet.
     let early = tokio::time::timeout(Duration::from_millis(300), r.head()).await;
     assert!(early.is_err(), "GET answered before anything was written");
@@ -403,7 +411,7 @@ async fn reader_and_channel_limits() {
     let mut b = Raw::connect(s.local_addr()).await;
     a.request("GET", &format!("{CH}/0"), &[]).await;
     b.request("GET", &format!("{CH}/0"), &[]).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    readers_waiting(&s, "conf", 0, 2).await;
     let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/0"), &[]).await;
     assert_eq!(h.status, 503);
     let (h, _) = simple(s.local_addr(), "POST", "/ai/trickle/second", &[]).await;

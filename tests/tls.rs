@@ -172,3 +172,71 @@ async fn ca_file_pin_and_insecure_each_work_and_the_default_refuses_a_private_ca
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A board installed without `ca-certificates` (a minimal Debian root has
+/// none) must still publish over plain http, and an https URL must fail with
+/// the reason instead of a bare "unknown issuer". The `trickle-edge` binary
+/// runs as a child with `SSL_CERT_FILE`/`SSL_CERT_DIR` pointing at an empty
+/// file and folder, which is what it finds on such a system.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_system_roots_http_still_works_and_https_names_ca_certificates() {
+    let pki = make_pki();
+    let dir = std::env::temp_dir().join(format!("trickle-edge-noroots-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    std::fs::write(dir.join("empty.pem"), "").unwrap();
+    std::fs::write(dir.join("segment.bin"), b"plain http without roots").unwrap();
+    let server = start_server(test_config(), &["plain", "secure"]).await;
+    let port = tls_front(&pki, server.local_addr()).await;
+    let publish = |url: String| {
+        let dir = dir.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+                .args(["publish", &url, "--file"])
+                .arg(dir.join("segment.bin"))
+                .env("SSL_CERT_FILE", dir.join("empty.pem"))
+                .env("SSL_CERT_DIR", dir.join("certs"))
+                .env("RUST_LOG", "warn")
+                .output()
+                .expect("run trickle-edge publish")
+        })
+    };
+    let plain = within(
+        "publish over http",
+        publish(format!("http://{}/ai/trickle/plain", server.local_addr())),
+    )
+    .await
+    .unwrap();
+    assert!(
+        plain.status.success(),
+        "http publish failed without system roots: {}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let mut sub = Subscriber::new(
+        &format!("http://{}/ai/trickle/plain", server.local_addr()),
+        SubscriberOptions {
+            start_seq: 0,
+            max_retries: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let seg = within("the plain segment", sub.next_segment())
+        .await
+        .unwrap()
+        .expect("a segment");
+    assert_eq!(seg.collect(100).await.unwrap(), "plain http without roots");
+
+    let secure = within(
+        "publish over https",
+        publish(format!("https://localhost:{port}/ai/trickle/secure")),
+    )
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&secure.stderr);
+    assert!(!secure.status.success(), "https must fail without roots");
+    assert!(
+        stderr.contains("install ca-certificates"),
+        "the error must say why: {stderr}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

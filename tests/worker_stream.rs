@@ -584,7 +584,9 @@ fn audio_only_segment() -> Bytes {
             gst::init().unwrap();
             gst::ElementFactory::find(e).is_some()
         })
-        .expect("an AAC encoder (gstreamer1.0-libav or -plugins-bad)");
+        .expect(
+            "an AAC encoder (gstreamer1.0-libav or -plugins-bad; `bash ci/setup.sh` installs both)",
+        );
     let desc = format!(
         "audiotestsrc num-buffers=50 ! {encoder} ! aacparse ! mpegtsmux ! appsink name=sink sync=false"
     );

@@ -37,6 +37,9 @@ pub struct DataPathStats {
     pub decode_errors: AtomicU64,
     pub broken_segments: AtomicU64,
     pub reconnects: AtomicU64,
+    /// Times a rule fired (one fire may queue several effects).
+    pub rule_fires: AtomicU64,
+    /// Effects queued on outputs: one per action of a fire, plus releases.
     pub effects: AtomicU64,
     pub effects_dropped: AtomicU64,
     /// From an item's arrival (its first byte decoded) to its effects queued.
@@ -197,7 +200,12 @@ pub async fn run_rules(
     mut shutdown: watch::Receiver<bool>,
 ) -> RuleSet {
     let mut effects = rules.on_tick(Instant::now());
+    // Fires of rule sets replaced by reloads, so the counter never goes back.
+    let mut fires_before = 0;
     loop {
+        stats
+            .rule_fires
+            .store(fires_before + rules.stats().fires, Ordering::Relaxed);
         for effect in effects.drain(..) {
             stats.effects.fetch_add(1, Ordering::Relaxed);
             debug!(rule = %effect.rule, output = %effect.output, action = ?effect.action, "rule fired");
@@ -226,6 +234,7 @@ pub async fn run_rules(
             _ = sleep_until_opt(deadline) => effects = rules.on_tick(Instant::now()),
             Some(r) = replace.recv() => {
                 info!("rules and outputs reloaded");
+                fires_before += rules.stats().fires;
                 rules = r.rules;
                 let old = std::mem::replace(&mut outputs, r.outputs);
                 let _ = retired.send(old);

@@ -76,8 +76,8 @@ fn handle(stats: &AgentStats, req: Request<Incoming>) -> Response<Full<Bytes>> {
 
 /// Per-stage state as JSON, and whether the whole agent is healthy.
 pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
-    let media_ok = stats.media_healthy(std::time::Duration::from_secs(1));
-    let dead = stats.health.is_dead();
+    let health = stats.health();
+    let (media_ok, dead) = (health.media_ok, health.pipeline_dead);
     let last_item_ms = stats.data.last_item_unix_ms.load(Ordering::Relaxed);
     let body = serde_json::json!({
         "status": if media_ok && !dead { "ok" } else { "degraded" },
@@ -103,7 +103,7 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
             "restarts": stats.job_restarts.load(Ordering::Relaxed),
         },
     });
-    (media_ok && !dead, body)
+    (health.healthy, body)
 }
 
 /// The Prometheus exposition of every counter and histogram.
@@ -159,7 +159,12 @@ pub fn metrics(stats: &AgentStats) -> String {
     );
     e.counter(
         "trickle_edge_rule_fires_total",
-        "Effects produced by rules.",
+        "Times a rule fired.",
+        c(&d.rule_fires),
+    );
+    e.counter(
+        "trickle_edge_effects_total",
+        "Effects queued on outputs (each action of a fire, and releases).",
         c(&d.effects),
     );
     e.counter(

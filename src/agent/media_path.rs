@@ -28,6 +28,8 @@ pub struct MediaPathStats {
     /// Flips to true once, when the first segment is confirmed (READY).
     pub first_published: watch::Sender<bool>,
     last_published: std::sync::Mutex<Option<tokio::time::Instant>>,
+    /// Why segments are not reaching the server now, if they are not.
+    publish_error: std::sync::Mutex<Option<String>>,
     /// From a GOP's first byte leaving the segmenter to the server's answer.
     pub segment_upload: super::metrics::Histogram,
     /// From a keyframe reaching the appsink to its first byte handed to the
@@ -36,6 +38,27 @@ pub struct MediaPathStats {
 }
 
 impl MediaPathStats {
+    /// Why segments are not reaching the server now (cleared by the next
+    /// confirmed segment).
+    pub fn publish_error(&self) -> Option<String> {
+        self.publish_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A segment was just confirmed.
+    pub(crate) fn mark_published(&self) {
+        *self
+            .last_published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+    }
+
+    fn set_publish_error(&self, reason: Option<String>) {
+        *self.publish_error.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
+
     /// Time since the last confirmed segment, if any.
     pub fn last_published_age(&self) -> Option<Duration> {
         self.last_published
@@ -55,6 +78,7 @@ impl Default for MediaPathStats {
             last_seq: AtomicI64::new(-1),
             first_published: watch::channel(false).0,
             last_published: std::sync::Mutex::new(None),
+            publish_error: std::sync::Mutex::new(None),
             segment_upload: Default::default(),
             keyframe_to_wire: Default::default(),
         }
@@ -81,6 +105,7 @@ pub async fn publish_segments(
         let mut publisher = match connected {
             Ok(p) => p,
             Err(e) => {
+                stats.set_publish_error(Some(e.to_string()));
                 if !outage_logged {
                     warn!(%url, error = %e, "cannot publish; retrying with backoff (whole GOPs are dropped meanwhile)");
                     outage_logged = true;
@@ -106,6 +131,7 @@ pub async fn publish_segments(
                 Ok(w) => w,
                 Err(e) => {
                     stats.segment_failures.fetch_add(1, Ordering::Relaxed);
+                    stats.set_publish_error(Some(e.to_string()));
                     if e.is_terminal() {
                         stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
                         warn!(%url, error = %e, "publisher stopped; reconnecting");
@@ -149,15 +175,14 @@ pub async fn publish_segments(
                     stats
                         .segment_upload
                         .observe(started.elapsed().as_secs_f64());
-                    *stats
-                        .last_published
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+                    stats.mark_published();
+                    stats.set_publish_error(None);
                     stats
                         .first_published
                         .send_if_modified(|v| !std::mem::replace(v, true));
                 }
-                Err(_) => {
+                Err(e) => {
+                    stats.set_publish_error(Some(e.to_string()));
                     stats.segment_failures.fetch_add(1, Ordering::Relaxed);
                 }
             }

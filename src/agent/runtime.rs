@@ -41,16 +41,51 @@ pub struct AgentStats {
     pub health: Arc<PipelineHealth>,
     pub job_mode: &'static str,
     pub started: Instant,
+    /// The configured GOP, which sets how long a segment may take.
+    gop_ms: AtomicU64,
+    /// Whether the job has an events channel whose silence means death.
+    events_expected: std::sync::atomic::AtomicBool,
     outputs: std::sync::Mutex<Arc<Outputs>>,
 }
 
 impl AgentStats {
+    fn new(
+        media: Arc<MediaPathStats>,
+        queue: Arc<crate::media::MediaStats>,
+        cfg: &AgentConfig,
+        outputs: Arc<Outputs>,
+    ) -> Self {
+        AgentStats {
+            media,
+            data: Arc::new(DataPathStats::default()),
+            queue: std::sync::Mutex::new(queue),
+            dropped_gops_before: AtomicU64::new(0),
+            job_restarts: AtomicU64::new(0),
+            pipeline_deaths: AtomicU64::new(0),
+            reloads: AtomicU64::new(0),
+            health: Arc::new(PipelineHealth::new(cfg.supervisor.pipeline_dead_after)),
+            job_mode: cfg.job.name(),
+            started: Instant::now(),
+            gop_ms: AtomicU64::new(0),
+            events_expected: Default::default(),
+            outputs: std::sync::Mutex::new(outputs),
+        }
+    }
+
     /// Whole GOPs dropped because the uplink was slower than the camera,
     /// across camera restarts.
     pub fn dropped_gops(&self) -> u64 {
         let current = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         self.dropped_gops_before.load(Ordering::Relaxed)
             + current.dropped_gops.load(Ordering::Relaxed)
+    }
+
+    /// Why the current camera is not producing, if it is not.
+    pub fn camera_error(&self) -> Option<String> {
+        self.queue
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .camera_error()
     }
 
     fn camera_replaced(&self, queue: Arc<crate::media::MediaStats>) {
@@ -67,8 +102,31 @@ impl AgentStats {
             .clone()
     }
 
+    /// The one health verdict, for `/healthz` and the systemd watchdog alike:
+    /// segments keep flowing (within three of the configured GOPs, plus
+    /// slack), and the pipeline's events keep arriving when the job has an
+    /// events channel. Data items are not required: a quiet scene sends none.
+    pub fn health(&self) -> Health {
+        let gop = Duration::from_millis(self.gop_ms.load(Ordering::Relaxed));
+        let media_ok = self.media_healthy(gop);
+        let pipeline_dead = self.events_expected.load(Ordering::Relaxed) && self.health.is_dead();
+        Health {
+            media_ok,
+            pipeline_dead,
+            healthy: media_ok && !pipeline_dead,
+        }
+    }
+
+    /// Records the settings [`AgentStats::health`] depends on (at start and reload).
+    fn set_health_basis(&self, gop_seconds: f64, events_expected: bool) {
+        self.gop_ms
+            .store((gop_seconds * 1000.0).round() as u64, Ordering::Relaxed);
+        self.events_expected
+            .store(events_expected, Ordering::Relaxed);
+    }
+
     /// Media is healthy once segments flow and keep flowing.
-    pub fn media_healthy(&self, gop: Duration) -> bool {
+    fn media_healthy(&self, gop: Duration) -> bool {
         let first = *self.media.first_published.borrow();
         let since = self.media.last_published_age();
         match (first, since) {
@@ -79,10 +137,48 @@ impl AgentStats {
     }
 }
 
+/// What [`AgentStats::health`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Health {
+    /// Segments are being confirmed (or the camera is within its start grace).
+    pub media_ok: bool,
+    /// The job has an events channel and it has been silent too long.
+    pub pipeline_dead: bool,
+    /// Both fine: `/healthz` answers 200 and the watchdog is pinged.
+    pub healthy: bool,
+}
+
 /// What the embedding program can do to a running agent.
 pub struct AgentControl {
     pub shutdown: watch::Receiver<bool>,
     pub reload: mpsc::Receiver<ResolvedConfig>,
+    /// Written by the agent from its first moment, before any stage exists,
+    /// so a job that never starts can still be reported with its reason.
+    pub job_start: Arc<JobStartStatus>,
+}
+
+/// Whether the job has started, and if not, why the last attempt failed.
+#[derive(Debug, Default)]
+pub struct JobStartStatus {
+    attempts: AtomicU64,
+    error: std::sync::Mutex<Option<String>>,
+}
+
+impl JobStartStatus {
+    /// Start attempts so far (the first one included).
+    pub fn attempts(&self) -> u64 {
+        self.attempts.load(Ordering::Relaxed)
+    }
+
+    /// The last attempt's error while the job is not running; `None` once it runs.
+    pub fn error(&self) -> Option<String> {
+        self.error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn record(&self, error: Option<String>) {
+        self.attempts.fetch_add(1, Ordering::Relaxed);
+        *self.error.lock().unwrap_or_else(|p| p.into_inner()) = error;
+    }
 }
 
 /// Handles a caller (the demo, tests) may hold while the agent runs.
@@ -215,16 +311,23 @@ async fn start_job(
     server: Option<Arc<RunningServer>>,
     client: &ClientOptions,
     shutdown: &mut watch::Receiver<bool>,
+    status: &JobStartStatus,
 ) -> Option<Job> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut logged = false;
     loop {
-        match job::start(&cfg.job, server.clone(), client).await {
+        let attempt = tokio::select! {
+            r = job::start(&cfg.job, server.clone(), client) => r,
+            _ = shutdown.changed() => return None,
+        };
+        match attempt {
             Ok(j) => {
+                status.record(None);
                 info!(mode = cfg.job.name(), publish = %j.urls.publish, "job started");
                 return Some(j);
             }
             Err(e) => {
+                status.record(Some(e.to_string()));
                 if !logged {
                     warn!(error = %e, "job start failed; retrying with backoff");
                     logged = true;
@@ -262,7 +365,15 @@ pub async fn run(
         JobMode::Static(_) => None,
     };
     let mut shutdown = control.shutdown.clone();
-    let Some(mut job) = start_job(&resolved.config, server.clone(), &client, &mut shutdown).await
+    let job_start = control.job_start.clone();
+    let Some(mut job) = start_job(
+        &resolved.config,
+        server.clone(),
+        &client,
+        &mut shutdown,
+        &job_start,
+    )
+    .await
     else {
         outputs.failsafe().await;
         return Ok(());
@@ -272,22 +383,17 @@ pub async fn run(
     let media_stage = start_media(&resolved.config, &job.urls, &client, &media)?;
     let media_queue_stats = media_stage.queue_stats.clone();
     let mut media_stage = Some(media_stage);
-    let stats = Arc::new(AgentStats {
-        media: media.clone(),
-        data: Arc::new(DataPathStats::default()),
-        queue: std::sync::Mutex::new(media_queue_stats),
-        dropped_gops_before: AtomicU64::new(0),
-        job_restarts: AtomicU64::new(0),
-        pipeline_deaths: AtomicU64::new(0),
-        reloads: AtomicU64::new(0),
-        health: Arc::new(PipelineHealth::new(
-            resolved.config.supervisor.pipeline_dead_after,
-        )),
-        job_mode: resolved.config.job.name(),
-        started: Instant::now(),
-        outputs: std::sync::Mutex::new(outputs.clone()),
-    });
+    let stats = Arc::new(AgentStats::new(
+        media.clone(),
+        media_queue_stats,
+        &resolved.config,
+        outputs.clone(),
+    ));
 
+    stats.set_health_basis(
+        resolved.config.encoder.gop_seconds,
+        job.urls.events.is_some(),
+    );
     let (rules_stop_tx, rules_stop) = watch::channel(false);
     let (data_tx, data_rx) = mpsc::channel(1024);
     let (replace_tx, replace_rx) = mpsc::channel(1);
@@ -390,7 +496,7 @@ pub async fn run(
                     if let Some(c) = channels.take() { c.stop().await; }
                     if let Some(m) = media_stage.take() { let _ = m.stop().await; }
                     let _ = job.stop().await;
-                    let Some(j) = start_job(n, server.clone(), &client_options(&resolved), &mut shutdown).await else { break };
+                    let Some(j) = start_job(n, server.clone(), &client_options(&resolved), &mut shutdown, &job_start).await else { break };
                     job = j;
                     let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
                     stats.camera_replaced(ms.queue_stats.clone());
@@ -400,6 +506,7 @@ pub async fn run(
                     channels = Some(start_channels(n, &job.urls, &client_options(&resolved), &data_tx, &stats, prx)?);
                     stats.health.reset();
                 }
+                stats.set_health_basis(n.encoder.gop_seconds, job.urls.events.is_some());
                 if o.camera != n.camera || o.encoder != n.encoder || o.queue != n.queue {
                     info!("reload: camera settings changed; restarting capture");
                     if let Some(m) = media_stage.take() { let _ = m.stop().await; }
@@ -423,7 +530,9 @@ pub async fn run(
                         _ = job_backoff.wait() => {}
                         _ = control.shutdown.changed() => break,
                     }
-                    match job::start(&resolved.config.job, server.clone(), &client_options(&resolved)).await {
+                    let restarted = job::start(&resolved.config.job, server.clone(), &client_options(&resolved)).await;
+                    job_start.record(restarted.as_ref().err().map(|e| e.to_string()));
+                    match restarted {
                         Ok(j) => {
                             stats.job_restarts.fetch_add(1, Ordering::Relaxed);
                             info!("job restarted");
@@ -436,8 +545,7 @@ pub async fn run(
                 } else if !stats.health.is_dead() {
                     job_backoff.reset();
                 }
-                let healthy = stats.media_healthy(Duration::from_secs_f64(resolved.config.encoder.gop_seconds)) && !(events_expected && stats.health.is_dead());
-                if healthy && last_ping.elapsed() >= watchdog_every {
+                if stats.health().healthy && last_ping.elapsed() >= watchdog_every {
                     last_ping = Instant::now();
                     notify(&[sd_notify::NotifyState::Watchdog]);
                 }
@@ -481,10 +589,11 @@ pub async fn run(
 /// One line for systemd's STATUS and the logs.
 pub fn status_line(stats: &AgentStats) -> String {
     format!(
-        "segments={} dropped_gops={} items={} effects={} pipeline={} job_restarts={}",
+        "segments={} dropped_gops={} items={} rule_fires={} effects={} pipeline={} job_restarts={}",
         stats.media.segments_published.load(Ordering::Relaxed),
         stats.dropped_gops(),
         stats.data.items.load(Ordering::Relaxed),
+        stats.data.rule_fires.load(Ordering::Relaxed),
         stats.data.effects.load(Ordering::Relaxed),
         if stats.health.is_dead() {
             "dead"
@@ -493,4 +602,57 @@ pub fn status_line(stats: &AgentStats) -> String {
         },
         stats.job_restarts.load(Ordering::Relaxed),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stats(gop_seconds: f64, events: bool) -> AgentStats {
+        let cfg: AgentConfig = toml::from_str(&format!(
+            "[encoder]\ngop_seconds = {gop_seconds}\n[job]\nmode = \"static\"\npublish_url = \"http://127.0.0.1:1/x\"\n"
+        ))
+        .unwrap();
+        let outputs = Outputs::build_with(&Default::default(), SimulatedGpio::default()).unwrap();
+        let s = AgentStats::new(Arc::default(), Arc::default(), &cfg, Arc::new(outputs));
+        s.set_health_basis(gop_seconds, events);
+        s
+    }
+
+    fn publish_first(s: &AgentStats) {
+        s.media.mark_published();
+        s.media.first_published.send_replace(true);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_gop_is_not_called_stalled_while_its_segment_is_due() {
+        let long = stats(4.0, false);
+        let short = stats(1.0, false);
+        publish_first(&long);
+        publish_first(&short);
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // 3 GOPs + 5 s: 17 s for a 4 s GOP, 8 s for a 1 s GOP.
+        assert!(long.health().healthy, "{:?}", long.health());
+        assert!(!short.health().media_ok);
+        tokio::time::advance(Duration::from_secs(8)).await;
+        assert!(!long.health().healthy);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_events_count_only_when_the_job_has_an_events_channel() {
+        let with = stats(1.0, true);
+        let without = stats(1.0, false);
+        for s in [&with, &without] {
+            publish_first(s);
+        }
+        // Past `pipeline_dead_after` (30 s) with media still flowing.
+        for _ in 0..40 {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            with.media.mark_published();
+            without.media.mark_published();
+        }
+        assert!(with.health().pipeline_dead);
+        assert!(!with.health().healthy);
+        assert!(without.health().healthy);
+    }
 }

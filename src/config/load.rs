@@ -62,11 +62,19 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Co
             Spanned::new(0..0, DeValue::String(name.clone().into())),
         );
     }
+    let empty = table.is_empty();
     let root = Spanned::new(root_span, table);
     let index = Index::build(&root, &sources);
 
-    let config = AgentConfig::deserialize(toml::de::Deserializer::from(root))
-        .map_err(|e| de_error(&e, &index, &sources))?;
+    // serde reports unknown and mistyped keys as it meets them and missing
+    // ones at the end, so a typo is still named before the missing `[job]`.
+    let config = AgentConfig::deserialize(toml::de::Deserializer::from(root)).map_err(|e| {
+        if e.message() == "missing field `job`" {
+            missing_job(&sources, empty)
+        } else {
+            de_error(&e, &index, &sources)
+        }
+    })?;
     let check = validate::Check {
         index: &index,
         sources: &sources,
@@ -81,6 +89,27 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Co
         token,
         warnings,
     })
+}
+
+/// An empty file, or one without `[job]`: nothing says where media goes.
+fn missing_job(sources: &Sources<'_>, empty: bool) -> ConfigError {
+    let message = if empty {
+        "the config is empty: it needs at least a `[job]` table".to_string()
+    } else {
+        "no `[job]` table: the agent needs to know where to publish".to_string()
+    };
+    sources.error(
+        ErrorKind::MissingKey,
+        message,
+        None,
+        &KeyPath::parse("job"),
+        Some(
+            "add `[job]` with `mode = \"static\"` and `publish_url = \"…\"` (a gateway's \
+             channels), or `mode = \"worker\"` and `worker_url = \"http://HOST:PORT\"` (a \
+             worker on the LAN); examples/config.toml shows both"
+                .into(),
+        ),
+    )
 }
 
 fn read(path: &Path) -> Result<String, ConfigError> {

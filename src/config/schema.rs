@@ -24,13 +24,14 @@ pub struct AgentConfig {
     /// Preset from `boards/NAME.toml`; already merged when this value exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub board: Option<String>,
-    #[serde(default = "default_camera")]
+    #[serde(default)]
     pub camera: CameraConfig,
     #[serde(default)]
     pub encoder: EncoderConfig,
     #[serde(default)]
     pub gpio: GpioDefaults,
-    #[serde(default)]
+    /// Required: an agent that does not say where its media goes cannot
+    /// guess (`load` names what is missing before serde sees the file).
     pub job: JobMode,
     #[serde(default)]
     pub tls: TlsConfig,
@@ -44,16 +45,6 @@ pub struct AgentConfig {
     pub outputs: BTreeMap<String, OutputConfig>,
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
-}
-
-/// The first camera, at the size and rate most boards and models handle well.
-fn default_camera() -> CameraConfig {
-    CameraConfig {
-        source: "v4l2:/dev/video0".into(),
-        width: 1280,
-        height: 720,
-        fps: 30,
-    }
 }
 
 /// `[gpio]`: board-wide defaults, so a preset can name the header's chip once
@@ -76,13 +67,6 @@ pub enum JobMode {
     /// The agent runs its own trickle server and asks a worker to start a
     /// stream against it (pytrickle worker API).
     Worker(WorkerJob),
-}
-
-/// Without `[job]`: a worker on the same host, as in development.
-impl Default for JobMode {
-    fn default() -> Self {
-        JobMode::Worker(WorkerJob::default())
-    }
 }
 
 impl JobMode {

@@ -110,8 +110,17 @@ impl Camera {
             _ = &mut shutdown => return Ok(()),
             r = tokio::task::spawn_blocking(move || encoder::resolve(kind)) => r,
         };
-        self.spec.encoder_kind =
-            resolved.map_err(|e| MediaError::Config(format!("encoder probe panicked: {e}")))??;
+        let resolved = resolved
+            .map_err(|e| MediaError::Config(format!("encoder probe panicked: {e}")))
+            .and_then(|r| r);
+        self.spec.encoder_kind = match resolved {
+            Ok(kind) => kind,
+            Err(e) => {
+                tracing::error!(error = %e, "camera cannot start");
+                self.handle.stats.set_camera_error(Some(e.to_string()));
+                return Err(e);
+            }
+        };
         let span = tracing::info_span!("camera", source = %self.spec.source);
         self.supervise(shutdown).instrument(span).await
     }
@@ -142,6 +151,7 @@ impl Camera {
                 }
                 Err(e) if e.is_permanent() => {
                     tracing::error!(error = %e, "camera cannot start");
+                    self.handle.stats.set_camera_error(Some(e.to_string()));
                     return Err(e);
                 }
                 Err(e) => {
@@ -149,6 +159,7 @@ impl Camera {
                         .stats
                         .pipeline_failures
                         .fetch_add(1, Ordering::Relaxed);
+                    self.handle.stats.set_camera_error(Some(e.to_string()));
                     if outage.is_none() {
                         tracing::warn!(error = %e, "camera pipeline failed; rebuilding with backoff");
                         outage = Some(Instant::now());
@@ -218,6 +229,7 @@ impl Camera {
             tokio::select! {
                 Some(pts) = keyframes.recv() => {
                     if requests == 0 {
+                        self.handle.stats.set_camera_error(None);
                         if let Some(since) = outage.take() {
                             tracing::info!(down_for = ?since.elapsed(), "camera recovered");
                         }

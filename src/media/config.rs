@@ -11,10 +11,40 @@ use super::MediaError;
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// Kept as text in the config so error messages can quote it; see [`Source`].
+    #[serde(default = "default_source")]
     pub source: String,
+    #[serde(default = "default_width")]
     pub width: u32,
+    #[serde(default = "default_height")]
     pub height: u32,
+    #[serde(default = "default_fps")]
     pub fps: u32,
+}
+
+/// The first V4L2 camera, at the size and rate most boards and models
+/// handle well; a board preset may change each of these.
+impl Default for CameraConfig {
+    fn default() -> Self {
+        CameraConfig {
+            source: default_source(),
+            width: default_width(),
+            height: default_height(),
+            fps: default_fps(),
+        }
+    }
+}
+
+fn default_source() -> String {
+    "v4l2:/dev/video0".into()
+}
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+fn default_fps() -> u32 {
+    30
 }
 
 impl CameraConfig {

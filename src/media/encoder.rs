@@ -161,7 +161,11 @@ pub fn resolve(kind: EncoderKind) -> Result<EncoderKind, MediaError> {
         }
     }
     if tried.is_empty() {
-        tried.push("none installed; install gstreamer1.0-plugins-ugly for x264enc".into());
+        tried.push(format!(
+            "none installed; install {} (openh264enc) or {} (x264enc)",
+            super::elements::BAD,
+            super::elements::UGLY
+        ));
     }
     Err(MediaError::NoEncoder(tried.join("; ")))
 }
@@ -177,7 +181,7 @@ fn probe(kind: EncoderKind) -> ProbeResult {
     } else {
         Err(format!(
             "not installed ({})",
-            super::error::package_for(element)
+            super::elements::package_for(element)
         ))
     };
     ProbeResult {

@@ -33,28 +33,6 @@ impl MediaError {
     }
 }
 
-/// The Debian package that ships a GStreamer element, for "install X" messages.
-pub fn package_for(element: &str) -> &'static str {
-    match element {
-        "videotestsrc" | "videoconvert" | "videoscale" | "videorate" | "appsink" | "appsrc"
-        | "clockoverlay" | "timeoverlay" | "decodebin" | "parsebin" | "playbin" | "capsfilter"
-        | "identity" | "queue" | "fakesink" | "filesrc" => "gstreamer1.0-plugins-base",
-        "v4l2src" | "v4l2h264enc" | "rtspsrc" | "rtph264depay" | "qtdemux" | "jpegdec" => {
-            "gstreamer1.0-plugins-good"
-        }
-        "x264enc" => "gstreamer1.0-plugins-ugly",
-        "openh264enc" | "openh264dec" | "h264parse" | "mpegtsmux" | "tsdemux" | "qsvh264enc" => {
-            "gstreamer1.0-plugins-bad"
-        }
-        "avdec_h264" => "gstreamer1.0-libav",
-        "libcamerasrc" => "gstreamer1.0-libcamera",
-        "vaapih264enc" => "gstreamer1.0-vaapi",
-        "mpph264enc" => "gstreamer1.0-rockchip1 (Rockchip BSP repository)",
-        "nvv4l2h264enc" => "nvidia-l4t-gstreamer (NVIDIA JetPack repository)",
-        _ => "the GStreamer plugin package that provides it",
-    }
-}
-
 /// Creates an element by factory name, turning "not installed" into [`MediaError::MissingElement`].
 pub(crate) fn make(factory: &str, name: &str) -> Result<gstreamer::Element, MediaError> {
     gstreamer::ElementFactory::make(factory)
@@ -62,21 +40,17 @@ pub(crate) fn make(factory: &str, name: &str) -> Result<gstreamer::Element, Medi
         .build()
         .map_err(|_| MediaError::MissingElement {
             element: factory.to_owned(),
-            package: package_for(factory),
+            package: super::elements::package_for(factory),
         })
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::elements::package_for;
     use super::*;
 
     #[test]
     fn names_debian_packages() {
-        assert_eq!(package_for("x264enc"), "gstreamer1.0-plugins-ugly");
-        assert_eq!(package_for("mpegtsmux"), "gstreamer1.0-plugins-bad");
-        assert_eq!(package_for("v4l2src"), "gstreamer1.0-plugins-good");
-        assert_eq!(package_for("libcamerasrc"), "gstreamer1.0-libcamera");
-        assert_eq!(package_for("vaapih264enc"), "gstreamer1.0-vaapi");
         let e = MediaError::MissingElement {
             element: "x264enc".into(),
             package: package_for("x264enc"),

@@ -19,6 +19,7 @@
 
 mod camera;
 mod config;
+pub mod elements;
 mod encoder;
 mod error;
 mod pipeline;
@@ -26,10 +27,11 @@ mod segmenter;
 
 pub use camera::{Camera, CameraHandle};
 pub use config::{CameraConfig, EncoderConfig, EncoderKind, Source};
+pub use elements::package_for;
 pub use encoder::{
     AUTO_ORDER, ProbeResult, all_element_names, element_name, probe_encoders, resolve,
 };
-pub use error::{MediaError, package_for};
+pub use error::MediaError;
 pub use pipeline::{PipelineSpec, build_pipeline};
 pub use segmenter::{
     GopSegment, MediaStats, QueueConfig, SegmentQueue, SegmentSender, SegmentWriter, segment_queue,

@@ -68,13 +68,13 @@ pub fn build_pipeline(spec: &PipelineSpec) -> Result<gst::Pipeline, MediaError> 
             let mut caps = raw_caps(&spec.camera);
             caps.make_mut().set("format", "I420");
             let caps = capsfilter("srccaps", caps)?;
-            let clock = make("clockoverlay", "clock")?;
-            clock.set_property_from_str("valignment", "top");
-            let time = make("timeoverlay", "time")?;
-            time.set_property_from_str("valignment", "bottom");
-            add_link(&pipeline, &[&src, &caps, &clock, &time])?;
+            let mut chain = vec![src, caps];
+            chain.extend(test_overlays()?);
+            let chain: Vec<&gst::Element> = chain.iter().collect();
+            add_link(&pipeline, &chain)?;
             let tail = encode_tail(&pipeline, spec, &into)?;
-            time.link(&tail).map_err(|e| link_err(&pipeline, e))?;
+            let last = chain.last().expect("source and caps");
+            last.link(&tail).map_err(|e| link_err(&pipeline, e))?;
         }
         Source::Libcamera => {
             let src = make("libcamerasrc", "src")?;
@@ -128,6 +128,29 @@ pub fn build_pipeline(spec: &PipelineSpec) -> Result<gst::Pipeline, MediaError> 
         }
     }
     Ok(pipeline)
+}
+
+/// The test camera's wall-clock and running-time overlays, which make
+/// latency visible by eye. They live in the pango plugin; without it the test
+/// camera runs plain, so a minimal install still demos (one warning, naming
+/// the package, per process).
+fn test_overlays() -> Result<Vec<gst::Element>, MediaError> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    if !(super::elements::installed("clockoverlay") && super::elements::installed("timeoverlay")) {
+        WARNED.call_once(|| {
+            tracing::warn!(
+                package = super::elements::PANGO,
+                "test camera without its clock and time overlays: install {} to see them",
+                super::elements::PANGO
+            );
+        });
+        return Ok(Vec::new());
+    }
+    let clock = make("clockoverlay", "clock")?;
+    clock.set_property_from_str("valignment", "top");
+    let time = make("timeoverlay", "time")?;
+    time.set_property_from_str("valignment", "bottom");
+    Ok(vec![clock, time])
 }
 
 /// `convert ► scale ► rate ► rawcaps ► encoder` linked into `into`; returns `convert`.
@@ -263,7 +286,7 @@ pub(crate) fn require(factories: &[&str]) -> Result<(), MediaError> {
         if gst::ElementFactory::find(f).is_none() {
             return Err(MediaError::MissingElement {
                 element: (*f).to_owned(),
-                package: super::error::package_for(f),
+                package: super::elements::package_for(f),
             });
         }
     }

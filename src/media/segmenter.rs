@@ -60,6 +60,23 @@ pub struct MediaStats {
     pub pipeline_starts: AtomicU64,
     /// Pipeline runs that ended in an error (each one costs a backoff wait).
     pub pipeline_failures: AtomicU64,
+    /// Why the camera is not producing now: set when a run fails or the
+    /// camera gives up, cleared by the next keyframe.
+    camera_error: std::sync::Mutex<Option<String>>,
+}
+
+impl MediaStats {
+    /// Why the camera is not producing now, if it is not.
+    pub fn camera_error(&self) -> Option<String> {
+        self.camera_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn set_camera_error(&self, reason: Option<String>) {
+        *self.camera_error.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+    }
 }
 
 enum Chunk {

@@ -38,11 +38,14 @@ pub enum TlsError {
     CaFileEmpty { path: PathBuf },
     #[error("pin_sha256 {0:?} is not 64 hex digits (colons allowed)")]
     BadPin(String),
-    #[error("no system root certificates found; set tls.ca_file or tls.pin_sha256")]
+    #[error("{NO_ROOTS}")]
     NoRoots,
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
 }
+
+/// Why an https server cannot be verified on a system without root certificates.
+pub const NO_ROOTS: &str = "no system root certificates found (install ca-certificates), so no https server can be verified; or set tls.ca_file or tls.pin_sha256";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -96,9 +99,25 @@ impl TlsOptions {
                 }))
                 .with_no_client_auth()
         } else {
-            builder
-                .with_root_certificates(self.roots()?)
-                .with_no_client_auth()
+            match self.roots() {
+                Ok(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+                // Plain http:// needs no roots, and a board installed without
+                // ca-certificates may talk only to a LAN worker: the missing
+                // roots become every https handshake's error, not this one's.
+                Err(TlsError::NoRoots) => {
+                    tracing::debug!(
+                        "no system root certificates: https servers cannot be verified"
+                    );
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+                            accept: Acceptance::Nothing,
+                            provider: provider(),
+                        }))
+                        .with_no_client_auth()
+                }
+                Err(e) => return Err(e),
+            }
         };
         Ok(config)
     }
@@ -136,6 +155,8 @@ enum Acceptance {
     Pinned([u8; 32]),
     /// Anything; only built when the user asked for `insecure`.
     Anything,
+    /// Nothing: the system has no roots and no CA file or pin was given.
+    Nothing,
 }
 
 /// Verifier for pins and `insecure`. Handshake signatures are still checked,
@@ -157,6 +178,7 @@ impl ServerCertVerifier for LeafVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         match &self.accept {
             Acceptance::Anything => Ok(ServerCertVerified::assertion()),
+            Acceptance::Nothing => Err(rustls::Error::General(NO_ROOTS.into())),
             Acceptance::Pinned(pin) => {
                 let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
                 if got == *pin {

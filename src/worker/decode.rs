@@ -43,14 +43,15 @@ const FRAME_QUEUE: usize = 4;
 /// not grow memory; losing TS bytes only costs frames until the next keyframe).
 const APPSRC_MAX_BYTES: u64 = 4 << 20;
 
-/// The elements a decode pipeline needs, with the Debian package of each.
-const ELEMENTS: &[(&str, &str)] = &[
-    ("appsrc", "gstreamer1.0-plugins-base"),
-    ("tsdemux", "gstreamer1.0-plugins-bad"),
-    ("h264parse", "gstreamer1.0-plugins-bad"),
-    ("videoconvert", "gstreamer1.0-plugins-base"),
-    ("videoscale", "gstreamer1.0-plugins-base"),
-    ("appsink", "gstreamer1.0-plugins-base"),
+/// The elements a decode pipeline needs (their packages come from
+/// [`crate::media::elements`]).
+const ELEMENTS: &[&str] = &[
+    "appsrc",
+    "tsdemux",
+    "h264parse",
+    "videoconvert",
+    "videoscale",
+    "appsink",
 ];
 
 /// A running decode pipeline. Dropping it stops GStreamer.
@@ -85,8 +86,9 @@ impl Decoder {
         height: u32,
     ) -> Result<(Decoder, mpsc::Receiver<LumaFrame>), DecodeError> {
         gst::init().map_err(|e| DecodeError::Gst(e.to_string()))?;
-        for &(element, package) in ELEMENTS {
+        for &element in ELEMENTS {
             if gst::ElementFactory::find(element).is_none() {
+                let package = crate::media::package_for(element);
                 return Err(DecodeError::MissingElement { element, package });
             }
         }

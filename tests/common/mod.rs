@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use trickle_edge::trickle::channel::ReadSlot;
 use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
 
 /// Generous upper bound for anything a test awaits; never a timing assertion.
@@ -228,4 +229,31 @@ pub async fn post(
     let (h, _) = c.final_head().await;
     let body = c.body(&h).await;
     (h, body)
+}
+
+/// Waits until at least `n` GETs are parked on segment `seq` of `channel`
+/// at the server (the segment's reader count): the observable "the GET has
+/// arrived". Probing goes through `for_read`, which pre-creates a live-edge
+/// segment exactly as the awaited GET itself does, so it changes nothing
+/// that GET will see.
+pub async fn readers_waiting(s: &RunningServer, channel: &str, seq: i64, n: usize) {
+    let ch = s
+        .state
+        .channel(channel)
+        .unwrap_or_else(|| panic!("channel {channel} exists at the server"));
+    within(
+        &format!("{n} GET(s) parked at the server on {channel}/{seq}"),
+        async {
+            loop {
+                if let ReadSlot::Found(seg) = ch.for_read(seq)
+                    && seg.seq() == seq
+                    && seg.reader_count() >= n
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        },
+    )
+    .await
 }
