@@ -19,13 +19,7 @@ use trickle_edge::trickle::{
 };
 
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    trickle_edge::procfs::Proc::Current.rss_kib().unwrap_or(0)
 }
 
 fn rules_from(toml_text: &str) -> Vec<RuleConfig> {
@@ -107,8 +101,7 @@ fn throughput() {
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    trickle_edge::agent::metrics::sample_quantile(v, p).unwrap_or(f64::NAN)
 }
 
 async fn latency(samples: usize) {

@@ -108,15 +108,16 @@ fn main() {
             .filter_map(|a| entries.iter().rev().find(|e| *e < a).map(|e| a.duration_since(*e).as_secs_f64() * 1e3))
             .filter(|ms| *ms < 3000.0)
             .collect();
-        lat.sort_by(|a, b| a.total_cmp(b));
-        let pct = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize];
+        // Sorts `lat`, so its ends are the min and max below.
+        let p50 = trickle_edge::agent::metrics::sample_quantile(&mut lat, 0.5).unwrap_or(f64::NAN);
+        let p99 = trickle_edge::agent::metrics::sample_quantile(&mut lat, 0.99).unwrap_or(f64::NAN);
         if lat.is_empty() {
             println!("no activation matched an entry ({} entries, {} activations)", entries.len(), activations.len());
         } else {
             println!(
                 "frame with the ball entering the left third -> GPIO ball-left active: p50 {:.0} ms, p99 {:.0} ms, min {:.0} ms, max {:.0} ms ({} episodes; {} entries seen at the camera)",
-                pct(0.5),
-                pct(0.99),
+                p50,
+                p99,
                 lat[0],
                 lat[lat.len() - 1],
                 lat.len(),

@@ -22,20 +22,15 @@ fn clk_tck() -> f64 {
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / clk_tck()
+    let (user, system) = trickle_edge::procfs::Proc::Pid(pid)
+        .cpu_ticks()
+        .unwrap_or((0, 0));
+    (user + system) as f64 / clk_tck()
 }
 
 fn hwm_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmHWM"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    trickle_edge::procfs::Proc::Pid(pid)
+        .status_kib("VmHWM")
         .unwrap_or(0)
 }
 

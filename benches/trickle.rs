@@ -25,11 +25,10 @@ fn clk_tck() -> f64 {
 
 /// (user, system) CPU seconds of a process, all threads.
 fn cpu_split(pid: u32) -> (f64, f64) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let field = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0) / clk_tck();
-    (field(11), field(12))
+    let (user, system) = trickle_edge::procfs::Proc::Pid(pid)
+        .cpu_ticks()
+        .unwrap_or((0, 0));
+    (user as f64 / clk_tck(), system as f64 / clk_tck())
 }
 
 fn cpu_seconds(pid: u32) -> f64 {
@@ -38,12 +37,8 @@ fn cpu_seconds(pid: u32) -> f64 {
 }
 
 fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
+    trickle_edge::procfs::Proc::Pid(pid)
+        .status_kib(key)
         .unwrap_or(0)
 }
 
@@ -213,8 +208,7 @@ async fn latency(server: &ServerProc, ch: &str, samples: usize) -> Vec<f64> {
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[((v.len() - 1) as f64 * p).round() as usize]
+    trickle_edge::agent::metrics::sample_quantile(v, p).unwrap_or(f64::NAN)
 }
 
 fn main() {

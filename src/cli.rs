@@ -1,6 +1,7 @@
 //! Command line: parses arguments and wires library pieces together.
 //! Anything with behaviour worth testing lives in the library modules.
 
+use crate::sync::LockIgnoringPoison;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -659,14 +660,12 @@ async fn publish_camera(
     running.stop().await?;
     let mut k: Vec<f64> = stats
         .keyframe_to_wire
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .lock_ignoring_poison()
         .iter()
         .copied()
         .collect();
-    k.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        k.get(((k.len().max(1) - 1) as f64 * p).round() as usize)
+    let mut pct = |p: f64| {
+        crate::agent::metrics::sample_quantile(&mut k, p)
             .map(|v| v * 1e3)
             .unwrap_or(f64::NAN)
     };

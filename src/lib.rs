@@ -11,6 +11,8 @@ pub mod data;
 pub mod duration;
 pub mod job;
 pub mod media;
+pub mod procfs;
 pub mod rules;
+pub mod sync;
 pub mod trickle;
 pub mod worker;

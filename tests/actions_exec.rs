@@ -6,27 +6,16 @@ use std::path::Path;
 
 use actions_support::{PATIENCE, build, effect, eventually, temp_dir};
 use serde_json::json;
+use trickle_edge::procfs::Proc;
 use trickle_edge::rules::OutputAction::Deliver;
 
 /// Alive and not a zombie (a process we forgot to reap shows as `Z`).
 fn running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rsplit(')')
-                .next()
-                .unwrap_or("")
-                .trim_start()
-                .chars()
-                .next();
-            !matches!(state, Some('Z') | Some('X'))
-        }
-        Err(_) => false,
-    }
+    Proc::Pid(pid).is_alive()
 }
 
 fn exists(pid: u32) -> bool {
-    Path::new(&format!("/proc/{pid}")).exists()
+    Proc::Pid(pid).state().is_some()
 }
 
 fn read_pid(path: &Path) -> Option<u32> {
@@ -34,9 +23,7 @@ fn read_pid(path: &Path) -> Option<u32> {
 }
 
 fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    Proc::Current.rss_kib().expect("VmRSS in /proc/self/status")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

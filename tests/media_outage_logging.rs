@@ -89,7 +89,11 @@ async fn outage_is_logged_once_and_recovery_once() {
         load(&s.pipeline_failures) >= 5
     })
     .await;
-    std::fs::copy(&original, &live).unwrap();
+    // Appears whole (rename is atomic): a half-copied file would be a real
+    // second outage (recovered on its first keyframe, then truncated).
+    let partial = dir.join("camera.ts.partial");
+    std::fs::copy(&original, &partial).unwrap();
+    std::fs::rename(&partial, &live).unwrap();
     let mut seg = next_segment(&mut queue).await;
     read_segment(&mut seg).await;
     // Let the file loop a few times: EOS loops are not outages.

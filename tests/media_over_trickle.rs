@@ -1,6 +1,6 @@
 //! Camera segments through a real trickle server: each segment fetched back
 //! by a subscriber decodes on its own. (The stalled uplink is in
-//! tests/uplink_stall.rs.)
+//! tests/media_publish_to_a_stalled_socket.rs.)
 
 mod common;
 mod media_support;

@@ -9,6 +9,7 @@
 //! fails (line stuck), it is retried until it lands or a newer effect has
 //! put the line in a known state.
 
+use crate::sync::LockIgnoringPoison;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -85,7 +86,7 @@ impl SimulatedGpio {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
-        self.inner.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.inner.0.lock_ignoring_poison()
     }
 
     fn write(&self, line: &Arc<str>, active: bool) {
@@ -236,7 +237,7 @@ impl GpioLine {
 
     /// Blocking write under the gate. `Ok(false)`: no longer wanted.
     fn write_blocking(&self, active: bool, kind: WriteKind) -> Result<bool, String> {
-        let _gate = self.gate.lock().unwrap_or_else(|e| e.into_inner());
+        let _gate = self.gate.lock_ignoring_poison();
         let current = self.epoch.load(Ordering::Acquire);
         let wanted = match kind {
             WriteKind::Effect(epoch) => !self.closed.load(Ordering::Acquire) && epoch == current,

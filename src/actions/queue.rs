@@ -1,6 +1,7 @@
 //! The bounded queue in front of every output: `push` never waits, so a slow
 //! output can never stall the rules engine or the data decoder behind it.
 
+use crate::sync::LockIgnoringPoison;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,7 +58,7 @@ impl Queue {
             return Pushed::Dropped;
         }
         let outcome = {
-            let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+            let mut items = self.items.lock_ignoring_poison();
             if items.len() < self.capacity {
                 items.push_back(effect);
                 Pushed::Queued
@@ -79,12 +80,7 @@ impl Queue {
     /// Next effect; after `close`, drains what is left and then returns `None`.
     pub(crate) async fn pop(&self) -> Option<Effect> {
         loop {
-            if let Some(e) = self
-                .items
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .pop_front()
-            {
+            if let Some(e) = self.items.lock_ignoring_poison().pop_front() {
                 return Some(e);
             }
             if self.closed.load(Ordering::Acquire) {
@@ -96,16 +92,12 @@ impl Queue {
 
     /// Everything queued right now (for batching writers), without waiting.
     pub(crate) fn drain_ready(&self) -> Vec<Effect> {
-        self.items
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain(..)
-            .collect()
+        self.items.lock_ignoring_poison().drain(..).collect()
     }
 
     /// Discards everything queued; returns how many were discarded.
     pub(crate) fn clear(&self) -> usize {
-        let mut items = self.items.lock().unwrap_or_else(|e| e.into_inner());
+        let mut items = self.items.lock_ignoring_poison();
         let n = items.len();
         items.clear();
         n

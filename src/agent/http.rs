@@ -17,7 +17,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::metrics::Exposition;
-use super::runtime::AgentStats;
+use super::stats::AgentStats;
 
 /// Binds and serves in the background; returns the bound address.
 pub async fn start(

@@ -5,6 +5,7 @@
 //! segment queue keeps dropping whole GOPs, so memory stays flat and the first
 //! segment after recovery starts at a keyframe.
 
+use crate::sync::LockIgnoringPoison;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -41,29 +42,22 @@ impl MediaPathStats {
     /// Why segments are not reaching the server now (cleared by the next
     /// confirmed segment).
     pub fn publish_error(&self) -> Option<String> {
-        self.publish_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.publish_error.lock_ignoring_poison().clone()
     }
 
     /// A segment was just confirmed.
     pub(crate) fn mark_published(&self) {
-        *self
-            .last_published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now());
+        *self.last_published.lock_ignoring_poison() = Some(tokio::time::Instant::now());
     }
 
     fn set_publish_error(&self, reason: Option<String>) {
-        *self.publish_error.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        *self.publish_error.lock_ignoring_poison() = reason;
     }
 
     /// Time since the last confirmed segment, if any.
     pub fn last_published_age(&self) -> Option<Duration> {
         self.last_published
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .lock_ignoring_poison()
             .map(|t| t.elapsed())
     }
 }
@@ -149,10 +143,7 @@ pub async fn publish_segments(
                     break;
                 }
                 if std::mem::take(&mut first) {
-                    let mut k = stats
-                        .keyframe_to_wire
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner());
+                    let mut k = stats.keyframe_to_wire.lock_ignoring_poison();
                     if k.len() == 4096 {
                         k.pop_front();
                     }

@@ -67,6 +67,18 @@ impl Histogram {
     }
 }
 
+/// The `q` quantile (0..=1) of raw samples, by nearest rank on `(n-1)·q`:
+/// what benchmarks and `publish --source` report. Sorts `samples` in place;
+/// `None` when there are none.
+pub fn sample_quantile(samples: &mut [f64], q: f64) -> Option<f64> {
+    if samples.is_empty() {
+        return None;
+    }
+    samples.sort_by(f64::total_cmp);
+    let rank = ((samples.len() - 1) as f64 * q.clamp(0.0, 1.0)).round() as usize;
+    Some(samples[rank])
+}
+
 /// Builds one exposition document.
 #[derive(Debug, Default)]
 pub struct Exposition {
@@ -128,6 +140,16 @@ fn escape(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sample_quantiles_by_nearest_rank() {
+        let mut v = vec![5.0, 1.0, 4.0, 2.0, 3.0];
+        assert_eq!(sample_quantile(&mut v, 0.0), Some(1.0));
+        assert_eq!(sample_quantile(&mut v, 0.5), Some(3.0));
+        assert_eq!(sample_quantile(&mut v, 0.99), Some(5.0));
+        assert_eq!(sample_quantile(&mut v, 1.0), Some(5.0));
+        assert_eq!(sample_quantile(&mut [], 0.5), None);
+    }
 
     #[test]
     fn histogram_buckets_are_cumulative() {

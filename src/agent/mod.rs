@@ -7,3 +7,4 @@ pub mod http;
 pub mod media_path;
 pub mod metrics;
 pub mod runtime;
+pub mod stats;

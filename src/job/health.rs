@@ -1,6 +1,7 @@
 //! Pipeline liveness from the events channel: like Livepeer's gateway, a
 //! pipeline that sent no event for `dead_after` is dead.
 
+use crate::sync::LockIgnoringPoison;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ impl PipelineHealth {
     }
 
     pub fn event_seen(&self) {
-        *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *self.last.lock_ignoring_poison() = Instant::now();
     }
 
     /// A restarted job gets a fresh grace period.
@@ -31,10 +32,7 @@ impl PipelineHealth {
     }
 
     pub fn silent_for(&self) -> Duration {
-        self.last
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .elapsed()
+        self.last.lock_ignoring_poison().elapsed()
     }
 
     pub fn is_dead(&self) -> bool {

@@ -2,6 +2,7 @@
 //! of stream) tears it down and rebuilds it with backoff, while the consumer's
 //! [`SegmentQueue`] stays the same.
 
+use crate::sync::LockIgnoringPoison;
 use std::{
     future::Future,
     sync::{Arc, Mutex, atomic::Ordering},
@@ -39,7 +40,7 @@ pub struct CameraHandle {
 impl CameraHandle {
     /// The pipeline running now, if any (none during a backoff wait).
     pub fn pipeline(&self) -> Option<gst::Pipeline> {
-        lock(&self.current).clone()
+        self.current.lock_ignoring_poison().clone()
     }
 
     pub fn stats(&self) -> Arc<MediaStats> {
@@ -206,15 +207,15 @@ impl Camera {
                     {
                         let keyframe = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
                         let pts = buf.pts().map(Duration::from);
-                        lock(&writer).push(&map, keyframe, pts);
+                        writer.lock_ignoring_poison().push(&map, keyframe, pts);
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })
                 // The muxer drained at end of file: the last GOP is whole.
-                .eos(move |_| lock(&eos_writer).finish())
+                .eos(move |_| eos_writer.lock_ignoring_poison().finish())
                 .build(),
         );
-        *lock(&self.handle.current) = Some(pipeline.clone());
+        *self.handle.current.lock_ignoring_poison() = Some(pipeline.clone());
 
         let bus = pipeline.bus().expect("a pipeline has a bus");
         let mut messages = bus.stream();
@@ -280,7 +281,7 @@ impl Camera {
     /// Stops the current pipeline and drops its segment writer, so a GOP that
     /// was streaming ends (incomplete) instead of hanging its consumer.
     fn teardown(&self) {
-        let Some(pipeline) = lock(&self.handle.current).take() else {
+        let Some(pipeline) = self.handle.current.lock_ignoring_poison().take() else {
             return;
         };
         let _ = pipeline.set_state(gst::State::Null);
@@ -306,10 +307,6 @@ fn force_key_unit(running_time: Duration, count: u32) -> gst::Event {
         .field("count", count)
         .build();
     gst::event::CustomUpstream::new(s)
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Drop for Camera {

@@ -5,6 +5,7 @@
 //! it never blocks: every call is a `try_send` or an unbounded send into a
 //! channel whose total size is bounded by the GOP count (see [`QueueConfig`]).
 
+use crate::sync::LockIgnoringPoison;
 use std::{
     sync::{
         Arc, Mutex,
@@ -68,14 +69,11 @@ pub struct MediaStats {
 impl MediaStats {
     /// Why the camera is not producing now, if it is not.
     pub fn camera_error(&self) -> Option<String> {
-        self.camera_error
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.camera_error.lock_ignoring_poison().clone()
     }
 
     pub(crate) fn set_camera_error(&self, reason: Option<String>) {
-        *self.camera_error.lock().unwrap_or_else(|p| p.into_inner()) = reason;
+        *self.camera_error.lock_ignoring_poison() = reason;
     }
 }
 
@@ -356,11 +354,7 @@ impl SegmentWriter {
             .dropped_gops
             .fetch_add(1, Ordering::Relaxed)
             + 1;
-        let mut last = self
-            .shared
-            .last_drop_log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
+        let mut last = self.shared.last_drop_log.lock_ignoring_poison();
         if last.is_none_or(|t| t.elapsed() >= DROP_LOG_INTERVAL) {
             *last = Some(Instant::now());
             tracing::warn!(

@@ -2,6 +2,7 @@
 //! next write position, with the exact sequence rules Livepeer's server uses
 //! (see `trickle-protocol.md`).
 
+use crate::sync::LockIgnoringPoison;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
@@ -76,7 +77,7 @@ impl Channel {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ChannelState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_ignoring_poison()
     }
 
     pub fn next_write(&self) -> i64 {

@@ -8,6 +8,7 @@
 //! polls the socket. This is safe because an idle POST handler has not
 //! produced its response yet, so hyper has nothing of its own in flight.
 
+use crate::sync::LockIgnoringPoison;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,12 +33,7 @@ impl InterimHandle {
     /// Queues one `100 Continue` and wakes the connection so it is written now.
     pub fn send_continue(&self) {
         self.0.requested.fetch_add(1, Ordering::AcqRel);
-        let waker = self
-            .0
-            .waker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let waker = self.0.waker.lock_ignoring_poison().take();
         if let Some(w) = waker {
             w.wake();
         }
@@ -105,7 +101,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> AsyncRead for InterimIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        *self.shared.waker.lock().unwrap_or_else(|p| p.into_inner()) = Some(cx.waker().clone());
+        *self.shared.waker.lock_ignoring_poison() = Some(cx.waker().clone());
         // A failed interim write surfaces on the next read; a pending one is
         // retried when the socket is writable (its waker is registered).
         if let Poll::Ready(Err(e)) = self.drive(cx) {

@@ -7,6 +7,7 @@
 //! segments in a row. A write that cannot hand its bytes to the HTTP body
 //! within `write_timeout` fails the segment rather than blocking the caller.
 
+use crate::sync::LockIgnoringPoison;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -122,11 +123,11 @@ impl Shared {
     fn failed(&self, reason: &str) {
         self.consecutive_failures.fetch_add(1, Ordering::AcqRel);
         self.stats.segments_failed.fetch_add(1, Ordering::Relaxed);
-        *self.last_failure.lock().unwrap_or_else(|p| p.into_inner()) = reason.to_string();
+        *self.last_failure.lock_ignoring_poison() = reason.to_string();
     }
 
     fn set_terminal(&self, reason: String) {
-        *self.terminal.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+        *self.terminal.lock_ignoring_poison() = Some(reason);
     }
 }
 
@@ -387,13 +388,7 @@ impl Publisher {
     }
 
     fn check_terminal(&self) -> Result<(), PublishError> {
-        if let Some(reason) = self
-            .shared
-            .terminal
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
+        if let Some(reason) = self.shared.terminal.lock_ignoring_poison().clone() {
             return Err(PublishError::Segment {
                 url: self.poster.url.to_string(),
                 seq: self.next_seq.unwrap_or(-1),
@@ -402,12 +397,7 @@ impl Publisher {
         }
         let failures = self.shared.consecutive_failures.load(Ordering::Acquire);
         if failures >= self.opts.max_consecutive_failures {
-            let last = self
-                .shared
-                .last_failure
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .clone();
+            let last = self.shared.last_failure.lock_ignoring_poison().clone();
             let err = PublishError::TooManyFailures {
                 url: self.poster.url.to_string(),
                 failures,
@@ -429,11 +419,7 @@ impl Publisher {
             self.backoff.reset();
         }
         if self.next_seq.is_none() {
-            let learned = *self
-                .shared
-                .learned_seq
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
+            let learned = *self.shared.learned_seq.lock_ignoring_poison();
             self.next_seq = learned.map(|s| s + 1);
         }
         let reset = std::mem::take(&mut self.send_reset);
@@ -626,11 +612,7 @@ impl SegmentWriter {
                 if let Some(server_seq) = o.seq {
                     if self.seq == -1 {
                         self.seq = server_seq;
-                        *self
-                            .shared
-                            .learned_seq
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner()) = Some(server_seq);
+                        *self.shared.learned_seq.lock_ignoring_poison() = Some(server_seq);
                     } else if server_seq != self.seq {
                         warn!(url = %self.poster.url, ours = self.seq, server = server_seq, "server wrote a different seq");
                     }

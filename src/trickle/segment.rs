@@ -7,6 +7,7 @@
 //! memory stays bounded by ring size x max segment size) and readers still in
 //! the middle of it see their body fail rather than silently truncated.
 
+use crate::sync::LockIgnoringPoison;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -63,7 +64,7 @@ impl Segment {
     fn lock(&self) -> std::sync::MutexGuard<'_, SegmentState> {
         // A panic while holding this lock cannot leave the state inconsistent
         // (every update is a single field write), so poisoning is ignored.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock_ignoring_poison()
     }
 
     /// Bytes appended so far.

@@ -5,6 +5,7 @@
 //! under a short lock and then streams without holding any lock, so one slow
 //! peer never blocks another.
 
+use crate::sync::LockIgnoringPoison;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -134,7 +135,7 @@ impl ServerState {
     }
 
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Channel>>> {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+        self.channels.lock_ignoring_poison()
     }
 
     /// Creates a channel (idempotent: an existing channel is kept as is).

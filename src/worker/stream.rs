@@ -6,6 +6,7 @@
 //! updates). None waits on another except through bounded queues, so a slow
 //! output channel never stalls decoding and vice versa.
 
+use crate::sync::LockIgnoringPoison;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -144,7 +145,7 @@ impl Stats {
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        self.live.lock_ignoring_poison()
     }
 
     /// Records an error for `/api/stream/status` and the status events.

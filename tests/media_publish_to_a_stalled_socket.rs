@@ -20,13 +20,7 @@ use trickle_edge::trickle::{PublisherOptions, Subscriber, SubscriberOptions};
 const FPS: u32 = 15;
 
 fn rss_kb() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    trickle_edge::procfs::Proc::Current.rss_kib().unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
