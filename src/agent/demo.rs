@@ -188,6 +188,8 @@ pub async fn run_demo(
         log_path.display()
     )?;
     let mut handles: Option<AgentHandles> = None;
+    // A oneshot must not be polled again once it answered (even with Err).
+    let mut ready_answered = false;
     let mut agent_result = None;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut last_segments = 0;
@@ -198,7 +200,8 @@ pub async fn run_demo(
             _ = sleep_until_opt(deadline) => break,
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            h = &mut ready_rx, if handles.is_none() && agent_result.is_none() => {
+            h = &mut ready_rx, if !ready_answered => {
+                ready_answered = true;
                 if let Ok(h) = h {
                     if let Some(s) = &h.server {
                         writeln!(
