@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod duration;
+pub mod http_serve;
 pub mod job;
 pub mod media;
 pub mod procfs;

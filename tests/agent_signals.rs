@@ -95,8 +95,14 @@ fn signal(child: &Child, sig: &str) {
     assert!(ok, "kill {sig} {pid}");
 }
 
+/// One test of this binary at a time: the SIGHUP test picks its ports with
+/// `free_port` (bind, then release), and a demo started meanwhile binds
+/// ephemeral ports that can land on one of them.
+static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
+    let _ports = PORTS.lock().await;
     let dir = std::env::temp_dir().join(format!("trickle-edge-signals-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (wp, tp, sp) = (free_port(), free_port(), free_port());
@@ -186,6 +192,7 @@ async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_for_ten_seconds_exits_zero_with_a_gpio_transition() {
+    let _ports = PORTS.lock().await;
     let out = within(
         "demo exit",
         Command::new(BIN)
@@ -215,6 +222,7 @@ async fn demo_for_ten_seconds_exits_zero_with_a_gpio_transition() {
 /// `segments=0` and succeeding.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_whose_camera_cannot_start_ends_on_time_and_fails_naming_the_reason() {
+    let _ports = PORTS.lock().await;
     let dir = std::env::temp_dir().join(format!(
         "trickle-edge-demo-noplugins-{}",
         std::process::id()

@@ -10,14 +10,13 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use super::metrics::Exposition;
 use super::stats::AgentStats;
+use crate::http_serve::ServeLimits;
 
 /// Binds and serves in the background; returns the bound address.
 pub async fn start(
@@ -26,24 +25,16 @@ pub async fn start(
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    let svc = service_fn(move |req| {
+        let stats = stats.clone();
+        async move { Ok::<_, Infallible>(handle(&stats, req)) }
+    });
     Ok((
         addr,
         tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let stats = stats.clone();
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req| {
-                        let stats = stats.clone();
-                        async move { Ok::<_, Infallible>(handle(&stats, req)) }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+            // Stopped by aborting this task; the sender lives as long as it.
+            let (_keep, stop) = tokio::sync::watch::channel(false);
+            crate::http_serve::serve(listener, svc, ServeLimits::default(), stop).await;
         }),
     ))
 }

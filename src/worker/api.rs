@@ -17,15 +17,15 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
+
+use crate::http_serve::ServeLimits;
 
 use super::stream::{RequestError, StartRequest, params_update};
 use super::{Worker, WorkerConfig, WorkerError};
@@ -182,48 +182,9 @@ impl WorkerHandle {
     }
 }
 
-/// Resolves once shutdown is signalled (or its sender is gone). The guard
-/// `wait_for` returns is dropped here, so callers' futures stay `Send`.
-async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
-
-async fn serve(listener: TcpListener, worker: Worker, mut shutdown: watch::Receiver<bool>) {
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // Out of file descriptors and the like: pause, do not spin.
-                    warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let worker = worker.clone();
-        let mut shutdown = shutdown.clone();
-        connections.spawn(async move {
-            let service = service_fn(move |req| handle(worker.clone(), req));
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r { debug!(%peer, error = %e, "api connection ended") },
-                _ = stopped(&mut shutdown) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
-        // Reap finished connections so the set does not grow forever.
-        while connections.try_join_next().is_some() {}
-    }
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
+async fn serve(listener: TcpListener, worker: Worker, shutdown: watch::Receiver<bool>) {
+    let service = service_fn(move |req| handle(worker.clone(), req));
+    crate::http_serve::serve(listener, service, ServeLimits::default(), shutdown).await;
 }
 
 /// Runs the worker API on `listen` until `shutdown` resolves, then stops the
