@@ -1,7 +1,6 @@
 //! Command line: parses arguments and wires library pieces together.
 //! Anything with behaviour worth testing lives in the library modules.
 
-use crate::sync::LockIgnoringPoison;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,6 +10,7 @@ use bytes::Bytes;
 use clap::{Args, Parser, Subcommand};
 use tokio::io::AsyncReadExt;
 
+use crate::sync::LockIgnoringPoison;
 use crate::trickle::{
     ClientOptions, Publisher, PublisherOptions, ServerConfig, Subscriber, SubscriberOptions,
     TlsOptions, server,

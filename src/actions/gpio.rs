@@ -9,7 +9,6 @@
 //! fails (line stuck), it is retried until it lands or a newer effect has
 //! put the line in a known state.
 
-use crate::sync::LockIgnoringPoison;
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -23,6 +22,7 @@ use super::config::{Bias, Drive, Failsafe, GpioBackend, GpioConfig, LineSpec};
 use super::counters::Counters;
 use super::queue::Queue;
 use crate::rules::OutputAction;
+use crate::sync::LockIgnoringPoison;
 
 /// Consumer label the kernel shows for lines this agent holds.
 const CONSUMER: &str = "trickle-edge";

@@ -1,7 +1,6 @@
 //! The bounded queue in front of every output: `push` never waits, so a slow
 //! output can never stall the rules engine or the data decoder behind it.
 
-use crate::sync::LockIgnoringPoison;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::Notify;
 
 use crate::rules::Effect;
+use crate::sync::LockIgnoringPoison;
 
 /// Which effect to give up when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,6 @@
 //! segment queue keeps dropping whole GOPs, so memory stays flat and the first
 //! segment after recovery starts at a keyframe.
 
-use crate::sync::LockIgnoringPoison;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,6 +14,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::media::SegmentQueue;
+use crate::sync::LockIgnoringPoison;
 use crate::trickle::{Publisher, PublisherOptions};
 
 /// Counters for `/metrics`, `/healthz` and the demo's live view.

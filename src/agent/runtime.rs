@@ -5,7 +5,6 @@
 //! every GPIO line in its failsafe state) before anything can drive them. On
 //! stop, outputs go to failsafe *before* channels and the job are torn down.
 
-use crate::sync::LockIgnoringPoison;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,6 +23,7 @@ use crate::config::{AgentConfig, JobMode, ResolvedConfig};
 use crate::job::{self, Job, JobUrls, control::run_control};
 use crate::media::QueueConfig;
 use crate::rules::{ChannelEvent, RuleSet};
+use crate::sync::LockIgnoringPoison;
 use crate::trickle::{
     ClientOptions, PublisherOptions, RunningServer, Subscriber, SubscriberOptions,
 };

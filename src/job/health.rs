@@ -1,11 +1,12 @@
 //! Pipeline liveness from the events channel: like Livepeer's gateway, a
 //! pipeline that sent no event for `dead_after` is dead.
 
-use crate::sync::LockIgnoringPoison;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+use crate::sync::LockIgnoringPoison;
 
 #[derive(Debug)]
 pub struct PipelineHealth {

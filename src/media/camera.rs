@@ -2,7 +2,6 @@
 //! of stream) tears it down and rebuilds it with backoff, while the consumer's
 //! [`SegmentQueue`] stays the same.
 
-use crate::sync::LockIgnoringPoison;
 use std::{
     future::Future,
     sync::{Arc, Mutex, atomic::Ordering},
@@ -21,6 +20,7 @@ use super::{
     SegmentSender, Source, build_pipeline, encoder, segment_queue,
 };
 use crate::backoff::Backoff;
+use crate::sync::LockIgnoringPoison;
 
 /// A camera that keeps producing GOP segments until shut down.
 pub struct Camera {

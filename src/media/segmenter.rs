@@ -5,7 +5,6 @@
 //! it never blocks: every call is a `try_send` or an unbounded send into a
 //! channel whose total size is bounded by the GOP count (see [`QueueConfig`]).
 
-use crate::sync::LockIgnoringPoison;
 use std::{
     sync::{
         Arc, Mutex,
@@ -17,6 +16,8 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+
+use crate::sync::LockIgnoringPoison;
 
 const TS_PACKET: usize = 188;
 /// Drops are logged at most this often, however fast they happen.

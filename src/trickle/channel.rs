@@ -2,12 +2,12 @@
 //! next write position, with the exact sequence rules Livepeer's server uses
 //! (see `trickle-protocol.md`).
 
-use crate::sync::LockIgnoringPoison;
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
 
 use super::segment::Segment;
+use crate::sync::LockIgnoringPoison;
 
 /// Segments a channel keeps; readers further behind get 470.
 pub const RING_SIZE: usize = 5;

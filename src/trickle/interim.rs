@@ -8,7 +8,6 @@
 //! polls the socket. This is safe because an idle POST handler has not
 //! produced its response yet, so hyper has nothing of its own in flight.
 
-use crate::sync::LockIgnoringPoison;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,6 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::sync::LockIgnoringPoison;
 
 const INTERIM: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 

@@ -7,7 +7,6 @@
 //! segments in a row. A write that cannot hand its bytes to the HTTP body
 //! within `write_timeout` fails the segment rather than blocking the caller.
 
-use crate::sync::LockIgnoringPoison;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -26,6 +25,7 @@ use tracing::{debug, info, warn};
 use super::client::{ClientError, ClientOptions, HttpClient, RequestBody, empty_body, header_i64};
 use super::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use crate::backoff::{Backoff, BackoffConfig};
+use crate::sync::LockIgnoringPoison;
 
 #[derive(Debug, Clone)]
 pub struct PublisherOptions {

@@ -7,12 +7,13 @@
 //! memory stays bounded by ring size x max segment size) and readers still in
 //! the middle of it see their body fail rather than silently truncated.
 
-use crate::sync::LockIgnoringPoison;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::watch;
+
+use crate::sync::LockIgnoringPoison;
 
 #[derive(Debug, Default)]
 struct SegmentState {

@@ -5,7 +5,6 @@
 //! under a short lock and then streams without holding any lock, so one slow
 //! peer never blocks another.
 
-use crate::sync::LockIgnoringPoison;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -28,6 +27,7 @@ use super::channel::{Channel, ReadSlot, WriteSlot};
 use super::interim::{InterimHandle, InterimIo};
 use super::segment::ReadEvent;
 use super::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
+use crate::sync::LockIgnoringPoison;
 
 type Body = BoxBody<Bytes, std::io::Error>;
 

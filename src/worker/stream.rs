@@ -6,7 +6,6 @@
 //! updates). None waits on another except through bounded queues, so a slow
 //! output channel never stalls decoding and vice versa.
 
-use crate::sync::LockIgnoringPoison;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -19,6 +18,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use super::WorkerConfig;
 use super::{control, ingest, output};
+use crate::sync::LockIgnoringPoison;
 
 /// `POST /api/stream/start`, from the worker's point of view: it reads
 /// `subscribe_url` (the edge's video) and `control_url`, and writes
