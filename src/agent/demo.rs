@@ -235,18 +235,8 @@ pub async fn run_demo(
                 let segments = st.media.segments_published.load(Ordering::Relaxed);
                 let rate = segments - last_segments;
                 last_segments = segments;
-                let latency = st
-                    .data
-                    .item_to_effect
-                    .quantile(0.99)
-                    .map(|s| format!("{:.2} ms", s * 1e3))
-                    .unwrap_or_else(|| "-".into());
-                let upload = st
-                    .media
-                    .segment_upload
-                    .quantile(0.5)
-                    .map(|s| format!("{:.0} ms", s * 1e3))
-                    .unwrap_or_else(|| "-".into());
+                let latency = ms(st.data.item_to_effect.quantile(0.99), 2);
+                let upload = ms(st.media.segment_upload.quantile(0.5), 0);
                 let mut line = format!(
                     "t={:>3}s  segments {segments:>4} ({rate}/s, GOP upload p50 {upload})  data items {:>5}  rule fires {:>4}  item->action p99 {latency}  GPIO ball-left {}",
                     started.elapsed().as_secs(),
@@ -323,6 +313,11 @@ pub async fn run_demo(
         writeln!(out, "problem: {p}")?;
     }
     Ok(summary)
+}
+
+/// Seconds as milliseconds with `decimals` places, or `-` before any sample.
+fn ms(seconds: Option<f64>, decimals: usize) -> String {
+    seconds.map_or_else(|| "-".into(), |s| format!("{:.*} ms", decimals, s * 1e3))
 }
 
 async fn sleep_until_opt(deadline: Option<Instant>) {

@@ -268,12 +268,8 @@ pub async fn run(
         media_queue_stats,
         &resolved.config,
         outputs.clone(),
-    ));
-
-    stats.set_health_basis(
-        resolved.config.encoder.gop_seconds,
         job.urls.events.is_some(),
-    );
+    ));
     let (rules_stop_tx, rules_stop) = watch::channel(false);
     let (data_tx, data_rx) = mpsc::channel(1024);
     let (replace_tx, replace_rx) = mpsc::channel(1);
@@ -396,8 +392,7 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let events_expected = job.urls.events.is_some();
-                if events_expected && stats.health.is_dead() {
+                if stats.health().pipeline_dead {
                     if !dead_logged {
                         warn!(silent_s = stats.health.silent_for().as_secs(), "no pipeline event: pipeline dead; outputs to failsafe, restarting the job");
                         dead_logged = true;

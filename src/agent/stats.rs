@@ -43,8 +43,9 @@ impl AgentStats {
         queue: Arc<crate::media::MediaStats>,
         cfg: &AgentConfig,
         outputs: Arc<Outputs>,
+        events_expected: bool,
     ) -> Self {
-        AgentStats {
+        let stats = AgentStats {
             media,
             data: Arc::new(DataPathStats::default()),
             queue: std::sync::Mutex::new(queue),
@@ -58,7 +59,9 @@ impl AgentStats {
             gop_ms: AtomicU64::new(0),
             events_expected: Default::default(),
             outputs: std::sync::Mutex::new(outputs),
-        }
+        };
+        stats.set_health_basis(cfg.encoder.gop_seconds, events_expected);
+        stats
     }
 
     /// Whole GOPs dropped because the uplink was slower than the camera,
@@ -147,9 +150,13 @@ mod tests {
         ))
         .unwrap();
         let outputs = Outputs::build_with(&Default::default(), SimulatedGpio::default()).unwrap();
-        let s = AgentStats::new(Arc::default(), Arc::default(), &cfg, Arc::new(outputs));
-        s.set_health_basis(gop_seconds, events);
-        s
+        AgentStats::new(
+            Arc::default(),
+            Arc::default(),
+            &cfg,
+            Arc::new(outputs),
+            events,
+        )
     }
 
     fn publish_first(s: &AgentStats) {

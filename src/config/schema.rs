@@ -31,7 +31,7 @@ pub struct AgentConfig {
     #[serde(default)]
     pub gpio: GpioDefaults,
     /// Required: an agent that does not say where its media goes cannot
-    /// guess (`load` names what is missing before serde sees the file).
+    /// guess (`load` turns serde's "missing field" into a message with a hint).
     pub job: JobMode,
     #[serde(default)]
     pub tls: TlsConfig,

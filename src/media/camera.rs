@@ -116,14 +116,17 @@ impl Camera {
             .and_then(|r| r);
         self.spec.encoder_kind = match resolved {
             Ok(kind) => kind,
-            Err(e) => {
-                tracing::error!(error = %e, "camera cannot start");
-                self.handle.stats.set_camera_error(Some(e.to_string()));
-                return Err(e);
-            }
+            Err(e) => return Err(self.cannot_start(e)),
         };
         let span = tracing::info_span!("camera", source = %self.spec.source);
         self.supervise(shutdown).instrument(span).await
+    }
+
+    /// Gives up for good: logs it and records why, for `/healthz` and the demo.
+    fn cannot_start(&self, e: MediaError) -> MediaError {
+        tracing::error!(error = %e, "camera cannot start");
+        self.handle.stats.set_camera_error(Some(e.to_string()));
+        e
     }
 
     /// The rebuild loop of [`Camera::run`], after the encoder is resolved.
@@ -150,11 +153,7 @@ impl Camera {
                     tracing::debug!("end of file; looping");
                     continue;
                 }
-                Err(e) if e.is_permanent() => {
-                    tracing::error!(error = %e, "camera cannot start");
-                    self.handle.stats.set_camera_error(Some(e.to_string()));
-                    return Err(e);
-                }
+                Err(e) if e.is_permanent() => return Err(self.cannot_start(e)),
                 Err(e) => {
                     self.handle
                         .stats
