@@ -14,6 +14,7 @@ pub mod job;
 pub mod media;
 pub mod procfs;
 pub mod rules;
+pub mod shutdown;
 pub mod sync;
 pub mod trickle;
 pub mod worker;
