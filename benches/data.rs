@@ -11,9 +11,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::time::Instant;
 use trickle_edge::actions::{OutputConfig, Outputs, SimulatedGpio};
-use trickle_edge::agent::data_path::{DataPathStats, read_channel, run_rules};
+use trickle_edge::agent::data_path::{ChannelReader, DataPathStats, RulesStage};
 use trickle_edge::data::{DecodeLimits, SegmentDecoder};
 use trickle_edge::rules::{RuleConfig, RuleSet};
+use trickle_edge::shutdown::ShutdownTrigger;
 use trickle_edge::trickle::{
     Publisher, PublisherOptions, ServerConfig, Subscriber, SubscriberOptions, server,
 };
@@ -124,7 +125,7 @@ async fn latency(samples: usize) {
     ))
     .unwrap();
     let stats = Arc::new(DataPathStats::default());
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_stop, shutdown) = ShutdownTrigger::new();
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
     let sub = Subscriber::new(
         &url,
@@ -134,26 +135,23 @@ async fn latency(samples: usize) {
         },
     )
     .unwrap();
-    tokio::spawn(read_channel(
-        sub,
-        Arc::from("data"),
-        DecodeLimits::default(),
-        tx,
-        stats.clone(),
-        None,
-        stop.clone(),
-    ));
-    let (_replace_tx, replace_rx) = tokio::sync::mpsc::channel(1);
-    let (retired_tx, _retired_rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(run_rules(
+    // Held to the end of the run: dropping a stage's handle stops it.
+    let _reader = ChannelReader {
+        subscriber: sub,
+        channel: Arc::from("data"),
+        limits: DecodeLimits::default(),
+        items: tx,
+        stats: stats.clone(),
+        health: None,
+    }
+    .spawn(&shutdown);
+    let _rules = RulesStage {
         rules,
-        outputs.clone(),
-        rx,
-        stats.clone(),
-        replace_rx,
-        retired_tx,
-        stop,
-    ));
+        outputs: outputs.clone(),
+        items: rx,
+        stats: stats.clone(),
+    }
+    .spawn(&shutdown);
 
     let mut publisher = Publisher::connect(
         &url,

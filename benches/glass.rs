@@ -16,10 +16,11 @@ use std::time::{Duration, Instant};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use trickle_edge::agent::demo::demo_config;
 use trickle_edge::agent::runtime::{AgentControl, run};
 use trickle_edge::config::ResolvedConfig;
+use trickle_edge::shutdown::ShutdownTrigger;
 use trickle_edge::worker::detect::{DetectorParams, LumaFrame, detect};
 use trickle_edge::worker::{WorkerConfig, WorkerHandle};
 
@@ -43,7 +44,7 @@ fn main() {
         let config = demo_config(&worker.url(), &dir.join("events.jsonl")).unwrap();
         let (width, height) = (config.camera.width as usize, config.camera.height as usize);
         let resolved = ResolvedConfig { path: "bench".into(), preset: None, config, token: None, warnings: vec![] };
-        let (stop_tx, stop_rx) = watch::channel(false);
+        let (stop_tx, stop_rx) = ShutdownTrigger::new();
         let (_reload, reload_rx) = mpsc::channel(1);
         let (ready_tx, ready_rx) = oneshot::channel();
         let agent = tokio::spawn(run(resolved, AgentControl { shutdown: stop_rx, reload: reload_rx, job_start: Default::default() }, Some(ready_tx)));
@@ -124,7 +125,7 @@ fn main() {
                 entries.len()
             );
         }
-        let _ = stop_tx.send(true);
+        stop_tx.trigger();
         let _ = agent.await;
         worker.shutdown().await;
         std::fs::remove_dir_all(&dir).ok();

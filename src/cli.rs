@@ -541,7 +541,7 @@ async fn subscribe_rules(
     path: &PathBuf,
     opts: SubscriberOptions,
 ) -> anyhow::Result<()> {
-    use crate::agent::data_path::{DataPathStats, read_channel, run_rules};
+    use crate::agent::data_path::{ChannelReader, DataPathStats, RulesStage};
     use std::sync::Arc;
 
     let text =
@@ -554,45 +554,45 @@ async fn subscribe_rules(
         crate::actions::Outputs::build(&file.outputs)
             .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
     );
+    // The agent's own stages, without a job or a camera.
+    let (stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
     let stats = Arc::new(DataPathStats::default());
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    let (tx, rx) = tokio::sync::mpsc::channel(1024);
-    let mut readers = tokio::task::JoinSet::new();
+    let (items, items_rx) = tokio::sync::mpsc::channel(1024);
+    let mut readers = Vec::new();
     let mut channels = vec![(a.url.clone(), "data")];
     if let Some(ev) = &a.events {
         channels.push((ev.clone(), "events"));
     }
     for (url, name) in channels {
-        let sub = Subscriber::new(&url, opts.clone())?;
-        readers.spawn(read_channel(
-            sub,
-            Arc::from(name),
-            Default::default(),
-            tx.clone(),
-            stats.clone(),
-            None,
-            stop.clone(),
-        ));
+        let reader = ChannelReader {
+            subscriber: Subscriber::new(&url, opts.clone())?,
+            channel: Arc::from(name),
+            limits: Default::default(),
+            items: items.clone(),
+            stats: stats.clone(),
+            health: None,
+        };
+        readers.push(reader.spawn(&shutdown));
     }
-    drop(tx);
-    // No reloads here: the sender half is kept only so the channel stays open.
-    let (_replace_tx, replace_rx) = tokio::sync::mpsc::channel(1);
-    let (retired_tx, _retired_rx) = tokio::sync::mpsc::unbounded_channel();
-    let rules_task = tokio::spawn(run_rules(
+    drop(items);
+    let rules = RulesStage {
         rules,
-        outputs.clone(),
-        rx,
-        stats.clone(),
-        replace_rx,
-        retired_tx,
-        stop.clone(),
-    ));
+        outputs: outputs.clone(),
+        items: items_rx,
+        stats: stats.clone(),
+    }
+    .spawn(&shutdown);
+    let all_channels_ended = async {
+        for r in &mut readers {
+            r.finished().await;
+        }
+    };
     tokio::select! {
         _ = shutdown_signal() => {}
-        _ = async { while readers.join_next().await.is_some() {} } => {}
+        _ = all_channels_ended => {}
     }
-    let _ = stop_tx.send(true);
-    let _ = rules_task.await;
+    stop.trigger();
+    rules.stage.stop(std::time::Duration::from_secs(5)).await;
     outputs.failsafe().await;
     eprintln!(
         "segments={} items={} decode_errors={} effects={}",
@@ -611,7 +611,7 @@ async fn publish_camera(
     source: &str,
     opts: PublisherOptions,
 ) -> anyhow::Result<()> {
-    use crate::agent::media_path::{CameraPublisher, MediaPathStats};
+    use crate::agent::media_path::{CameraPublisher, CameraPublisherConfig, MediaPathStats};
     use crate::media::{CameraConfig, EncoderConfig, QueueConfig};
     use std::sync::Arc;
 
@@ -635,15 +635,17 @@ async fn publish_camera(
         gop_seconds: a.gop_seconds,
     };
     let stats = Arc::new(MediaPathStats::default());
-    let running = CameraPublisher::start(
+    let (_stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
+    let config = CameraPublisherConfig {
         camera,
         encoder,
-        QueueConfig::default(),
-        a.url.clone(),
-        opts,
-        stats.clone(),
-        a.close,
-    )?;
+        queue: QueueConfig::default(),
+        url: a.url.clone(),
+        options: opts,
+        stats: stats.clone(),
+        close_on_exit: a.close,
+    };
+    let running = CameraPublisher::spawn(config, &shutdown)?;
     let mut first = stats.first_published.subscribe();
     // The watch's read guard must not live across an await: the publisher
     // takes the write side when it confirms a segment.
@@ -682,12 +684,15 @@ async fn publish_camera(
 }
 
 async fn run_agent(a: RunArgs) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let opts = crate::config::LoadOptions {
-        board: a.board.clone(),
-        boards_dir: a.boards_dir.clone(),
+    use crate::agent::service::{ConfigSource, run_service, unix_signals};
+    let source = ConfigSource {
+        path: a.config.clone(),
+        options: crate::config::LoadOptions {
+            board: a.board.clone(),
+            boards_dir: a.boards_dir.clone(),
+        },
     };
-    let resolved = match crate::config::load_with(&a.config, &opts) {
+    let resolved = match crate::config::load_with(&source.path, &source.options) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("{e}");
@@ -697,37 +702,6 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<()> {
     for w in &resolved.warnings {
         tracing::warn!("config: {w}");
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let (reload_tx, reload_rx) = tokio::sync::mpsc::channel(1);
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let agent = tokio::spawn(crate::agent::runtime::run(
-        resolved,
-        crate::agent::runtime::AgentControl {
-            shutdown: stop_rx,
-            reload: reload_rx,
-            job_start: Default::default(),
-        },
-        None,
-    ));
-    tokio::pin!(agent);
-    loop {
-        tokio::select! {
-            r = &mut agent => return r?,
-            _ = hup.recv() => match crate::config::load_with(&a.config, &opts) {
-                Ok(new) => {
-                    tracing::info!(config = %a.config.display(), "SIGHUP: reloading");
-                    let _ = reload_tx.send(new).await;
-                }
-                Err(e) => tracing::error!("SIGHUP: config refused, keeping the running one:\n{e}"),
-            },
-            _ = term.recv() => break,
-            _ = tokio::signal::ctrl_c() => break,
-        }
-    }
-    let _ = stop_tx.send(true);
-    match tokio::time::timeout(std::time::Duration::from_secs(5), agent).await {
-        Ok(r) => r?,
-        Err(_) => Err(anyhow::anyhow!("agent did not stop within 5 s")),
-    }
+    let signals = unix_signals()?;
+    Ok(run_service(resolved, source, signals, None).await?)
 }

@@ -15,6 +15,7 @@ pub mod media;
 pub mod procfs;
 pub mod rules;
 pub mod shutdown;
+pub mod stage;
 pub mod sync;
 pub mod trickle;
 pub mod worker;

@@ -151,7 +151,10 @@ mod tests {
         assert!(resolves(&mut a).await);
         assert!(!resolves(&mut b).await, "a sibling's stop is not ours");
         let mut parent = parent;
-        assert!(!resolves(&mut parent).await, "a child's stop is not the parent's");
+        assert!(
+            !resolves(&mut parent).await,
+            "a child's stop is not the parent's"
+        );
         parent_trigger.trigger();
         assert!(resolves(&mut b).await);
         assert!(b.is_shutdown());

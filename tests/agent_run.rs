@@ -9,9 +9,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use tokio::sync::{mpsc, oneshot, watch};
-use trickle_edge::agent::runtime::{AgentControl, AgentHandles, run};
+use tokio::sync::{mpsc, oneshot};
+use trickle_edge::agent::runtime::{AgentControl, AgentError, AgentHandles, run};
 use trickle_edge::config::{AgentConfig, ResolvedConfig};
+use trickle_edge::shutdown::ShutdownTrigger;
 use trickle_edge::worker::{WorkerConfig, WorkerHandle};
 
 fn config(worker_url: &str, dead_after: &str, log: &std::path::Path) -> ResolvedConfig {
@@ -59,20 +60,20 @@ then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
 }
 
 struct Running {
-    stop: watch::Sender<bool>,
-    agent: tokio::task::JoinHandle<anyhow::Result<()>>,
+    stop: ShutdownTrigger,
+    agent: tokio::task::JoinHandle<Result<(), AgentError>>,
     handles: AgentHandles,
     _reload: mpsc::Sender<ResolvedConfig>,
 }
 
 async fn start_agent(cfg: ResolvedConfig) -> Running {
-    let (stop, stop_rx) = watch::channel(false);
+    let (stop, shutdown) = ShutdownTrigger::new();
     let (reload, reload_rx) = mpsc::channel(1);
     let (ready_tx, ready_rx) = oneshot::channel();
     let agent = tokio::spawn(run(
         cfg,
         AgentControl {
-            shutdown: stop_rx,
+            shutdown,
             reload: reload_rx,
             job_start: Default::default(),
         },
@@ -170,7 +171,7 @@ async fn detections_reach_the_simulated_gpio_and_metrics_parse() {
     assert_eq!(health["status"], "ok");
     assert_eq!(health["pipeline"]["state"], "alive");
 
-    r.stop.send(true).unwrap();
+    r.stop.trigger();
     within("agent stops", r.agent).await.unwrap().unwrap();
     // Stopped: the line is back in its failsafe (inactive) state.
     assert_eq!(h.gpio.states_of("led").last(), Some(&false));
@@ -215,7 +216,7 @@ async fn worker_killed_mid_stream_gives_failsafe_then_a_restarted_job() {
     })
     .await;
 
-    r.stop.send(true).unwrap();
+    r.stop.trigger();
     within("agent stops", r.agent).await.unwrap().unwrap();
     worker.shutdown().await;
     std::fs::remove_dir_all(dir).ok();

@@ -6,6 +6,7 @@ mod media_support;
 use gstreamer as gst;
 use media_support::*;
 use trickle_edge::media::{EncoderKind, MediaError, probe_encoders, resolve};
+use trickle_edge::shutdown::Shutdown;
 
 /// Serialises this binary's tests: `hide` changes the process-wide plugin
 /// registry, and the probe test compares two looks at it.
@@ -31,7 +32,7 @@ async fn missing_encoder_names_its_package() {
     init();
     hide("vaapih264enc");
     let (camera, _queue) = camera("test", 160, 120, 15, EncoderKind::Vaapi);
-    let err = tokio::time::timeout(TIMEOUT, camera.run(std::future::pending()))
+    let err = tokio::time::timeout(TIMEOUT, camera.run(Shutdown::never()))
         .await
         .expect("a permanent error ends run at once")
         .unwrap_err();
@@ -52,7 +53,7 @@ async fn missing_source_names_its_package() {
     init();
     hide("libcamerasrc");
     let (camera, _queue) = camera("libcamera", 160, 120, 15, EncoderKind::X264);
-    let err = tokio::time::timeout(TIMEOUT, camera.run(std::future::pending()))
+    let err = tokio::time::timeout(TIMEOUT, camera.run(Shutdown::never()))
         .await
         .unwrap()
         .unwrap_err();
@@ -99,7 +100,7 @@ async fn test_camera_runs_without_the_pango_overlays() {
     hide("timeoverlay");
     let (camera, mut queue) = camera("test", 160, 120, 15, EncoderKind::Openh264);
     let handle = camera.handle();
-    let running = tokio::spawn(camera.run(std::future::pending()));
+    let running = tokio::spawn(camera.run(Shutdown::never()));
     let mut gop = next_segment(&mut queue).await;
     let bytes = read_segment(&mut gop).await;
     let decoded = decode_alone(&bytes);

@@ -14,6 +14,7 @@ use tracing::{
     field::{Field, Visit},
     span,
 };
+use trickle_edge::shutdown::Shutdown;
 use trickle_edge::{backoff::Backoff, media::EncoderKind};
 
 /// Records the message of every event at INFO or above (a hand-rolled
@@ -83,7 +84,7 @@ async fn outage_is_logged_once_and_recovery_once() {
     let backoff = Backoff::new(Duration::from_millis(5), Duration::from_millis(50));
     let camera = camera.unpaced().with_backoff(backoff);
     let stats = camera.handle().stats();
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
 
     wait_for(&stats, "several failed attempts", |s| {
         load(&s.pipeline_failures) >= 5

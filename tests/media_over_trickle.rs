@@ -6,11 +6,13 @@ mod common;
 mod media_support;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use common::{start_server, test_config, within};
 use media_support::{camera, decode_alone};
-use trickle_edge::agent::media_path::{MediaPathStats, publish_segments};
+use trickle_edge::agent::media_path::{MediaPathStats, SegmentPublisher};
 use trickle_edge::media::EncoderKind;
+use trickle_edge::shutdown::{Shutdown, ShutdownTrigger};
 use trickle_edge::trickle::{PublisherOptions, Subscriber, SubscriberOptions};
 
 const FPS: u32 = 15;
@@ -28,17 +30,17 @@ async fn segments_fetched_back_from_the_server_decode_alone() {
     )
     .unwrap();
     let (cam, queue) = camera("test", 320, 240, FPS, EncoderKind::X264);
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_agent, shutdown) = ShutdownTrigger::new();
     let stats = Arc::new(MediaPathStats::default());
-    let cam_task = tokio::spawn(cam.run(std::future::pending()));
-    let pub_task = tokio::spawn(publish_segments(
+    let cam_task = tokio::spawn(cam.run(Shutdown::never()));
+    let publisher = SegmentPublisher {
         queue,
-        url.clone(),
-        PublisherOptions::default(),
-        stats.clone(),
-        stop,
-        false,
-    ));
+        url: url.clone(),
+        options: PublisherOptions::default(),
+        stats: stats.clone(),
+        close_on_exit: false,
+    }
+    .spawn(&shutdown);
     for i in 0..4 {
         let seg = within("segment from the server", sub.next_segment())
             .await
@@ -55,7 +57,6 @@ async fn segments_fetched_back_from_the_server_decode_alone() {
             decoded.frames
         );
     }
-    stop_tx.send(true).unwrap();
-    let _ = pub_task.await;
+    publisher.stop(Duration::from_secs(5)).await;
     cam_task.abort();
 }

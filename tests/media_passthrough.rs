@@ -4,6 +4,7 @@ mod media_support;
 
 use media_support::*;
 use trickle_edge::media::{EncoderKind, all_element_names};
+use trickle_edge::shutdown::Shutdown;
 
 async fn passthrough(container: &str) {
     let dir = temp_dir(&format!("passthrough-{container}"));
@@ -18,7 +19,7 @@ async fn passthrough(container: &str) {
     );
     let handle = camera.handle();
     // Paced (real time), so the pipeline is there to inspect between loops.
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
     let mut inspected = 0;
 
     for _ in 0..3 {
@@ -66,7 +67,7 @@ async fn non_h264_file_is_decoded_and_encoded() {
         EncoderKind::Openh264,
     );
     let handle = camera.handle();
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
     let mut inspected = 0;
     for _ in 0..3 {
         let mut seg = next_segment(&mut queue).await;

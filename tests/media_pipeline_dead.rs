@@ -8,6 +8,7 @@ use std::time::Duration;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use media_support::*;
+use trickle_edge::shutdown::Shutdown;
 use trickle_edge::{backoff::Backoff, media::EncoderKind};
 
 fn fast_backoff() -> Backoff {
@@ -26,7 +27,7 @@ async fn error_on_bus_rebuilds_pipeline_and_segments_continue() {
     let (camera, mut queue) = camera("test", 160, 120, 15, EncoderKind::X264);
     let camera = camera.with_backoff(fast_backoff());
     let handle = camera.handle();
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
 
     let mut seg = next_segment(&mut queue).await;
     assert_eq!(seg.generation, 1);
@@ -94,7 +95,7 @@ async fn broken_source_file_is_retried_until_restored(
     );
     let camera = camera.unpaced().with_backoff(fast_backoff());
     let stats = camera.handle().stats();
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
 
     let mut seg = next_segment(&mut queue).await;
     read_segment(&mut seg).await;

@@ -12,8 +12,9 @@ use std::time::Duration;
 use common::{PATIENCE, start_server, test_config, within};
 use media_support::{camera, decode_alone};
 use tokio::net::TcpListener;
-use trickle_edge::agent::media_path::{MediaPathStats, publish_segments};
+use trickle_edge::agent::media_path::{MediaPathStats, SegmentPublisher};
 use trickle_edge::media::EncoderKind;
+use trickle_edge::shutdown::{Shutdown, ShutdownTrigger};
 use trickle_edge::trickle::server::ServerConfig;
 use trickle_edge::trickle::{PublisherOptions, Subscriber, SubscriberOptions};
 
@@ -43,17 +44,17 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
     let (cam, queue) = camera("test", 160, 120, FPS, EncoderKind::X264);
     let cam = cam.unpaced();
     let handle = cam.handle();
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    let (_agent, shutdown) = ShutdownTrigger::new();
     let stats = Arc::new(MediaPathStats::default());
-    let cam_task = tokio::spawn(cam.run(std::future::pending()));
-    let pub_task = tokio::spawn(publish_segments(
+    let cam_task = tokio::spawn(cam.run(Shutdown::never()));
+    let publisher = SegmentPublisher {
         queue,
-        url.clone(),
-        PublisherOptions::default(),
-        stats.clone(),
-        stop,
-        false,
-    ));
+        url: url.clone(),
+        options: PublisherOptions::default(),
+        stats: stats.clone(),
+        close_on_exit: false,
+    }
+    .spawn(&shutdown);
 
     let dropped = |n: u64| {
         let h = handle.clone();
@@ -107,8 +108,7 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
         "first segment after the stall: {} frames",
         decoded.frames
     );
-    stop_tx.send(true).unwrap();
-    let _ = pub_task.await;
+    publisher.stop(Duration::from_secs(5)).await;
     cam_task.abort();
     drop(server);
 }

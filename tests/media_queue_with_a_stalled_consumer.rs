@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use media_support::*;
 use trickle_edge::media::EncoderKind;
+use trickle_edge::shutdown::Shutdown;
 
 const FPS: u32 = 30;
 
@@ -17,7 +18,7 @@ async fn stalled_consumer_drops_whole_gops_and_resumes_at_keyframe() {
     let (camera, mut queue) = camera("test", 160, 120, FPS, EncoderKind::X264);
     let camera = camera.unpaced();
     let stats = camera.handle().stats();
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
     let gops = |s: &trickle_edge::media::MediaStats| load(&s.segments) + load(&s.dropped_gops);
 
     wait_for(&stats, "30 s of media", |s| gops(s) >= 30).await;

@@ -7,13 +7,14 @@ use std::time::Duration;
 
 use media_support::*;
 use trickle_edge::media::EncoderKind;
+use trickle_edge::shutdown::Shutdown;
 
 const FPS: u32 = 15;
 
 async fn five_segments_decode_alone(kind: EncoderKind) {
     let (camera, mut queue) = camera("test", 320, 240, FPS, kind);
     let handle = camera.handle();
-    let task = tokio::spawn(camera.run(std::future::pending()));
+    let task = tokio::spawn(camera.run(Shutdown::never()));
     let frame = Duration::from_secs(1) / FPS;
     let mut starts = Vec::new();
     for _ in 0..5 {

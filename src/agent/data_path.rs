@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -19,6 +19,8 @@ use crate::actions::{Dispatched, Outputs};
 use crate::data::{DecodeLimits, DecodeStats, Item, SegmentDecoder};
 use crate::job::health::PipelineHealth;
 use crate::rules::{ChannelEvent, RuleSet};
+use crate::shutdown::Shutdown;
+use crate::stage::StageHandle;
 use crate::trickle::Subscriber;
 
 /// What channel readers hand to the rules task.
@@ -58,116 +60,135 @@ impl DataPathStats {
     }
 }
 
-/// Follows one channel until it ends or `shutdown` flips, sending every item
-/// (and a `Data` event per segment or keepalive) to the rules task.
-pub async fn read_channel(
-    mut sub: Subscriber,
-    channel: Arc<str>,
-    limits: DecodeLimits,
-    tx: mpsc::Sender<DataEvent>,
-    stats: Arc<DataPathStats>,
-    health: Option<Arc<PipelineHealth>>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let seen = |health: &Option<Arc<PipelineHealth>>| {
-        if let Some(h) = health {
-            h.event_seen();
-        }
-    };
-    let mut reconnects_seen = sub.reconnects;
-    loop {
-        let next = tokio::select! {
-            r = sub.next_segment() => r,
-            _ = shutdown.changed() => return,
-        };
-        let mut seg = match next {
-            Ok(Some(seg)) => seg,
-            Ok(None) => {
-                info!(%channel, "channel ended");
-                return;
+/// One channel (data or events) followed from a subscriber: every item,
+/// and a `Data` event per segment or keepalive, goes to the rules task.
+pub struct ChannelReader {
+    pub subscriber: Subscriber,
+    /// The name in logs and on items (`data`, `events`).
+    pub channel: Arc<str>,
+    pub limits: DecodeLimits,
+    pub items: mpsc::Sender<DataEvent>,
+    pub stats: Arc<DataPathStats>,
+    /// Set on the events channel: anything read there proves the pipeline lives.
+    pub health: Option<Arc<PipelineHealth>>,
+}
+
+impl ChannelReader {
+    /// Follows the channel until it ends, its reader gives up, the rules
+    /// task is gone, or `shutdown` fires.
+    pub fn spawn(self, shutdown: &Shutdown) -> StageHandle {
+        StageHandle::spawn("channel reader", shutdown, |s| self.run(s))
+    }
+
+    async fn run(self, mut shutdown: Shutdown) {
+        let ChannelReader {
+            subscriber: mut sub,
+            channel,
+            limits,
+            items: tx,
+            stats,
+            health,
+        } = self;
+        let seen = |health: &Option<Arc<PipelineHealth>>| {
+            if let Some(h) = health {
+                h.event_seen();
             }
-            Err(e) => {
-                warn!(%channel, error = %e, "channel reader gave up");
-                return;
-            }
         };
-        if sub.reconnects > reconnects_seen {
-            reconnects_seen = sub.reconnects;
-            stats.reconnects.fetch_add(1, Ordering::Relaxed);
+        let mut reconnects_seen = sub.reconnects;
+        loop {
+            let next = tokio::select! {
+                r = sub.next_segment() => r,
+                _ = shutdown.recv() => return,
+            };
+            let mut seg = match next {
+                Ok(Some(seg)) => seg,
+                Ok(None) => {
+                    info!(%channel, "channel ended");
+                    return;
+                }
+                Err(e) => {
+                    warn!(%channel, error = %e, "channel reader gave up");
+                    return;
+                }
+            };
+            if sub.reconnects > reconnects_seen {
+                reconnects_seen = sub.reconnects;
+                stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                if tx
+                    .send(DataEvent::Channel(ChannelEvent::Reconnected))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            stats.segments.fetch_add(1, Ordering::Relaxed);
             if tx
-                .send(DataEvent::Channel(ChannelEvent::Reconnected))
+                .send(DataEvent::Channel(ChannelEvent::Data))
                 .await
                 .is_err()
             {
                 return;
             }
-        }
-        stats.segments.fetch_add(1, Ordering::Relaxed);
-        if tx
-            .send(DataEvent::Channel(ChannelEvent::Data))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let mut decoder = SegmentDecoder::new(
-            channel.clone(),
-            seg.seq,
-            seg.content_type.as_deref(),
-            limits,
-        );
-        let mut keepalives = 0;
-        loop {
-            let chunk = tokio::select! {
-                c = seg.chunk() => c,
-                _ = shutdown.changed() => return,
-            };
-            match chunk {
-                Ok(Some(bytes)) => {
-                    let items = decoder.push(&bytes, Instant::now());
-                    if !items.is_empty() {
-                        seen(&health);
-                        stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
-                        stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
-                    }
-                    // A keepalive line is proof of life for `no_data` rules.
-                    let k = decoder.stats().keepalive;
-                    if k > keepalives {
-                        keepalives = k;
-                        if tx
-                            .send(DataEvent::Channel(ChannelEvent::Data))
-                            .await
-                            .is_err()
-                        {
-                            return;
+            let mut decoder = SegmentDecoder::new(
+                channel.clone(),
+                seg.seq,
+                seg.content_type.as_deref(),
+                limits,
+            );
+            let mut keepalives = 0;
+            loop {
+                let chunk = tokio::select! {
+                    c = seg.chunk() => c,
+                    _ = shutdown.recv() => return,
+                };
+                match chunk {
+                    Ok(Some(bytes)) => {
+                        let items = decoder.push(&bytes, Instant::now());
+                        if !items.is_empty() {
+                            seen(&health);
+                            stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
+                            stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
+                        }
+                        // A keepalive line is proof of life for `no_data` rules.
+                        let k = decoder.stats().keepalive;
+                        if k > keepalives {
+                            keepalives = k;
+                            if tx
+                                .send(DataEvent::Channel(ChannelEvent::Data))
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                        }
+                        for item in items {
+                            if tx.send(DataEvent::Item(item)).await.is_err() {
+                                return;
+                            }
                         }
                     }
-                    for item in items {
-                        if tx.send(DataEvent::Item(item)).await.is_err() {
-                            return;
-                        }
+                    Ok(None) => break,
+                    Err(e) => {
+                        // The items already decoded stand; the rest of this
+                        // segment is lost, the next one is read normally.
+                        stats.broken_segments.fetch_add(1, Ordering::Relaxed);
+                        warn!(%channel, seq = seg.seq, error = %e, "segment broke off");
+                        break;
                     }
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    // The items already decoded stand; the rest of this
-                    // segment is lost, the next one is read normally.
-                    stats.broken_segments.fetch_add(1, Ordering::Relaxed);
-                    warn!(%channel, seq = seg.seq, error = %e, "segment broke off");
-                    break;
                 }
             }
-        }
-        let (items, seg_stats) = decoder.finish(Instant::now());
-        stats.add_decode(&seg_stats);
-        if !items.is_empty() {
-            seen(&health);
-            stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
-            stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
-        }
-        for item in items {
-            if tx.send(DataEvent::Item(item)).await.is_err() {
-                return;
+            let (items, seg_stats) = decoder.finish(Instant::now());
+            stats.add_decode(&seg_stats);
+            if !items.is_empty() {
+                seen(&health);
+                stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
+                stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
+            }
+            for item in items {
+                if tx.send(DataEvent::Item(item)).await.is_err() {
+                    return;
+                }
             }
         }
     }
@@ -186,19 +207,54 @@ pub struct Replace {
     pub outputs: Arc<Outputs>,
 }
 
-/// Owns the rule set: applies items and channel events, fires timers exactly
-/// at their deadlines, and queues effects on the outputs. A [`Replace`] swaps
-/// both without losing queued items; the old outputs are handed back through
-/// `retired` so the caller can put them in failsafe and shut them down.
-pub async fn run_rules(
-    mut rules: RuleSet,
-    mut outputs: Arc<Outputs>,
-    mut rx: mpsc::Receiver<DataEvent>,
-    stats: Arc<DataPathStats>,
+/// The rule set's owner: applies items and channel events, fires timers
+/// exactly at their deadlines, and queues effects on the outputs.
+pub struct RulesStage {
+    pub rules: RuleSet,
+    pub outputs: Arc<Outputs>,
+    pub items: mpsc::Receiver<DataEvent>,
+    pub stats: Arc<DataPathStats>,
+}
+
+/// The running rules task and its two side doors.
+pub struct RulesHandle {
+    /// Ends with the rule set as it was last (its counters).
+    pub stage: StageHandle<RuleSet>,
+    /// A reload's new rules and outputs, swapped in without losing queued items.
+    pub replace: mpsc::Sender<Replace>,
+    /// Outputs a [`Replace`] displaced, for the caller to put in failsafe and
+    /// shut down (this task must never wait on an output).
+    pub retired: mpsc::UnboundedReceiver<Arc<Outputs>>,
+}
+
+impl RulesStage {
+    /// Runs until every item sender is gone or `shutdown` fires.
+    pub fn spawn(self, shutdown: &Shutdown) -> RulesHandle {
+        let (replace, replace_rx) = mpsc::channel(1);
+        let (retired_tx, retired) = mpsc::unbounded_channel();
+        let stage = StageHandle::spawn("rules", shutdown, |s| {
+            run_rules(self, replace_rx, retired_tx, s)
+        });
+        RulesHandle {
+            stage,
+            replace,
+            retired,
+        }
+    }
+}
+
+async fn run_rules(
+    stage: RulesStage,
     mut replace: mpsc::Receiver<Replace>,
     retired: mpsc::UnboundedSender<Arc<Outputs>>,
-    mut shutdown: watch::Receiver<bool>,
+    mut shutdown: Shutdown,
 ) -> RuleSet {
+    let RulesStage {
+        mut rules,
+        mut outputs,
+        items: mut rx,
+        stats,
+    } = stage;
     let mut effects = rules.on_tick(Instant::now());
     // Fires of rule sets replaced by reloads, so the counter never goes back.
     let mut fires_before = 0;
@@ -240,7 +296,7 @@ pub async fn run_rules(
                 let _ = retired.send(old);
                 effects = rules.on_tick(Instant::now());
             }
-            _ = shutdown.changed() => return rules,
+            _ = shutdown.recv() => return rules,
         }
     }
 }

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::runtime::{AgentControl, AgentHandles, JobStartStatus, run};
 use crate::config::{AgentConfig, ResolvedConfig};
+use crate::shutdown::ShutdownTrigger;
 use crate::worker::{WorkerConfig, WorkerHandle};
 
 /// What the demo prints at the end (and tests read).
@@ -71,8 +72,20 @@ impl DemoSummary {
     }
 }
 
+/// Why the demo could not run at all (a demo that runs but sees nothing
+/// reports that in its [`DemoSummary`] instead).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("demo: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("demo: cannot start the reference worker: {0}")]
+    Worker(#[from] crate::worker::WorkerError),
+    #[error("demo: built-in config does not parse: {0}")]
+    Config(#[from] toml::de::Error),
+}
+
 /// The demo's config: test camera, worker job, `ball-left` rule and outputs.
-pub fn demo_config(worker_url: &str, log_path: &std::path::Path) -> anyhow::Result<AgentConfig> {
+pub fn demo_config(worker_url: &str, log_path: &std::path::Path) -> Result<AgentConfig, DemoError> {
     let text = format!(
         r#"
 [camera]
@@ -148,13 +161,13 @@ fn problems(job_start: &JobStartStatus, handles: Option<&AgentHandles>) -> Vec<S
 pub async fn run_demo(
     duration: Option<Duration>,
     out: &mut (dyn Write + Send),
-) -> anyhow::Result<DemoSummary> {
+) -> Result<DemoSummary, DemoError> {
     let started = Instant::now();
     let deadline = duration.map(|d| started + d);
     let dir = std::env::temp_dir().join(format!("trickle-edge-demo-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let log_path: PathBuf = dir.join("events.jsonl");
-    let worker = WorkerHandle::start("127.0.0.1:0".parse()?, WorkerConfig::default()).await?;
+    let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default()).await?;
     let config = demo_config(&worker.url(), &log_path)?;
     let resolved = ResolvedConfig {
         path: PathBuf::from("(built-in demo config)"),
@@ -163,14 +176,14 @@ pub async fn run_demo(
         token: None,
         warnings: Vec::new(),
     };
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let (stop, shutdown) = ShutdownTrigger::new();
     let (_reload_tx, reload_rx) = mpsc::channel(1);
     let (ready_tx, mut ready_rx) = oneshot::channel();
     let job_start = Arc::new(JobStartStatus::default());
     let mut agent = tokio::spawn(run(
         resolved,
         AgentControl {
-            shutdown: stop_rx,
+            shutdown,
             reload: reload_rx,
             job_start: job_start.clone(),
         },
@@ -262,7 +275,8 @@ pub async fn run_demo(
         writeln!(out)?;
     }
     let problems_at_end = problems(&job_start, handles.as_ref());
-    let _ = stop_tx.send(true);
+    stop.trigger();
+    let mut summary_problem = None;
     let result = match agent_result {
         Some(r) => r,
         // The agent's own stop is bounded (4 s); this bounds the rest.
@@ -270,7 +284,8 @@ pub async fn run_demo(
             Ok(r) => r,
             Err(_) => {
                 agent.abort();
-                Ok(Err(anyhow::anyhow!("the agent did not stop within 8 s")))
+                summary_problem = Some("agent: did not stop within 8 s".to_string());
+                Ok(Ok(()))
             }
         },
     };
@@ -293,9 +308,13 @@ pub async fn run_demo(
     }
     match result {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => summary.problems.push(format!("agent: {e:#}")),
+        Ok(Err(e)) => summary.problems.push(format!(
+            "agent: {}",
+            crate::trickle::client::error_chain(&e)
+        )),
         Err(e) => summary.problems.push(format!("agent task failed: {e}")),
     }
+    summary.problems.extend(summary_problem);
     writeln!(
         out,
         "summary: segments={} data_items={} rule_fires={} effects={} gpio_activations={} gpio_transitions={} dropped_gops={} ran_for={:.1}s (event log kept at {})",

@@ -14,6 +14,8 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::media::SegmentQueue;
+use crate::shutdown::Shutdown;
+use crate::stage::StageHandle;
 use crate::sync::LockIgnoringPoison;
 use crate::trickle::{Publisher, PublisherOptions};
 
@@ -79,22 +81,38 @@ impl Default for MediaPathStats {
     }
 }
 
-/// Publishes GOPs from `queue` to `url` until the queue ends or `shutdown`
-/// flips; closes the channel (DELETE) on shutdown when `close_on_exit`.
-pub async fn publish_segments(
-    mut queue: SegmentQueue,
-    url: String,
-    opts: PublisherOptions,
-    stats: Arc<MediaPathStats>,
-    mut shutdown: watch::Receiver<bool>,
-    close_on_exit: bool,
-) {
+/// Publishes GOPs from a segment queue to one trickle channel, each GOP
+/// one segment, reconnecting with backoff when the uplink fails.
+pub struct SegmentPublisher {
+    pub queue: SegmentQueue,
+    pub url: String,
+    pub options: PublisherOptions,
+    pub stats: Arc<MediaPathStats>,
+    /// Close the channel (DELETE) when stopped: `publish --close`.
+    pub close_on_exit: bool,
+}
+
+impl SegmentPublisher {
+    /// Runs until the queue ends or `shutdown` fires.
+    pub fn spawn(self, shutdown: &Shutdown) -> StageHandle {
+        StageHandle::spawn("segment publisher", shutdown, |s| publish_segments(self, s))
+    }
+}
+
+async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
+    let SegmentPublisher {
+        mut queue,
+        url,
+        options: opts,
+        stats,
+        close_on_exit,
+    } = stage;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     let mut outage_logged = false;
     'connect: loop {
         let connected = tokio::select! {
             r = Publisher::connect(&url, opts.clone()) => r,
-            _ = shutdown.changed() => return,
+            _ = shutdown.recv() => return,
         };
         let mut publisher = match connected {
             Ok(p) => p,
@@ -106,7 +124,7 @@ pub async fn publish_segments(
                 }
                 tokio::select! {
                     _ = backoff.wait() => continue 'connect,
-                    _ = shutdown.changed() => return,
+                    _ = shutdown.recv() => return,
                 }
             }
         };
@@ -118,7 +136,7 @@ pub async fn publish_segments(
         loop {
             let next = tokio::select! {
                 g = queue.next() => g,
-                _ = shutdown.changed() => break 'connect,
+                _ = shutdown.recv() => break 'connect,
             };
             let Some(mut gop) = next else { break 'connect };
             let mut writer = match publisher.next_segment().await {
@@ -193,47 +211,48 @@ pub async fn publish_segments(
     }
 }
 
+/// What a [`CameraPublisher`] runs: a camera and where its GOPs go.
+pub struct CameraPublisherConfig {
+    pub camera: crate::media::CameraConfig,
+    pub encoder: crate::media::EncoderConfig,
+    pub queue: crate::media::QueueConfig,
+    pub url: String,
+    pub options: PublisherOptions,
+    pub stats: Arc<MediaPathStats>,
+    /// Close the channel (DELETE) when stopped.
+    pub close_on_exit: bool,
+}
+
 /// A camera and the task publishing its GOPs, started and stopped together:
 /// the unit `run` restarts on a camera change and `publish --source` runs.
 pub struct CameraPublisher {
-    stop: watch::Sender<bool>,
     pub handle: crate::media::CameraHandle,
     /// The segment queue's counters (dropped GOPs).
     pub queue_stats: Arc<crate::media::MediaStats>,
-    camera: tokio::task::JoinHandle<Result<(), crate::media::MediaError>>,
-    publisher: tokio::task::JoinHandle<()>,
+    camera: StageHandle<Result<(), crate::media::MediaError>>,
+    publisher: StageHandle,
 }
 
 impl CameraPublisher {
     /// Builds the camera (a bad config or missing element fails here) and
-    /// spawns it with a publisher to `url`.
-    pub fn start(
-        camera: crate::media::CameraConfig,
-        encoder: crate::media::EncoderConfig,
-        queue: crate::media::QueueConfig,
-        url: String,
-        opts: PublisherOptions,
-        stats: Arc<MediaPathStats>,
-        close_on_exit: bool,
+    /// spawns it with its publisher, both stopped by `shutdown`.
+    pub fn spawn(
+        cfg: CameraPublisherConfig,
+        shutdown: &Shutdown,
     ) -> Result<Self, crate::media::MediaError> {
-        let (camera, queue) = crate::media::Camera::new(camera, encoder, queue)?;
+        let (camera, queue) = crate::media::Camera::new(cfg.camera, cfg.encoder, cfg.queue)?;
         let queue_stats = queue.stats();
         let handle = camera.handle();
-        let (stop, stop_rx) = watch::channel(false);
-        let mut cam_stop = stop_rx.clone();
-        let camera = tokio::spawn(camera.run(async move {
-            let _ = cam_stop.changed().await;
-        }));
-        let publisher = tokio::spawn(publish_segments(
+        let camera = StageHandle::spawn("camera", shutdown, |s| camera.run(s));
+        let publisher = SegmentPublisher {
             queue,
-            url,
-            opts,
-            stats,
-            stop_rx,
-            close_on_exit,
-        ));
+            url: cfg.url,
+            options: cfg.options,
+            stats: cfg.stats,
+            close_on_exit: cfg.close_on_exit,
+        }
+        .spawn(shutdown);
         Ok(Self {
-            stop,
             handle,
             queue_stats,
             camera,
@@ -241,13 +260,13 @@ impl CameraPublisher {
         })
     }
 
-    /// Stops both within a few seconds; returns the camera's permanent error, if any.
+    /// Stops both within a few seconds (the publisher first, so a closing
+    /// DELETE still goes out); returns the camera's permanent error, if any.
     pub async fn stop(self) -> Result<(), crate::media::MediaError> {
-        let _ = self.stop.send(true);
-        let _ = tokio::time::timeout(Duration::from_secs(3), self.publisher).await;
-        match tokio::time::timeout(Duration::from_secs(2), self.camera).await {
-            Ok(Ok(r)) => r,
-            _ => Ok(()),
-        }
+        self.publisher.stop(Duration::from_secs(3)).await;
+        self.camera
+            .stop(Duration::from_secs(2))
+            .await
+            .unwrap_or(Ok(()))
     }
 }

@@ -9,20 +9,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
-use tokio::task::JoinHandle;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{error, info, warn};
 
-use super::data_path::{DataEvent, Replace, read_channel, run_rules};
-use super::media_path::{CameraPublisher, MediaPathStats};
+use super::data_path::{ChannelReader, DataEvent, Replace, RulesHandle, RulesStage};
+use super::media_path::{CameraPublisher, CameraPublisherConfig, MediaPathStats};
+use super::plan::{self, ConfigDiff, JobChange};
 pub use super::stats::{AgentStats, Health};
 use crate::actions::{Outputs, SimulatedGpio};
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, JobMode, ResolvedConfig};
-use crate::job::{self, Job, JobUrls, control::run_control};
-use crate::media::QueueConfig;
+use crate::job::{self, Job, JobRunner, JobUrls, control::ControlChannel};
 use crate::rules::{ChannelEvent, RuleSet};
+use crate::shutdown::Shutdown;
+use crate::stage::StageHandle;
 use crate::sync::LockIgnoringPoison;
 use crate::trickle::{
     ClientOptions, PublisherOptions, RunningServer, Subscriber, SubscriberOptions,
@@ -30,7 +31,7 @@ use crate::trickle::{
 
 /// What the embedding program can do to a running agent.
 pub struct AgentControl {
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Shutdown,
     pub reload: mpsc::Receiver<ResolvedConfig>,
     /// Written by the agent from its first moment, before any stage exists,
     /// so a job that never starts can still be reported with its reason.
@@ -75,135 +76,122 @@ pub struct AgentHandles {
     pub camera: crate::media::CameraHandle,
 }
 
-struct ChannelStage {
-    stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+/// Why the agent could not start or go on.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error(transparent)]
+    Outputs(#[from] crate::actions::ActionError),
+    #[error(transparent)]
+    Rules(#[from] crate::rules::RuleError),
+    #[error(transparent)]
+    Job(#[from] job::JobError),
+    #[error(transparent)]
+    Camera(#[from] crate::media::MediaError),
+    #[error(transparent)]
+    Channel(#[from] crate::trickle::SubscribeError),
 }
 
-impl ChannelStage {
+/// The job's channel stages (data and events readers, the control writer):
+/// restarted together when the job restarts.
+struct ChannelStages {
+    stages: Vec<StageHandle>,
+    /// Parameter updates for the control channel.
+    params: mpsc::Sender<serde_json::Value>,
+}
+
+impl ChannelStages {
+    fn spawn(
+        cfg: &AgentConfig,
+        job: &Job,
+        client: &ClientOptions,
+        items: &mpsc::Sender<DataEvent>,
+        stats: &Arc<AgentStats>,
+        shutdown: &Shutdown,
+    ) -> Result<Self, AgentError> {
+        let sub_opts = SubscriberOptions {
+            client: client.clone(),
+            start_seq: job.reader_start_seq,
+            ..Default::default()
+        };
+        let mut stages = Vec::new();
+        let urls = &job.urls;
+        let channels = [
+            (&urls.data, "data", None),
+            (&urls.events, "events", Some(stats.health.clone())),
+        ];
+        for (url, name, health) in channels {
+            let Some(url) = url else { continue };
+            let reader = ChannelReader {
+                subscriber: Subscriber::new(url, sub_opts.clone())?,
+                channel: Arc::from(name),
+                limits: Default::default(),
+                items: items.clone(),
+                stats: stats.data.clone(),
+                health,
+            };
+            stages.push(reader.spawn(shutdown));
+        }
+        let (params, params_rx) = mpsc::channel(4);
+        if let Some(url) = &urls.control {
+            let control = ControlChannel {
+                url: url.clone(),
+                options: PublisherOptions {
+                    client: client.clone(),
+                    ..Default::default()
+                },
+                keepalive_interval: cfg.supervisor.keepalive_interval,
+                params: params_rx,
+            };
+            stages.push(control.spawn(shutdown));
+        }
+        Ok(Self { stages, params })
+    }
+
     async fn stop(self) {
-        let _ = self.stop.send(true);
-        for t in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        for stage in self.stages {
+            stage.stop(Duration::from_secs(2)).await;
         }
     }
 }
 
-fn client_options(cfg: &ResolvedConfig) -> ClientOptions {
-    ClientOptions {
-        tls: cfg.tls_options(),
-        bearer_token: cfg.token.as_ref().map(|t| t.0.clone()),
-        ..Default::default()
-    }
-}
-
-fn start_media(
+fn camera_publisher(
     cfg: &AgentConfig,
-    urls: &JobUrls,
+    job: &Job,
     client: &ClientOptions,
     media: &Arc<MediaPathStats>,
-) -> anyhow::Result<CameraPublisher> {
-    let queue = QueueConfig {
-        capacity_gops: cfg.queue.gops,
-        ..Default::default()
+    shutdown: &Shutdown,
+) -> Result<CameraPublisher, AgentError> {
+    let config = CameraPublisherConfig {
+        camera: cfg.camera.clone(),
+        encoder: cfg.encoder.clone(),
+        queue: plan::queue_limits(cfg),
+        url: job.urls.publish.clone(),
+        options: plan::media_publisher_options(client),
+        stats: media.clone(),
+        close_on_exit: false,
     };
-    let opts = PublisherOptions {
-        client: client.clone(),
-        content_type: "video/MP2T".into(),
-        ..Default::default()
-    };
-    Ok(CameraPublisher::start(
-        cfg.camera.clone(),
-        cfg.encoder.clone(),
-        queue,
-        urls.publish.clone(),
-        opts,
-        media.clone(),
-        false,
-    )?)
-}
-
-fn start_channels(
-    cfg: &AgentConfig,
-    urls: &JobUrls,
-    client: &ClientOptions,
-    tx: &mpsc::Sender<DataEvent>,
-    stats: &Arc<AgentStats>,
-    params: mpsc::Receiver<serde_json::Value>,
-) -> anyhow::Result<ChannelStage> {
-    let (stop, stop_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    // Our own server's channels hold only this job's segments: read the one
-    // being written from its start (-2), so no early detection is missed.
-    // Elsewhere a current segment may hold stale items: wait for the next.
-    let start_seq = match cfg.job {
-        JobMode::Worker(_) => -2,
-        JobMode::Static(_) => -1,
-    };
-    let sub_opts = SubscriberOptions {
-        client: client.clone(),
-        start_seq,
-        ..Default::default()
-    };
-    if let Some(url) = &urls.data {
-        let sub = Subscriber::new(url, sub_opts.clone())?;
-        tasks.push(tokio::spawn(read_channel(
-            sub,
-            Arc::from("data"),
-            Default::default(),
-            tx.clone(),
-            stats.data.clone(),
-            None,
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(url) = &urls.events {
-        let sub = Subscriber::new(url, sub_opts)?;
-        tasks.push(tokio::spawn(read_channel(
-            sub,
-            Arc::from("events"),
-            Default::default(),
-            tx.clone(),
-            stats.data.clone(),
-            Some(stats.health.clone()),
-            stop_rx.clone(),
-        )));
-    }
-    if let Some(url) = &urls.control {
-        let opts = PublisherOptions {
-            client: client.clone(),
-            ..Default::default()
-        };
-        tasks.push(tokio::spawn(run_control(
-            url.clone(),
-            opts,
-            cfg.supervisor.keepalive_interval,
-            params,
-            stop_rx,
-        )));
-    }
-    Ok(ChannelStage { stop, tasks })
+    Ok(CameraPublisher::spawn(config, shutdown)?)
 }
 
 /// Starts a job, retrying with backoff until it works or shutdown.
 async fn start_job(
-    cfg: &AgentConfig,
-    server: Option<Arc<RunningServer>>,
+    mode: &JobMode,
+    runner: &JobRunner,
     client: &ClientOptions,
-    shutdown: &mut watch::Receiver<bool>,
+    shutdown: &mut Shutdown,
     status: &JobStartStatus,
 ) -> Option<Job> {
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
     let mut logged = false;
     loop {
         let attempt = tokio::select! {
-            r = job::start(&cfg.job, server.clone(), client) => r,
-            _ = shutdown.changed() => return None,
+            r = runner.start(mode, client) => r,
+            _ = shutdown.recv() => return None,
         };
         match attempt {
             Ok(j) => {
                 status.record(None);
-                info!(mode = cfg.job.name(), publish = %j.urls.publish, "job started");
+                info!(mode = mode.name(), publish = %j.urls.publish, "job started");
                 return Some(j);
             }
             Err(e) => {
@@ -214,7 +202,7 @@ async fn start_job(
                 }
                 tokio::select! {
                     _ = backoff.wait() => {}
-                    _ = shutdown.changed() => return None,
+                    _ = shutdown.recv() => return None,
                 }
             }
         }
@@ -226,88 +214,280 @@ fn notify(state: &[sd_notify::NotifyState<'_>]) {
     let _ = sd_notify::notify(false, state);
 }
 
-/// Runs the agent until `control.shutdown` flips. `ready` receives the
+/// Whether the loop goes on after a step.
+enum Flow {
+    Continue,
+    /// Shutdown was asked for while the step waited.
+    Stop,
+}
+
+/// The running topology: every stage and what a reload or a job restart
+/// needs to rebuild them.
+struct Running {
+    resolved: ResolvedConfig,
+    gpio: SimulatedGpio,
+    runner: JobRunner,
+    job: Job,
+    stats: Arc<AgentStats>,
+    media: Arc<MediaPathStats>,
+    camera: Option<CameraPublisher>,
+    channels: Option<ChannelStages>,
+    rules: RulesHandle,
+    items: mpsc::Sender<DataEvent>,
+    shutdown: Shutdown,
+    job_start: Arc<JobStartStatus>,
+    /// Waits between restarts of a job whose pipeline keeps dying.
+    job_backoff: Backoff,
+    dead_logged: bool,
+}
+
+impl Running {
+    fn client(&self) -> ClientOptions {
+        plan::client_options(&self.resolved)
+    }
+
+    async fn restart_camera(&mut self) -> Result<(), AgentError> {
+        if let Some(m) = self.camera.take() {
+            let _ = m.stop().await;
+        }
+        let cfg = &self.resolved.config;
+        let camera = camera_publisher(cfg, &self.job, &self.client(), &self.media, &self.shutdown)?;
+        self.stats.camera_replaced(camera.queue_stats.clone());
+        self.camera = Some(camera);
+        Ok(())
+    }
+
+    /// Applies a reloaded config: swaps rules and outputs, sends new
+    /// parameters or restarts the job, restarts capture, as the diff says.
+    async fn reload(&mut self, new: ResolvedConfig) -> Result<Flow, AgentError> {
+        self.stats.reloads.fetch_add(1, Ordering::Relaxed);
+        let diff = ConfigDiff::between(&self.resolved.config, &new.config);
+        self.resolved = new;
+        let n = &self.resolved.config;
+        if diff.rules_or_outputs() {
+            let outputs = Outputs::build_with(&n.outputs, self.gpio.clone());
+            match (outputs, RuleSet::new(n.rules.clone())) {
+                (Ok(outputs), Ok(rules)) => {
+                    let outputs = Arc::new(outputs);
+                    self.stats.replace_outputs(outputs.clone());
+                    let _ = self.rules.replace.send(Replace { rules, outputs }).await;
+                }
+                (Err(e), _) => {
+                    error!(error = %e, "reload: outputs refused; keeping the running ones")
+                }
+                (_, Err(e)) => {
+                    error!(error = %e, "reload: rules refused; keeping the running ones")
+                }
+            }
+        }
+        match &diff.job {
+            JobChange::Params(params) => {
+                info!("reload: sending new parameters to the job");
+                if let Err(e) = self.job.update_params(params).await {
+                    warn!(error = %e, "reload: worker refused the parameters");
+                }
+                if let Some(c) = &self.channels {
+                    let _ = c.params.try_send(serde_json::Value::Object(params.clone()));
+                }
+            }
+            JobChange::Restart => {
+                info!("reload: job settings changed; restarting the job");
+                if let Some(c) = self.channels.take() {
+                    c.stop().await;
+                }
+                if let Some(m) = self.camera.take() {
+                    let _ = m.stop().await;
+                }
+                let _ = self.job.stop().await;
+                let client = self.client();
+                let mode = &self.resolved.config.job;
+                let started = start_job(
+                    mode,
+                    &self.runner,
+                    &client,
+                    &mut self.shutdown,
+                    &self.job_start,
+                );
+                let Some(job) = started.await else {
+                    return Ok(Flow::Stop);
+                };
+                self.job = job;
+                self.restart_camera().await?;
+                let cfg = &self.resolved.config;
+                self.channels = Some(ChannelStages::spawn(
+                    cfg,
+                    &self.job,
+                    &client,
+                    &self.items,
+                    &self.stats,
+                    &self.shutdown,
+                )?);
+                self.stats.health.reset();
+            }
+            JobChange::Unchanged => {}
+        }
+        let cfg = &self.resolved.config;
+        self.stats
+            .set_health_basis(cfg.encoder.gop_seconds, self.job.urls.events.is_some());
+        if diff.camera_restart_alone() {
+            info!("reload: camera settings changed; restarting capture");
+            self.restart_camera().await?;
+        }
+        Ok(Flow::Continue)
+    }
+
+    /// The pipeline went silent: outputs to failsafe, rules told, the job
+    /// stopped and started again after a backoff that grows while it keeps
+    /// dying. Channels stay: a restarted job writes to the same ones.
+    async fn restart_dead_job(&mut self) -> Flow {
+        if !self.dead_logged {
+            warn!(
+                silent_s = self.stats.health.silent_for().as_secs(),
+                "no pipeline event: pipeline dead; outputs to failsafe, restarting the job"
+            );
+            self.dead_logged = true;
+        }
+        self.stats.pipeline_deaths.fetch_add(1, Ordering::Relaxed);
+        self.stats.outputs().failsafe().await;
+        let _ = self
+            .items
+            .try_send(DataEvent::Channel(ChannelEvent::PipelineDead));
+        let _ = self.job.stop().await;
+        tokio::select! {
+            _ = self.job_backoff.wait() => {}
+            _ = self.shutdown.recv() => return Flow::Stop,
+        }
+        let restarted = self
+            .runner
+            .start(&self.resolved.config.job, &self.client())
+            .await;
+        self.job_start
+            .record(restarted.as_ref().err().map(|e| e.to_string()));
+        match restarted {
+            Ok(j) => {
+                self.stats.job_restarts.fetch_add(1, Ordering::Relaxed);
+                info!("job restarted");
+                self.job = j;
+                self.dead_logged = false;
+            }
+            Err(e) => warn!(error = %e, "job restart failed; will retry"),
+        }
+        self.stats.health.reset();
+        Flow::Continue
+    }
+
+    /// Releases the outputs a reload replaced (failsafe, then their tasks).
+    async fn retire(&self, old: Arc<Outputs>) {
+        if let Ok(old) = Arc::try_unwrap(old) {
+            old.shutdown(Duration::from_secs(2)).await;
+        } else {
+            warn!("old outputs still referenced after reload");
+        }
+    }
+
+    /// Stop: failsafe first, then the job and channels, then the rest.
+    async fn stop(mut self) {
+        info!("stopping: outputs to failsafe, closing channels, stopping the job");
+        let outputs = self.stats.outputs();
+        let deadline = tokio::time::timeout(Duration::from_secs(4), async {
+            outputs.failsafe().await;
+            notify(&[sd_notify::NotifyState::Stopping]);
+            let _ = self.job.stop().await;
+            if let Some(c) = self.channels.take() {
+                c.stop().await;
+            }
+            if let Some(m) = self.camera.take() {
+                let _ = m.stop().await;
+            }
+            self.rules.stage.stop(Duration::from_secs(4)).await;
+            self.runner.close_channels();
+        })
+        .await;
+        if deadline.is_err() {
+            warn!("stop took longer than 4 s; exiting anyway");
+        }
+    }
+}
+
+/// The systemd watchdog and status line, once a second.
+struct Watchdog {
+    every: Duration,
+    last_ping: Instant,
+}
+
+impl Watchdog {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            last_ping: Instant::now() - every,
+        }
+    }
+
+    /// Pings only while the one health verdict says healthy, so systemd
+    /// restarts an agent that is alive but not doing its job.
+    fn tick(&mut self, stats: &AgentStats) {
+        if stats.health().healthy && self.last_ping.elapsed() >= self.every {
+            self.last_ping = Instant::now();
+            notify(&[sd_notify::NotifyState::Watchdog]);
+        }
+        let status = status_line(stats);
+        notify(&[sd_notify::NotifyState::Status(&status)]);
+    }
+}
+
+/// Runs the agent until `control.shutdown` fires. `ready` receives the
 /// handles once the stages exist (the demo and tests read them).
 pub async fn run(
     resolved: ResolvedConfig,
     mut control: AgentControl,
     ready: Option<tokio::sync::oneshot::Sender<AgentHandles>>,
-) -> anyhow::Result<()> {
-    let mut resolved = resolved;
-    let client = client_options(&resolved);
+) -> Result<(), AgentError> {
+    let client = plan::client_options(&resolved);
     let gpio = SimulatedGpio::default();
+    let cfg = &resolved.config;
     // Outputs first: building them applies every failsafe state.
-    let outputs = Arc::new(Outputs::build_with(&resolved.config.outputs, gpio.clone())?);
-    let rules = RuleSet::new(resolved.config.rules.clone())?;
-
-    let server = match &resolved.config.job {
-        JobMode::Worker(w) => Some(job::start_worker_server(w).await?),
-        JobMode::Static(_) => None,
-    };
+    let outputs = Arc::new(Outputs::build_with(&cfg.outputs, gpio.clone())?);
+    let rules = RuleSet::new(cfg.rules.clone())?;
+    let runner = JobRunner::prepare(&cfg.job).await?;
     let mut shutdown = control.shutdown.clone();
     let job_start = control.job_start.clone();
-    let Some(mut job) = start_job(
-        &resolved.config,
-        server.clone(),
-        &client,
-        &mut shutdown,
-        &job_start,
-    )
-    .await
-    else {
+    let started = start_job(&cfg.job, &runner, &client, &mut shutdown, &job_start);
+    let Some(job) = started.await else {
         outputs.failsafe().await;
         return Ok(());
     };
 
     let media = Arc::new(MediaPathStats::default());
-    let media_stage = start_media(&resolved.config, &job.urls, &client, &media)?;
-    let media_queue_stats = media_stage.queue_stats.clone();
-    let mut media_stage = Some(media_stage);
+    let camera = camera_publisher(cfg, &job, &client, &media, &shutdown)?;
     let stats = Arc::new(AgentStats::new(
         media.clone(),
-        media_queue_stats,
-        &resolved.config,
+        camera.queue_stats.clone(),
+        cfg,
         outputs.clone(),
         job.urls.events.is_some(),
     ));
-    let (rules_stop_tx, rules_stop) = watch::channel(false);
-    let (data_tx, data_rx) = mpsc::channel(1024);
-    let (replace_tx, replace_rx) = mpsc::channel(1);
-    let (retired_tx, mut retired_rx) = mpsc::unbounded_channel::<Arc<Outputs>>();
-    let rules_task = tokio::spawn(run_rules(
+    let (items, items_rx) = mpsc::channel(1024);
+    let rules = RulesStage {
         rules,
         outputs,
-        data_rx,
-        stats.data.clone(),
-        replace_rx,
-        retired_tx,
-        rules_stop,
-    ));
-    let (mut params_tx, params_rx) = mpsc::channel(4);
-    let mut channels = Some(start_channels(
-        &resolved.config,
-        &job.urls,
-        &client,
-        &data_tx,
-        &stats,
-        params_rx,
-    )?);
+        items: items_rx,
+        stats: stats.data.clone(),
+    }
+    .spawn(&shutdown);
+    let channels = ChannelStages::spawn(cfg, &job, &client, &items, &stats, &shutdown)?;
 
-    let http = super::http::start(resolved.config.supervisor.listen, stats.clone()).await;
+    let http = super::http::start(cfg.supervisor.listen, stats.clone()).await;
     if let Err(e) = &http {
-        warn!(listen = %resolved.config.supervisor.listen, error = %e, "health endpoint not available");
+        warn!(listen = %cfg.supervisor.listen, error = %e, "health endpoint not available");
     }
     if let Some(r) = ready {
         let _ = r.send(AgentHandles {
             stats: stats.clone(),
             gpio: gpio.clone(),
-            server: server.clone(),
+            server: runner.server(),
             urls: job.urls.clone(),
             supervisor_addr: http.as_ref().ok().map(|(a, _)| *a),
-            camera: media_stage
-                .as_ref()
-                .map(|m| m.handle.clone())
-                .expect("media stage just started"),
+            camera: camera.handle.clone(),
         });
     }
 
@@ -316,145 +496,52 @@ pub async fn run(
     first.mark_changed();
     let mut ready_sent = false;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
-    let watchdog_every = resolved.config.supervisor.watchdog_interval;
-    let mut last_ping = Instant::now() - watchdog_every;
-    let mut dead_logged = false;
-    let mut job_backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut watchdog = Watchdog::new(cfg.supervisor.watchdog_interval);
+    let mut running = Running {
+        resolved,
+        gpio,
+        runner,
+        job,
+        stats,
+        media,
+        camera: Some(camera),
+        channels: Some(channels),
+        rules,
+        items,
+        shutdown: shutdown.clone(),
+        job_start,
+        job_backoff: Backoff::new(Duration::from_secs(1), Duration::from_secs(60)),
+        dead_logged: false,
+    };
     loop {
         tokio::select! {
-            _ = control.shutdown.changed() => break,
+            _ = shutdown.recv() => break,
             r = first.changed(), if !ready_sent => {
                 if r.is_ok() && *first.borrow_and_update() {
                     ready_sent = true;
-                    info!(seconds = stats.started.elapsed().as_secs_f64(), "first segment published: READY");
+                    info!(seconds = running.stats.started.elapsed().as_secs_f64(), "first segment published: READY");
                     notify(&[sd_notify::NotifyState::Ready]);
                 }
             }
-            Some(old) = retired_rx.recv() => {
-                // Replaced by a reload: release its lines (failsafe) and tasks.
-                if let Ok(old) = Arc::try_unwrap(old) {
-                    old.shutdown(Duration::from_secs(2)).await;
-                } else {
-                    warn!("old outputs still referenced after reload");
-                }
-            }
+            Some(old) = running.rules.retired.recv() => running.retire(old).await,
             Some(new) = control.reload.recv() => {
-                stats.reloads.fetch_add(1, Ordering::Relaxed);
-                let old = std::mem::replace(&mut resolved, new);
-                let (o, n) = (&old.config, &resolved.config);
-                if o.rules != n.rules || o.outputs != n.outputs {
-                    match (Outputs::build_with(&n.outputs, gpio.clone()), RuleSet::new(n.rules.clone())) {
-                        (Ok(outputs), Ok(rules)) => {
-                            let outputs = Arc::new(outputs);
-                            stats.replace_outputs(outputs.clone());
-                            let _ = replace_tx.send(Replace { rules, outputs }).await;
-                        }
-                        (Err(e), _) => error!(error = %e, "reload: outputs refused; keeping the running ones"),
-                        (_, Err(e)) => error!(error = %e, "reload: rules refused; keeping the running ones"),
-                    }
-                }
-                let params_only = match (&o.job, &n.job) {
-                    (JobMode::Worker(a), JobMode::Worker(b)) => {
-                        let mut a2 = a.clone();
-                        a2.params = b.params.clone();
-                        (a2 == *b && a.params != b.params).then(|| b.params.clone())
-                    }
-                    _ => None,
-                };
-                if let Some(params) = params_only {
-                    info!("reload: sending new parameters to the job");
-                    if let Err(e) = job.update_params(&params).await {
-                        warn!(error = %e, "reload: worker refused the parameters");
-                    }
-                    let _ = params_tx.try_send(serde_json::Value::Object(params));
-                } else if o.job != n.job || o.tls != n.tls || o.auth != n.auth {
-                    info!("reload: job settings changed; restarting the job");
-                    if let Some(c) = channels.take() { c.stop().await; }
-                    if let Some(m) = media_stage.take() { let _ = m.stop().await; }
-                    let _ = job.stop().await;
-                    let Some(j) = start_job(n, server.clone(), &client_options(&resolved), &mut shutdown, &job_start).await else { break };
-                    job = j;
-                    let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
-                    stats.camera_replaced(ms.queue_stats.clone());
-                    media_stage = Some(ms);
-                    let (ptx, prx) = mpsc::channel(4);
-                    params_tx = ptx;
-                    channels = Some(start_channels(n, &job.urls, &client_options(&resolved), &data_tx, &stats, prx)?);
-                    stats.health.reset();
-                }
-                stats.set_health_basis(n.encoder.gop_seconds, job.urls.events.is_some());
-                if o.camera != n.camera || o.encoder != n.encoder || o.queue != n.queue {
-                    info!("reload: camera settings changed; restarting capture");
-                    if let Some(m) = media_stage.take() { let _ = m.stop().await; }
-                    let ms = start_media(n, &job.urls, &client_options(&resolved), &media)?;
-                    stats.camera_replaced(ms.queue_stats.clone());
-                    media_stage = Some(ms);
+                if let Flow::Stop = running.reload(new).await? {
+                    break;
                 }
             }
             _ = tick.tick() => {
-                if stats.health().pipeline_dead {
-                    if !dead_logged {
-                        warn!(silent_s = stats.health.silent_for().as_secs(), "no pipeline event: pipeline dead; outputs to failsafe, restarting the job");
-                        dead_logged = true;
+                if running.stats.health().pipeline_dead {
+                    if let Flow::Stop = running.restart_dead_job().await {
+                        break;
                     }
-                    stats.pipeline_deaths.fetch_add(1, Ordering::Relaxed);
-                    stats.outputs().failsafe().await;
-                    let _ = data_tx.try_send(DataEvent::Channel(ChannelEvent::PipelineDead));
-                    let _ = job.stop().await;
-                    tokio::select! {
-                        _ = job_backoff.wait() => {}
-                        _ = control.shutdown.changed() => break,
-                    }
-                    let restarted = job::start(&resolved.config.job, server.clone(), &client_options(&resolved)).await;
-                    job_start.record(restarted.as_ref().err().map(|e| e.to_string()));
-                    match restarted {
-                        Ok(j) => {
-                            stats.job_restarts.fetch_add(1, Ordering::Relaxed);
-                            info!("job restarted");
-                            job = j;
-                            dead_logged = false;
-                        }
-                        Err(e) => warn!(error = %e, "job restart failed; will retry"),
-                    }
-                    stats.health.reset();
-                } else if !stats.health.is_dead() {
-                    job_backoff.reset();
+                } else if !running.stats.health.is_dead() {
+                    running.job_backoff.reset();
                 }
-                if stats.health().healthy && last_ping.elapsed() >= watchdog_every {
-                    last_ping = Instant::now();
-                    notify(&[sd_notify::NotifyState::Watchdog]);
-                }
-                let status = status_line(&stats);
-                notify(&[sd_notify::NotifyState::Status(&status)]);
+                watchdog.tick(&running.stats);
             }
         }
     }
-
-    // Stop: failsafe first, then the job and channels, then the rest.
-    info!("stopping: outputs to failsafe, closing channels, stopping the job");
-    let outputs = stats.outputs();
-    let deadline = tokio::time::timeout(Duration::from_secs(4), async {
-        outputs.failsafe().await;
-        notify(&[sd_notify::NotifyState::Stopping]);
-        let _ = job.stop().await;
-        if let Some(c) = channels.take() {
-            c.stop().await;
-        }
-        if let Some(m) = media_stage.take() {
-            let _ = m.stop().await;
-        }
-        let _ = rules_stop_tx.send(true);
-        let _ = rules_task.await;
-        if let Some(s) = &server {
-            for name in s.state.channel_names() {
-                s.state.close_channel(&name);
-            }
-        }
-    })
-    .await;
-    if deadline.is_err() {
-        warn!("stop took longer than 4 s; exiting anyway");
-    }
+    running.stop().await;
     if let Ok((_, h)) = http {
         h.abort();
     }

@@ -4,19 +4,36 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use crate::shutdown::Shutdown;
+use crate::stage::StageHandle;
 use crate::trickle::{Publisher, PublisherOptions};
 
-/// Runs until `shutdown` flips. Each message is one `application/json` segment.
-pub async fn run_control(
-    url: String,
-    opts: PublisherOptions,
-    interval: Duration,
-    mut params: mpsc::Receiver<serde_json::Value>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+/// The control channel's writer: keepalives on a timer, parameter updates
+/// as they arrive, each one `application/json` segment.
+pub struct ControlChannel {
+    pub url: String,
+    pub options: PublisherOptions,
+    pub keepalive_interval: Duration,
+    pub params: mpsc::Receiver<serde_json::Value>,
+}
+
+impl ControlChannel {
+    /// Runs until `shutdown` fires.
+    pub fn spawn(self, shutdown: &Shutdown) -> StageHandle {
+        StageHandle::spawn("control channel", shutdown, |s| run_control(self, s))
+    }
+}
+
+async fn run_control(stage: ControlChannel, mut shutdown: Shutdown) {
+    let ControlChannel {
+        url,
+        options: opts,
+        keepalive_interval: interval,
+        mut params,
+    } = stage;
     let opts = PublisherOptions {
         content_type: "application/json".into(),
         ..opts
@@ -31,7 +48,7 @@ pub async fn run_control(
                 Some(p) => p,
                 None => serde_json::json!({"keep": "alive"}),
             },
-            _ = shutdown.changed() => return,
+            _ = shutdown.recv() => return,
         };
         if publisher.is_none() {
             match Publisher::connect(&url, opts.clone()).await {

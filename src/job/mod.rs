@@ -42,6 +42,11 @@ pub struct Job {
     pub server: Option<Arc<RunningServer>>,
     worker: Option<WorkerClient>,
     pub request_id: String,
+    /// Where readers of this job's data and events channels start: `-2` (the
+    /// segment being written, from its start) on our own server, whose
+    /// channels hold only this job's segments; `-1` (the next segment)
+    /// elsewhere, where the current one may hold stale items.
+    pub reader_start_seq: i64,
 }
 
 impl std::fmt::Debug for Job {
@@ -88,6 +93,62 @@ pub async fn start_worker_server(w: &WorkerJob) -> Result<Arc<RunningServer>, Jo
     Ok(Arc::new(server::start(config).await?))
 }
 
+/// What a job mode keeps for the agent's whole run, so the agent asks the
+/// job instead of matching on its mode: in worker mode, the agent's own
+/// trickle server, started once so that readers and writers keep their
+/// sockets across job restarts.
+pub struct JobRunner {
+    server: Option<Arc<RunningServer>>,
+}
+
+impl JobRunner {
+    /// Starts what `mode` needs before its first job (worker: the server).
+    pub async fn prepare(mode: &JobMode) -> Result<Self, JobError> {
+        let server = match mode {
+            JobMode::Worker(w) => Some(start_worker_server(w).await?),
+            JobMode::Static(_) => None,
+        };
+        Ok(Self { server })
+    }
+
+    /// Starts one job of `mode` (which a reload may have changed).
+    pub async fn start(&self, mode: &JobMode, client: &ClientOptions) -> Result<Job, JobError> {
+        start(mode, self.server.clone(), client).await
+    }
+
+    /// The agent's own trickle server, in worker mode.
+    pub fn server(&self) -> Option<Arc<RunningServer>> {
+        self.server.clone()
+    }
+
+    /// Ends every channel on our own server, so readers and the worker see
+    /// the stream end instead of waiting for more.
+    pub fn close_channels(&self) {
+        if let Some(s) = &self.server {
+            for name in s.state.channel_names() {
+                s.state.close_channel(&name);
+            }
+        }
+    }
+}
+
+/// When a reload changed only a job's parameters, the new parameters: they
+/// go to the running job instead of restarting it. `None` when anything
+/// else changed too, or nothing did.
+pub fn params_only_change(
+    old: &JobMode,
+    new: &JobMode,
+) -> Option<serde_json::Map<String, serde_json::Value>> {
+    match (old, new) {
+        (JobMode::Worker(a), JobMode::Worker(b)) => {
+            let mut same_params = a.clone();
+            same_params.params = b.params.clone();
+            (same_params == *b && a.params != b.params).then(|| b.params.clone())
+        }
+        _ => None,
+    }
+}
+
 /// Starts a job. In worker mode the channels are (re)created on `server` and
 /// the worker is asked to start a stream against them.
 pub async fn start(
@@ -106,6 +167,7 @@ pub async fn start(
             server: None,
             worker: None,
             request_id,
+            reader_start_seq: -1,
         }),
         JobMode::Worker(w) => {
             let server = match server {
@@ -148,6 +210,7 @@ pub async fn start(
                 server: Some(server),
                 worker: Some(worker),
                 request_id,
+                reader_start_seq: -2,
             })
         }
     }

@@ -3,7 +3,6 @@
 //! [`SegmentQueue`] stays the same.
 
 use std::{
-    future::Future,
     sync::{Arc, Mutex, atomic::Ordering},
     time::{Duration, Instant},
 };
@@ -20,6 +19,7 @@ use super::{
     SegmentSender, Source, build_pipeline, encoder, segment_queue,
 };
 use crate::backoff::Backoff;
+use crate::shutdown::Shutdown;
 use crate::sync::LockIgnoringPoison;
 
 /// A camera that keeps producing GOP segments until shut down.
@@ -101,14 +101,13 @@ impl Camera {
         self.handle.clone()
     }
 
-    /// Runs until `shutdown` completes. Returns an error only for problems no
+    /// Runs until `shutdown` fires. Returns an error only for problems no
     /// rebuild can fix (bad config, missing plugin, no working encoder);
     /// everything else is retried with backoff, logged once per outage.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), MediaError> {
-        tokio::pin!(shutdown);
+    pub async fn run(mut self, mut shutdown: Shutdown) -> Result<(), MediaError> {
         let kind = self.spec.encoder_kind;
         let resolved = tokio::select! {
-            _ = &mut shutdown => return Ok(()),
+            _ = shutdown.recv() => return Ok(()),
             r = tokio::task::spawn_blocking(move || encoder::resolve(kind)) => r,
         };
         let resolved = resolved
@@ -130,13 +129,12 @@ impl Camera {
     }
 
     /// The rebuild loop of [`Camera::run`], after the encoder is resolved.
-    async fn supervise(mut self, shutdown: impl Future<Output = ()>) -> Result<(), MediaError> {
-        tokio::pin!(shutdown);
+    async fn supervise(mut self, mut shutdown: Shutdown) -> Result<(), MediaError> {
         let mut outage: Option<Instant> = None;
         let consumer = self.sender.clone();
         loop {
             let result = tokio::select! {
-                _ = &mut shutdown => {
+                _ = shutdown.recv() => {
                     self.teardown();
                     return Ok(());
                 }
@@ -168,7 +166,7 @@ impl Camera {
                     }
                     let delay = self.backoff.next_delay();
                     tokio::select! {
-                        _ = &mut shutdown => return Ok(()),
+                        _ = shutdown.recv() => return Ok(()),
                         _ = tokio::time::sleep(delay) => {}
                     }
                 }

@@ -8,7 +8,7 @@
 //! use trickle_edge::media::{Camera, CameraConfig, EncoderConfig, QueueConfig};
 //! let cam = CameraConfig { source: "test".into(), width: 640, height: 360, fps: 30 };
 //! let (camera, mut segments) = Camera::new(cam, EncoderConfig::default(), QueueConfig::default())?;
-//! tokio::spawn(camera.run(std::future::pending()));
+//! tokio::spawn(camera.run(trickle_edge::shutdown::Shutdown::never()));
 //! while let Some(mut gop) = segments.next().await {
 //!     while let Some(bytes) = gop.next_chunk().await {
 //!         // stream `bytes` into the POST body of segment `gop.seq`

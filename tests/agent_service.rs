@@ -1,0 +1,152 @@
+//! The service loop in-process: reload and stop arrive as `ServiceSignal`s,
+//! exactly as SIGHUP and SIGTERM become them, so the reload path is tested
+//! without a process or a real signal. A refused config keeps the running
+//! one; a good one swaps the rules; stop puts outputs in failsafe.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use tokio::sync::{mpsc, oneshot};
+use trickle_edge::agent::service::{ConfigSource, ServiceSignal, run_service};
+use trickle_edge::config::{LoadOptions, load_with};
+use trickle_edge::worker::{WorkerConfig, WorkerHandle};
+
+fn write_config(path: &Path, worker_url: &str, log: &Path, rule: &str) {
+    let text = format!(
+        r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 30
+[encoder]
+bitrate_kbps = 500
+[job]
+mode = "worker"
+worker_url = "{worker_url}"
+listen = "127.0.0.1:0"
+channel_prefix = "svc"
+[supervisor]
+listen = "127.0.0.1:0"
+[outputs.led]
+type = "gpio"
+backend = "simulated"
+line = "led"
+failsafe = "inactive"
+[outputs.events]
+type = "log"
+path = "{log}"
+fsync_interval = "100ms"
+[[rules]]
+name = "{rule}"
+match = {{ type = "detection", label = "ball" }}
+then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
+"#,
+        log = log.display()
+    );
+    std::fs::write(path, text).unwrap();
+}
+
+fn log_mentions(log: &Path, rule: &str) -> bool {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.contains(&format!("\"rule\":\"{rule}\"")))
+}
+
+/// A fresh directory for one test's config and event log.
+fn test_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("trickle-edge-service-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rules() {
+    const TAG: &str = "reload";
+    let dir = test_dir(TAG);
+    let config = dir.join("config.toml");
+    let log = dir.join("events.jsonl");
+    let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())
+        .await
+        .unwrap();
+    write_config(&config, &worker.url(), &log, "first-rule");
+    let source = ConfigSource {
+        path: config.clone(),
+        options: LoadOptions::default(),
+    };
+    let resolved = load_with(&config, &source.options).unwrap();
+    let (signals, signals_rx) = mpsc::channel(4);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let service = tokio::spawn(run_service(resolved, source, signals_rx, Some(ready_tx)));
+    let handles = within("agent ready", ready_rx).await.expect("agent starts");
+    wait_for("the first rule fires", || log_mentions(&log, "first-rule")).await;
+
+    // A broken file first: refused, not counted as a reload.
+    std::fs::write(&config, "[job]\nmode = \"worker\"\nworker_url = 7\n").unwrap();
+    signals.send(ServiceSignal::Reload).await.unwrap();
+    // Then a good one, handled after it (signals are taken in order).
+    write_config(&config, &worker.url(), &log, "second-rule");
+    signals.send(ServiceSignal::Reload).await.unwrap();
+    wait_for("the reloaded rule fires", || {
+        log_mentions(&log, "second-rule")
+    })
+    .await;
+    let reloads = handles
+        .stats
+        .reloads
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(reloads, 1, "only the good config is applied");
+    assert!(
+        !service.is_finished(),
+        "a refused config must not stop the agent"
+    );
+
+    signals.send(ServiceSignal::Stop).await.unwrap();
+    let stopped = within("the service stops", service).await.unwrap();
+    assert!(stopped.is_ok(), "stop: {stopped:?}");
+    assert_eq!(
+        handles.gpio.states_of("led").last(),
+        Some(&false),
+        "the line ends in its failsafe state"
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_signal_channel_stops_the_service() {
+    const TAG: &str = "closed";
+    let dir = test_dir(TAG);
+    let config = dir.join("config.toml");
+    let log = dir.join("events.jsonl");
+    let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())
+        .await
+        .unwrap();
+    write_config(&config, &worker.url(), &log, "r");
+    let source = ConfigSource {
+        path: config.clone(),
+        options: LoadOptions::default(),
+    };
+    let resolved = load_with(&config, &source.options).unwrap();
+    let (signals, signals_rx) = mpsc::channel(1);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let service = tokio::spawn(run_service(resolved, source, signals_rx, Some(ready_tx)));
+    within("agent ready", ready_rx).await.expect("agent starts");
+    drop(signals);
+    let stopped = within("the service stops", service).await.unwrap();
+    assert!(stopped.is_ok(), "stop: {stopped:?}");
+    worker.shutdown().await;
+}
