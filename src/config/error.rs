@@ -96,6 +96,10 @@ pub(crate) fn suggest<'a>(
     })
 }
 
+/// Accepted duration forms, quoted in every duration error,
+/// whether serde (load) or a cross-field check (validate) refused it.
+pub(crate) const DURATION_HINT: &str = "a duration is a number and a unit (ms, s, m, h), parts may be combined: \"500ms\", \"10s\", \"1.5s\", \"2m\", \"1h\", \"1m30s\"";
+
 /// `` `a`, `b`, `c` ``
 pub(crate) fn quoted_list(items: &[&str]) -> String {
     items

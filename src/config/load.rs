@@ -8,10 +8,21 @@ use serde::Deserialize;
 use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
-use super::error::{ConfigError, ErrorKind, quoted_list, suggest};
+use super::error::{ConfigError, DURATION_HINT, ErrorKind, quoted_list, suggest};
+use super::resolved::ResolvedConfig;
 use super::schema::{AgentConfig, AuthConfig};
 use super::source::{Index, KeyPath, Sources};
-use super::{LoadOptions, ResolvedConfig, Secret, validate};
+use super::validate;
+use crate::actions::Secret;
+
+/// How to find and choose a board preset.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Overrides the file's `board` (the CLI's `--board`).
+    pub board: Option<String>,
+    /// Searched before the default preset directories (`--boards-dir`).
+    pub boards_dir: Option<PathBuf>,
+}
 
 /// Tables a board preset may fill: hardware facts, never where data goes.
 const PRESET_KEYS: &[&str] = &["camera", "encoder", "gpio", "queue"];
@@ -371,9 +382,6 @@ fn de_error(err: &toml::de::Error, index: &Index, sources: &Sources<'_>) -> Conf
     };
     sources.error(kind, message, pos, &key, hint)
 }
-
-/// Accepted duration forms, quoted in every duration error.
-pub(crate) const DURATION_HINT: &str = "a duration is a number and a unit (ms, s, m, h), parts may be combined: \"500ms\", \"10s\", \"1.5s\", \"2m\", \"1h\", \"1m30s\"";
 
 fn missing_hint(table: &KeyPath, field: &str) -> String {
     match (table.to_string().as_str(), field) {

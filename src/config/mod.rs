@@ -11,69 +11,21 @@
 
 mod error;
 mod load;
+mod resolved;
 mod schema;
 mod source;
 mod validate;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 pub use crate::actions::Secret;
 pub use error::{ConfigError, ErrorKind};
+pub use load::LoadOptions;
+pub use resolved::ResolvedConfig;
 pub use schema::{
     AgentConfig, AuthConfig, GpioDefaults, JobMode, QueueConfig, StaticJob, SupervisorConfig,
     TlsConfig, WorkerJob,
 };
-
-use crate::trickle::TlsOptions;
-
-/// How to find and choose a board preset.
-#[derive(Debug, Clone, Default)]
-pub struct LoadOptions {
-    /// Overrides the file's `board` (the CLI's `--board`).
-    pub board: Option<String>,
-    /// Searched before the default preset directories (`--boards-dir`).
-    pub boards_dir: Option<PathBuf>,
-}
-
-/// A config ready to run: preset merged, defaults applied, checked, token read.
-#[derive(Debug, Clone)]
-pub struct ResolvedConfig {
-    /// The config file.
-    pub path: PathBuf,
-    /// The board preset merged under it, if any.
-    pub preset: Option<PathBuf>,
-    pub config: AgentConfig,
-    /// The bearer token from `[auth]`, whichever way it was given.
-    pub token: Option<Secret>,
-    /// Settings that work but are probably not intended.
-    pub warnings: Vec<String>,
-}
-
-impl ResolvedConfig {
-    pub fn tls_options(&self) -> TlsOptions {
-        TlsOptions::from(&self.config.tls)
-    }
-
-    /// The resolved config as TOML that `load` accepts again (secrets as
-    /// `***`), headed by comments naming its sources and any warnings.
-    pub fn to_toml(&self) -> String {
-        let mut out = format!("# config: {}\n", self.path.display());
-        if let Some(preset) = &self.preset {
-            out += &format!("# board preset: {}\n", preset.display());
-        }
-        if self.token.is_some() {
-            out += "# auth token: *** (loaded)\n";
-        }
-        for w in &self.warnings {
-            out += &format!("# warning: {w}\n");
-        }
-        out.push('\n');
-        match toml::to_string(&self.config) {
-            Ok(body) => out + &body,
-            Err(e) => out + &format!("# cannot print the config as TOML: {e}\n"),
-        }
-    }
-}
 
 /// Loads `path` with the default preset search.
 pub fn load(path: impl AsRef<Path>) -> Result<ResolvedConfig, ConfigError> {

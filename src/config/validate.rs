@@ -3,8 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use super::error::{ConfigError, ErrorKind, suggest};
-use super::load::DURATION_HINT;
+use super::error::{ConfigError, DURATION_HINT, ErrorKind, suggest};
 use super::schema::{AgentConfig, JobMode};
 use super::source::{Index, KeyPath, Sources};
 use crate::actions::OutputConfig;

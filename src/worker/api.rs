@@ -27,7 +27,7 @@ use tracing::{debug, info};
 
 use crate::http_serve::ServeLimits;
 
-use super::stream::{RequestError, StartRequest, params_update};
+use super::request::{RequestError, StartRequest, params_update};
 use super::{Worker, WorkerConfig, WorkerError};
 
 /// Requests are a few hundred bytes of JSON; refuse anything absurd.

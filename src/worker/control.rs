@@ -9,7 +9,8 @@
 use serde_json::Value;
 use tracing::{info, warn};
 
-use super::stream::{Ctx, Stats, params_update};
+use super::request::params_update;
+use super::session::{Ctx, Stats};
 use crate::trickle::{Subscriber, SubscriberOptions};
 
 /// Control messages are small; anything bigger is refused, not buffered.

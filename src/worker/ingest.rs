@@ -13,7 +13,7 @@ use tracing::{debug, info};
 use super::decode::Decoder;
 use super::detect::{DetectorParams, detect};
 use super::output::connect_publisher;
-use super::stream::{Ctx, Stats, now_ms};
+use super::session::{Ctx, Stats, now_ms};
 use crate::trickle::{Publisher, SegmentWriter, Subscriber, SubscriberOptions};
 
 /// Reads `subscribe_url` segment by segment until the stream is cancelled or
@@ -123,7 +123,7 @@ async fn open_output(ctx: &Ctx, out: &mut Option<Publisher>) -> Option<SegmentWr
 fn end_stream(ctx: &Ctx, reason: String) {
     info!(%reason, "stream ending");
     ctx.stats.error(reason);
-    let _ = ctx.cancel.send(true);
+    ctx.cancel();
 }
 
 /// Decodes the ingest bytes and runs the detector on every frame. A pipeline

@@ -18,11 +18,14 @@
 //! whoever started the job, so stopping only ends the worker's own requests.
 
 mod api;
+mod config;
 mod control;
 pub mod decode;
 pub mod detect;
 mod ingest;
 mod output;
+mod request;
+mod session;
 mod stream;
 
 use std::net::SocketAddr;
@@ -32,60 +35,13 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tracing::info;
 
-use crate::backoff::BackoffConfig;
-use crate::trickle::ClientOptions;
-
 pub use api::{WorkerHandle, run_worker};
-pub use stream::{RequestError, StartRequest, State, Status};
+pub use config::WorkerConfig;
+pub use request::{RequestError, StartRequest};
+pub use stream::{State, Status};
 
 /// How long `stop` waits for a stream's tasks before aborting them.
 const STOP_DEADLINE: Duration = Duration::from_secs(2);
-
-/// Tunables of the worker; the defaults follow pytrickle and ai-runner.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Size frames are scaled to for detection (shapes, not detail).
-    pub analysis_width: u32,
-    pub analysis_height: u32,
-    /// Detections are gathered this long into one JSONL line (pytrickle: 333 ms).
-    pub batch_interval: Duration,
-    /// A `[]` line is written after this long without any line (pytrickle: 25 s).
-    pub keepalive_interval: Duration,
-    /// A status event is written this often (ai-runner: 5 s; gateways call a
-    /// pipeline dead after 30 s of silence).
-    pub status_interval: Duration,
-    /// A data segment is ended after this many lines...
-    pub lines_per_segment: usize,
-    /// ...or once it is this old, whichever comes first.
-    pub segment_max_age: Duration,
-    /// Delay between decode pipeline rebuilds and connection attempts.
-    pub restart_backoff: BackoffConfig,
-    /// Reported as `pipeline` in status events.
-    pub pipeline_name: String,
-    /// TLS and auth for the trickle channels.
-    pub client: ClientOptions,
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        Self {
-            analysis_width: 160,
-            analysis_height: 120,
-            batch_interval: Duration::from_millis(333),
-            keepalive_interval: Duration::from_secs(25),
-            status_interval: Duration::from_secs(5),
-            lines_per_segment: 15,
-            segment_max_age: Duration::from_secs(5),
-            restart_backoff: BackoffConfig::new(
-                Duration::from_millis(250),
-                Duration::from_secs(10),
-            )
-            .expect("static backoff bounds are valid"),
-            pipeline_name: "trickle-edge-reference".into(),
-            client: ClientOptions::default(),
-        }
-    }
-}
 
 /// Why the worker could not run.
 #[derive(Debug, thiserror::Error)]

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 
-use super::stream::{Ctx, now_ms};
+use super::session::{Ctx, now_ms};
 use crate::trickle::{Publisher, PublisherOptions, SegmentWriter};
 
 /// Connects a publisher, retrying transient failures with backoff until the
