@@ -212,36 +212,15 @@ pub struct SubscribeArgs {
     pub conn: ConnArgs,
 }
 
-/// Logs go to stderr; `TRICKLE_EDGE_LOG` overrides the level (e.g. `debug`).
-/// The demo defaults to warnings only so its live view stays readable.
-/// Under systemd (`JOURNAL_STREAM` set) events go to the journal natively, so
-/// their fields (rule, output, channel, seq, …) are journal fields that
-/// `journalctl -o verbose` shows and `journalctl RULE=door` filters on.
-pub fn init_tracing(cli: &Cli) {
-    use tracing_subscriber::EnvFilter;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-    let default = match cli.command {
-        Command::Demo(_) => "warn",
-        _ => "info,hyper=warn,rustls=warn",
-    };
-    let filter =
-        EnvFilter::try_from_env("TRICKLE_EDGE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
-    if std::env::var_os("JOURNAL_STREAM").is_some()
-        && let Ok(journald) = tracing_journald::layer()
-    {
-        tracing_subscriber::registry()
-            .with(filter)
-            .with(journald.with_syslog_identifier("trickle-edge".into()))
-            .init();
-        return;
+impl Cli {
+    /// The log filter when `TRICKLE_EDGE_LOG` is unset, for [`crate::logging::init`]:
+    /// the demo keeps its live view readable with warnings only.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self.command {
+            Command::Demo(_) => crate::logging::DEMO_FILTER,
+            _ => crate::logging::DEFAULT_FILTER,
+        }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        // Log files and pipes get plain text, a terminal gets colours.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -293,79 +272,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn probe() -> anyhow::Result<()> {
-    println!("cameras:");
-    let mut found = false;
-    for dir in ["/dev/v4l/by-id", "/dev"] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        let mut names: Vec<_> = entries
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| {
-                dir != "/dev"
-                    || p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("video"))
-            })
-            .collect();
-        names.sort();
-        for p in names {
-            found = true;
-            println!("  v4l2:{}", p.display());
-        }
-    }
-    if !found {
-        println!("  (no V4L2 device; `test` and `file:PATH` sources always work)");
-    }
-    use crate::media::elements::{Need, missing};
-    println!("GStreamer elements:");
-    let required = missing(Need::Required);
-    let optional = missing(Need::Optional);
-    if required.is_empty() && optional.is_empty() {
-        println!("  all required and optional elements installed");
-    }
-    for (what, list) in [("required", required), ("optional", optional)] {
-        for e in list {
-            println!("  {what} {:<14} missing (install {})", e.factory, e.package);
-        }
-    }
-    println!("H.264 encoders (auto picks the first that works):");
-    let results = tokio::task::spawn_blocking(crate::media::probe_encoders).await?;
-    for r in results {
-        let state = match (r.present, r.works) {
-            (_, true) => "works".to_string(),
-            (true, false) => format!("present but failed: {}", r.error.unwrap_or_default()),
-            (false, _) => match crate::media::elements::lookup(r.element) {
-                Some(e) if e.hardware => format!(
-                    "not present ({} registers it only where its hardware exists)",
-                    e.package
-                ),
-                _ => format!("missing (install {})", crate::media::package_for(r.element)),
-            },
-        };
-        println!(
-            "  {:<16} {:>7.1} ms  {state}",
-            r.element,
-            r.took.as_secs_f64() * 1e3
-        );
-    }
-    println!("GPIO chips:");
-    match gpiocdev::chip::chips() {
-        Ok(chips) if !chips.is_empty() => {
-            for path in chips {
-                match gpiocdev::Chip::from_path(&path).and_then(|c| c.info()) {
-                    Ok(info) => println!(
-                        "  {} label={} lines={}",
-                        path.display(),
-                        info.label,
-                        info.num_lines
-                    ),
-                    Err(e) => println!("  {} (cannot open: {e})", path.display()),
-                }
-            }
-        }
-        _ => println!("  (none: use backend = \"simulated\" for GPIO outputs)"),
-    }
+    let media = tokio::task::spawn_blocking(crate::media::probe_media).await?;
+    let gpio = crate::actions::probe_chips();
+    print!("{media}{gpio}");
     Ok(())
 }
 

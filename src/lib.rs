@@ -11,6 +11,7 @@ pub mod data;
 pub mod duration;
 pub mod http_serve;
 pub mod job;
+pub mod logging;
 pub mod media;
 pub mod procfs;
 pub mod rules;

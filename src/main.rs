@@ -2,7 +2,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = trickle_edge::cli::Cli::parse();
-    trickle_edge::cli::init_tracing(&cli);
+    trickle_edge::logging::init(cli.default_log_filter());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -536,3 +536,110 @@ fn find_chip(output: &str, chip: &str) -> Result<std::path::PathBuf, ActionError
         format!("no GPIO chip with path, name or label {chip:?}"),
     ))
 }
+
+/// The GPIO chips `trickle-edge probe` lists, so a config's `chip` can be
+/// picked by path, name or label without another tool.
+#[derive(Debug)]
+pub struct ChipListing {
+    pub chips: Vec<ChipProbe>,
+}
+
+/// One chip device and what opening it gave.
+#[derive(Debug)]
+pub struct ChipProbe {
+    pub path: std::path::PathBuf,
+    /// Label and line count, or why the chip could not be opened (often
+    /// permissions: the agent's user needs the `gpio` group).
+    pub info: Result<gpiocdev::chip::Info, gpiocdev::Error>,
+}
+
+/// Every GPIO chip device on this machine, each opened once for its label.
+/// A machine where the chips cannot be listed at all reports none, which is
+/// what matters to the reader: only `backend = "simulated"` will work there.
+pub fn probe_chips() -> ChipListing {
+    let paths = gpiocdev::chip::chips().unwrap_or_default();
+    let chips = paths
+        .into_iter()
+        .map(|path| {
+            let info = gpiocdev::Chip::from_path(&path).and_then(|c| c.info());
+            ChipProbe { path, info }
+        })
+        .collect();
+    ChipListing { chips }
+}
+
+impl std::fmt::Display for ChipListing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(f, "GPIO chips:")?;
+        if self.chips.is_empty() {
+            return writeln!(f, "  (none: use backend = \"simulated\" for GPIO outputs)");
+        }
+        for chip in &self.chips {
+            match &chip.info {
+                Ok(info) => writeln!(
+                    f,
+                    "  {} label={} lines={}",
+                    chip.path.display(),
+                    info.label,
+                    info.num_lines
+                )?,
+                Err(e) => writeln!(f, "  {} (cannot open: {e})", chip.path.display())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod chip_listing_tests {
+    use super::*;
+
+    #[test]
+    fn no_chips_points_at_the_simulated_backend() {
+        let listing = ChipListing { chips: Vec::new() };
+        assert_eq!(
+            listing.to_string(),
+            "GPIO chips:\n  (none: use backend = \"simulated\" for GPIO outputs)\n"
+        );
+    }
+
+    #[test]
+    fn lists_label_and_lines_or_why_a_chip_cannot_be_opened() {
+        let listing = ChipListing {
+            chips: vec![
+                ChipProbe {
+                    path: "/dev/gpiochip0".into(),
+                    info: Ok(gpiocdev::chip::Info {
+                        name: "gpiochip0".into(),
+                        label: "pinctrl-bcm2711".into(),
+                        num_lines: 58,
+                    }),
+                },
+                ChipProbe {
+                    path: "/dev/gpiochip1".into(),
+                    info: Err(gpiocdev::Error::InvalidArgument("permission denied".into())),
+                },
+            ],
+        };
+        assert_eq!(
+            listing.to_string(),
+            "GPIO chips:\n\
+             \x20 /dev/gpiochip0 label=pinctrl-bcm2711 lines=58\n\
+             \x20 /dev/gpiochip1 (cannot open: permission denied)\n"
+        );
+    }
+
+    #[test]
+    fn finds_none_where_the_machine_has_no_chip_devices() {
+        let has_chips = std::fs::read_dir("/dev").is_ok_and(|d| {
+            d.flatten()
+                .any(|e| e.file_name().to_string_lossy().starts_with("gpiochip"))
+        });
+        if has_chips {
+            return;
+        }
+        let listing = probe_chips();
+        assert!(listing.chips.is_empty(), "{listing:?}");
+        assert!(listing.to_string().contains("(none: use backend"));
+    }
+}

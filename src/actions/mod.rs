@@ -65,7 +65,7 @@ pub use config::{
     MqttConfig, OutputConfig, Secret, WebhookConfig,
 };
 pub use counters::OutputCounters;
-pub use gpio::{GpioTransition, SimulatedGpio};
+pub use gpio::{ChipListing, ChipProbe, GpioTransition, SimulatedGpio, probe_chips};
 pub use json::{item_json, rfc3339};
 pub use mqtt::render_topic;
 

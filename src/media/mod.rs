@@ -23,6 +23,7 @@ pub mod elements;
 mod encoder;
 mod error;
 mod pipeline;
+pub mod probe;
 mod segmenter;
 
 pub use camera::{Camera, CameraHandle};
@@ -33,6 +34,7 @@ pub use encoder::{
 };
 pub use error::MediaError;
 pub use pipeline::{PipelineSpec, build_pipeline};
+pub use probe::{MediaReport, probe_media};
 pub use segmenter::{
     GopSegment, MediaStats, QueueConfig, SegmentQueue, SegmentSender, SegmentWriter, segment_queue,
 };
