@@ -246,7 +246,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Worker(a) => {
-            crate::worker::run_worker(a.listen, shutdown_signal()).await?;
+            let (stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stop.trigger();
+            });
+            crate::worker::run_worker(a.listen, shutdown).await?;
             Ok(())
         }
         Command::Probe => probe().await,

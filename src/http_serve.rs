@@ -1,12 +1,19 @@
-//! One HTTP/1 accept loop with limits, for the agent's `/healthz` endpoint
-//! and the reference worker's API: a failing `accept` (out of file
-//! descriptors) pauses instead of spinning, a client that never finishes its
-//! headers is dropped, connections are capped, and shutdown stops accepting,
-//! then lets each open connection finish its request within a grace period.
-//! (The trickle server keeps its own loop: it wraps each socket to send
-//! interim `100 Continue` responses and sweeps idle channels.)
+//! One HTTP/1 accept loop with limits, for every server in the crate: the
+//! agent's `/healthz` endpoint, the reference worker's API and the trickle
+//! server. A failing `accept` (out of file descriptors) pauses instead of
+//! spinning, a client that never finishes its headers is dropped,
+//! connections are capped, and a [`Shutdown`] stops accepting, then lets each
+//! open connection finish its request within a grace period (none: dropped).
+//!
+//! [`serve`] hands every connection a clone of one service on the raw
+//! socket. A server that needs more per connection implements
+//! [`Connections`] and calls [`serve_connections`]: the trickle server wraps
+//! each socket so its handlers can slip interim `100 Continue` responses in,
+//! and counts the connections it refuses. (Its idle-channel sweep is a task
+//! of its own beside this loop, stopped by the same `Shutdown`.)
 
 use std::error::Error as StdError;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,9 +22,15 @@ use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
+
+use crate::shutdown::Shutdown;
+
+/// Errors a service or body may hand to hyper.
+type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// What one listener allows.
 #[derive(Debug, Clone, Copy)]
@@ -26,8 +39,11 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// A client must send its request headers within this time.
     pub header_read_timeout: Duration,
-    /// After shutdown, how long open connections may take to finish.
+    /// After shutdown, how long open connections may take to finish. Zero
+    /// drops them at once, mid-request.
     pub shutdown_grace: Duration,
+    /// How long a failing `accept` pauses before the next try.
+    pub accept_error_pause: Duration,
 }
 
 impl Default for ServeLimits {
@@ -36,52 +52,101 @@ impl Default for ServeLimits {
             max_connections: 64,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
+            accept_error_pause: Duration::from_millis(100),
         }
     }
 }
 
-/// Resolves once `rx` turns true or its sender is gone. The guard
-/// `wait_for` returns is dropped here, so callers' futures stay `Send`.
-pub async fn stopped(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
+/// How [`serve_connections`] sets up each accepted connection.
+pub trait Connections: Send + 'static {
+    /// The socket as hyper reads and writes it; a wrapper may add bytes of
+    /// its own between hyper's.
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    /// The body of the service's responses.
+    type Body: Body<Data: Send, Error: Into<BoxError>> + Send + 'static;
+    /// Answers the requests of one connection.
+    type Service: Service<
+            Request<Incoming>,
+            Response = Response<Self::Body>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Send
+        + 'static;
+
+    /// The IO and the service for a connection just accepted from `peer`.
+    fn open(&self, stream: TcpStream, peer: SocketAddr) -> (Self::Io, Self::Service);
+
+    /// Told of each connection closed unserved at the connection limit.
+    fn refused(&self, _peer: SocketAddr) {}
 }
 
-/// How long a failing `accept` pauses before the next try.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// Every connection gets a clone of one service, on the raw socket.
+struct SharedService<S>(S);
 
-/// Serves `service` on `listener` until `shutdown` turns true (or its sender
-/// is dropped).
-pub async fn serve<S, B>(
-    listener: TcpListener,
-    service: S,
-    limits: ServeLimits,
-    mut shutdown: watch::Receiver<bool>,
-) where
-    S: Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn StdError + Send + Sync>>,
-    B: Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+impl<S, B> Connections for SharedService<S>
+where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static,
+    B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
 {
+    type Io = TcpStream;
+    type Body = B;
+    type Service = S;
+
+    fn open(&self, stream: TcpStream, _peer: SocketAddr) -> (TcpStream, S) {
+        (stream, self.0.clone())
+    }
+}
+
+/// Serves `service` on `listener` until `shutdown` fires.
+pub async fn serve<S, B>(listener: TcpListener, service: S, limits: ServeLimits, shutdown: Shutdown)
+where
+    S: Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Future: Send + 'static,
+            Error: Into<BoxError>,
+        > + Clone
+        + Send
+        + 'static,
+    B: Body<Data: Send, Error: Into<BoxError>> + Send + 'static,
+{
+    serve_connections(listener, SharedService(service), limits, shutdown).await;
+}
+
+/// Serves each connection as `connections` sets it up, on `listener`, until
+/// `shutdown` fires.
+pub async fn serve_connections<C: Connections>(
+    listener: TcpListener,
+    connections: C,
+    limits: ServeLimits,
+    mut shutdown: Shutdown,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let mut connections = tokio::task::JoinSet::new();
+    let mut open = tokio::task::JoinSet::new();
     let mut refused_logged: Option<tokio::time::Instant> = None;
     loop {
         let accepted = tokio::select! {
-            _ = stopped(&mut shutdown) => break,
-            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+            _ = shutdown.recv() => break,
+            Some(_) = open.join_next(), if !open.is_empty() => continue,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
                 warn!(error = %e, "accept failed; pausing");
-                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                tokio::time::sleep(limits.accept_error_pause).await;
                 continue;
             }
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
+            connections.refused(peer);
             let now = tokio::time::Instant::now();
             if refused_logged.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
                 warn!(limit = limits.max_connections, %peer, "connection limit reached, refusing");
@@ -90,19 +155,19 @@ pub async fn serve<S, B>(
             drop(stream);
             continue;
         };
-        let service = service.clone();
+        let (io, service) = connections.open(stream, peer);
         let mut stop = shutdown.clone();
-        connections.spawn(async move {
+        open.spawn(async move {
             let conn = http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(limits.header_read_timeout)
-                .serve_connection(TokioIo::new(stream), service);
+                .serve_connection(TokioIo::new(io), service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r {
                     debug!(%peer, error = %e, "connection ended with an error");
                 },
-                _ = stopped(&mut stop) => {
+                _ = stop.recv() => if !limits.shutdown_grace.is_zero() {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(limits.shutdown_grace, conn).await;
                 }
@@ -110,11 +175,13 @@ pub async fn serve<S, B>(
             drop(permit);
         });
     }
-    let _ = tokio::time::timeout(limits.shutdown_grace, async {
-        while connections.join_next().await.is_some() {}
-    })
-    .await;
-    connections.shutdown().await;
+    if !limits.shutdown_grace.is_zero() {
+        let _ = tokio::time::timeout(limits.shutdown_grace, async {
+            while open.join_next().await.is_some() {}
+        })
+        .await;
+    }
+    open.shutdown().await;
 }
 
 #[cfg(test)]
@@ -126,21 +193,27 @@ mod tests {
     use bytes::Bytes;
     use http_body_util::Full;
     use hyper::service::service_fn;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use tokio::net::TcpStream;
+
+    use crate::shutdown::ShutdownTrigger;
 
     const PATIENCE: Duration = Duration::from_secs(10);
 
     async fn start(
         limits: ServeLimits,
-    ) -> (SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    ) -> (SocketAddr, ShutdownTrigger, tokio::task::JoinHandle<()>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let svc = service_fn(|_req: Request<Incoming>| async {
             Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(b"ok"))))
         });
-        let (tx, rx) = watch::channel(false);
-        (addr, tx, tokio::spawn(serve(listener, svc, limits, rx)))
+        let (trigger, shutdown) = ShutdownTrigger::new();
+        (
+            addr,
+            trigger,
+            tokio::spawn(serve(listener, svc, limits, shutdown)),
+        )
     }
 
     /// Reads until the peer closes; the bytes it sent before.
@@ -218,11 +291,148 @@ mod tests {
     #[tokio::test]
     async fn shutdown_stops_accepting_and_ends_the_loop() {
         let (addr, stop, task) = start(ServeLimits::default()).await;
-        stop.send(true).unwrap();
+        stop.trigger();
         tokio::time::timeout(PATIENCE, task)
             .await
             .expect("serve returns after shutdown")
             .unwrap();
         assert!(TcpStream::connect(addr).await.is_err(), "listener closed");
+    }
+
+    /// Serves [`SaysOk`] behind a socket that says hello first, and counts
+    /// refusals.
+    #[derive(Clone, Default)]
+    struct Greeting {
+        refused: Arc<AtomicUsize>,
+    }
+
+    /// Writes `hello\n` before hyper's first byte.
+    struct Hello {
+        inner: TcpStream,
+        greeted: bool,
+    }
+
+    impl AsyncRead for Hello {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+        }
+    }
+
+    impl AsyncWrite for Hello {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            if !self.greeted {
+                // Loopback takes six bytes at once; a test need not loop.
+                std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, b"hello\n"))?;
+                self.greeted = true;
+            }
+            std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+        }
+    }
+
+    /// Answers `ok` to everything.
+    struct SaysOk;
+
+    impl Service<Request<Incoming>> for SaysOk {
+        type Response = Response<Full<Bytes>>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+        fn call(&self, _req: Request<Incoming>) -> Self::Future {
+            std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(b"ok")))))
+        }
+    }
+
+    impl Connections for Greeting {
+        type Io = Hello;
+        type Body = Full<Bytes>;
+        type Service = SaysOk;
+
+        fn open(&self, stream: TcpStream, _peer: SocketAddr) -> (Hello, SaysOk) {
+            let io = Hello {
+                inner: stream,
+                greeted: false,
+            };
+            (io, SaysOk)
+        }
+
+        fn refused(&self, _peer: SocketAddr) {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[tokio::test]
+    async fn connections_wrap_each_socket_and_hear_of_refusals() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let greeting = Greeting::default();
+        let limits = ServeLimits {
+            max_connections: 1,
+            ..Default::default()
+        };
+        let (_stop, shutdown) = ShutdownTrigger::new();
+        tokio::spawn(serve_connections(
+            listener,
+            greeting.clone(),
+            limits,
+            shutdown,
+        ));
+        let mut held = TcpStream::connect(addr).await.unwrap();
+        held.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        let mut refused = TcpStream::connect(addr).await.unwrap();
+        assert!(until_closed(&mut refused).await.is_empty());
+        assert_eq!(greeting.refused.load(Ordering::Relaxed), 1);
+        held.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let got = until_closed(&mut held).await;
+        assert!(
+            got.starts_with(b"hello\nHTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_grace_period_shutdown_drops_open_connections() {
+        let (addr, stop, task) = start(ServeLimits {
+            shutdown_grace: Duration::ZERO,
+            header_read_timeout: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await;
+        // Half a request: with a grace period the server would wait for it.
+        let mut open = TcpStream::connect(addr).await.unwrap();
+        open.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+        // Let the loop take the connection in before it is told to stop.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        stop.trigger();
+        // Well inside the default grace period of 2 s.
+        tokio::time::timeout(Duration::from_secs(1), task)
+            .await
+            .expect("serve returns at once")
+            .unwrap();
+        assert!(until_closed(&mut open).await.is_empty());
     }
 }

@@ -159,10 +159,8 @@ async fn run_worker_serves_until_shutdown() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(trickle_edge::worker::run_worker(port, async {
-        let _ = rx.await;
-    }));
+    let (stop, shutdown) = trickle_edge::shutdown::ShutdownTrigger::new();
+    let task = tokio::spawn(trickle_edge::worker::run_worker(port, shutdown));
     let health = within("worker listening", async {
         loop {
             if tokio::net::TcpStream::connect(port).await.is_ok() {
@@ -173,6 +171,6 @@ async fn run_worker_serves_until_shutdown() {
     })
     .await;
     assert_eq!(health, (200, json!({"status": "IDLE"})));
-    tx.send(()).unwrap();
+    stop.trigger();
     within("run_worker returns", task).await.unwrap().unwrap();
 }

@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 use super::metrics::Exposition;
 use super::stats::AgentStats;
 use crate::http_serve::ServeLimits;
+use crate::shutdown::Shutdown;
 
 /// Binds and serves in the background; returns the bound address.
 pub async fn start(
@@ -31,11 +32,13 @@ pub async fn start(
     });
     Ok((
         addr,
-        tokio::spawn(async move {
-            // Stopped by aborting this task; the sender lives as long as it.
-            let (_keep, stop) = tokio::sync::watch::channel(false);
-            crate::http_serve::serve(listener, svc, ServeLimits::default(), stop).await;
-        }),
+        // Stopped by aborting this task.
+        tokio::spawn(crate::http_serve::serve(
+            listener,
+            svc,
+            ServeLimits::default(),
+            Shutdown::never(),
+        )),
     ))
 }
 

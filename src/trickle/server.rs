@@ -3,11 +3,14 @@
 //! Requests and answers follow `trickle-protocol.md` row by row. The server
 //! owns a map of [`Channel`]s; each request resolves its channel and segment
 //! under a short lock and then streams without holding any lock, so one slow
-//! peer never blocks another.
+//! peer never blocks another. Connections come from the crate's one accept
+//! loop ([`crate::http_serve`]), each socket wrapped for interim responses;
+//! idle channels are swept by a task of their own beside it.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -16,17 +19,17 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use hyper::service::Service;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::channel::{Channel, ReadSlot, WriteSlot};
 use super::interim::{InterimHandle, InterimIo};
 use super::segment::ReadEvent;
 use super::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
+use crate::http_serve::{Connections, ServeLimits, serve_connections};
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sync::LockIgnoringPoison;
 
 type Body = BoxBody<Bytes, std::io::Error>;
@@ -208,8 +211,10 @@ impl ServerState {
 pub struct RunningServer {
     pub state: Arc<ServerState>,
     local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    /// Stops the accept loop and the idle sweep; dropping it does too.
+    stop: ShutdownTrigger,
+    serve_task: JoinHandle<()>,
+    sweep_task: JoinHandle<()>,
 }
 
 impl RunningServer {
@@ -228,15 +233,32 @@ impl RunningServer {
         for name in self.state.channel_names() {
             self.state.close_channel(&name);
         }
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        self.stop.trigger();
+        let _ = self.serve_task.await;
+        let _ = self.sweep_task.await;
     }
 
     /// Stops at once, like a crash: connections are dropped mid-stream.
     pub async fn kill(self) {
-        let _ = self.shutdown.send(true);
-        self.task.abort();
-        let _ = self.task.await;
+        self.stop.trigger();
+        self.serve_task.abort();
+        self.sweep_task.abort();
+        let _ = self.serve_task.await;
+        let _ = self.sweep_task.await;
+    }
+}
+
+impl ServerConfig {
+    /// The accept loop's limits for this server. Shutdown keeps no grace
+    /// period: its channels were closed first, so readers already saw their
+    /// streams end, and what is left open is dropped at once.
+    pub fn serve_limits(&self) -> ServeLimits {
+        ServeLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            shutdown_grace: Duration::ZERO,
+            accept_error_pause: Duration::from_millis(50),
+        }
     }
 }
 
@@ -253,78 +275,88 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         source,
     })?;
     let state = ServerState::new(config)?;
-    let (shutdown, shutdown_rx) = watch::channel(false);
-    let task = tokio::spawn(serve(listener, state.clone(), shutdown_rx));
+    let (stop, shutdown) = ShutdownTrigger::new();
+    let limits = state.config.serve_limits();
+    let serve_task = tokio::spawn(serve_connections(
+        listener,
+        TrickleConnections {
+            state: state.clone(),
+        },
+        limits,
+        shutdown.clone(),
+    ));
+    let sweep_task = tokio::spawn(sweep_idle_channels(state.clone(), shutdown));
     info!(%local_addr, base = %state.config.base_path, "trickle server listening");
     Ok(RunningServer {
         state,
         local_addr,
-        shutdown,
-        task,
+        stop,
+        serve_task,
+        sweep_task,
     })
 }
 
-async fn serve(
-    listener: TcpListener,
-    state: Arc<ServerState>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let permits = Arc::new(Semaphore::new(state.config.max_connections));
+/// Closes idle channels every `sweep_interval` until `shutdown` fires.
+async fn sweep_idle_channels(state: Arc<ServerState>, mut shutdown: Shutdown) {
     let mut sweep = tokio::time::interval(state.config.sweep_interval);
     sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut connections = tokio::task::JoinSet::new();
-    let mut refused_logged: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
-            _ = shutdown.changed() => break,
+            _ = shutdown.recv() => break,
             _ = sweep.tick() => { state.sweep_idle(); }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let Ok(permit) = permits.clone().try_acquire_owned() else {
-                    state.stats.connections_refused.fetch_add(1, Ordering::Relaxed);
-                    let now = tokio::time::Instant::now();
-                    if refused_logged.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
-                        warn!(limit = state.config.max_connections, "connection limit reached, refusing");
-                        refused_logged = Some(now);
-                    }
-                    drop(stream);
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let header_timeout = state.config.header_read_timeout;
-                let state = state.clone();
-                let mut stop = shutdown.clone();
-                connections.spawn(async move {
-                    let (io, interim) = InterimIo::new(stream);
-                    let svc = service_fn(move |req| {
-                        let state = state.clone();
-                        let interim = interim.clone();
-                        async move { Ok::<_, Infallible>(handle(state, interim, req).await) }
-                    });
-                    let conn = http1::Builder::new()
-                        .timer(TokioTimer::new())
-                        .header_read_timeout(header_timeout)
-                        .keep_alive(true)
-                        .serve_connection(TokioIo::new(io), svc);
-                    tokio::select! {
-                        r = conn => if let Err(e) = r { debug!(%peer, error = %e, "connection ended with error") },
-                        _ = stop.changed() => {}
-                    }
-                    drop(permit);
-                });
-            }
         }
     }
-    connections.shutdown().await;
+}
+
+/// Sets up each connection of one server: the socket is wrapped so an idle
+/// POST's handler can send interim responses on it, and refusals are counted.
+struct TrickleConnections {
+    state: Arc<ServerState>,
+}
+
+impl Connections for TrickleConnections {
+    type Io = InterimIo<TcpStream>;
+    type Body = Body;
+    type Service = TrickleService;
+
+    fn open(&self, stream: TcpStream, _peer: SocketAddr) -> (Self::Io, TrickleService) {
+        let _ = stream.set_nodelay(true);
+        let (io, interim) = InterimIo::new(stream);
+        let service = TrickleService {
+            state: self.state.clone(),
+            interim,
+        };
+        (io, service)
+    }
+
+    fn refused(&self, _peer: SocketAddr) {
+        self.state
+            .stats
+            .connections_refused
+            .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Answers the requests of one connection, with that connection's interim
+/// handle. A named type (not `service_fn`) so [`TrickleConnections`] can say
+/// what it returns.
+struct TrickleService {
+    state: Arc<ServerState>,
+    interim: InterimHandle,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+impl Service<Request<Incoming>> for TrickleService {
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Answer;
+
+    fn call(&self, req: Request<Incoming>) -> Answer {
+        let state = self.state.clone();
+        let interim = self.interim.clone();
+        Box::pin(async move { Ok(handle(state, interim, req).await) })
+    }
 }
 
 fn text(status: StatusCode, msg: &str) -> Response<Body> {
@@ -357,12 +389,41 @@ enum Target<'a> {
     Next(&'a str),
 }
 
-fn parse_target<'a>(base: &str, path: &'a str) -> Result<Target<'a>, &'static str> {
-    let rest = path.strip_prefix(base).ok_or("Not found")?;
+/// Why a request path names no [`Target`], with the status it is answered with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum RouteError {
+    /// Outside the base path, or deeper than `<channel>/<seq>`.
+    #[error("Not found")]
+    NotFound,
+    #[error("Invalid channel name")]
+    BadChannelName,
+    /// A seq that is not a number, below -2, or not one a POST may name.
+    #[error("Invalid idx")]
+    BadIndex,
+}
+
+impl RouteError {
+    fn status(self) -> StatusCode {
+        match self {
+            RouteError::NotFound => StatusCode::NOT_FOUND,
+            RouteError::BadChannelName | RouteError::BadIndex => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn response(self) -> Response<Body> {
+        text(self.status(), &self.to_string())
+    }
+}
+
+fn parse_target<'a>(base: &str, path: &'a str) -> Result<Target<'a>, RouteError> {
+    let rest = path.strip_prefix(base).ok_or(RouteError::NotFound)?;
     let mut parts = rest.split('/');
-    let name = parts.next().filter(|n| !n.is_empty()).ok_or("Not found")?;
+    let name = parts
+        .next()
+        .filter(|n| !n.is_empty())
+        .ok_or(RouteError::NotFound)?;
     if !valid_channel_name(name) {
-        return Err("Invalid channel name");
+        return Err(RouteError::BadChannelName);
     }
     match (parts.next(), parts.next()) {
         (None, _) | (Some(""), None) => Ok(Target::Channel(name)),
@@ -372,8 +433,8 @@ fn parse_target<'a>(base: &str, path: &'a str) -> Result<Target<'a>, &'static st
             .ok()
             .filter(|s| *s >= -2)
             .map(|s| Target::Segment(name, s))
-            .ok_or("Invalid idx"),
-        _ => Err("Not found"),
+            .ok_or(RouteError::BadIndex),
+        _ => Err(RouteError::NotFound),
     }
 }
 
@@ -408,8 +469,7 @@ async fn handle(
     let path = req.uri().path().to_string();
     let target = match parse_target(&state.config.base_path, &path) {
         Ok(t) => t,
-        Err(msg) if msg == "Not found" => return text(StatusCode::NOT_FOUND, msg),
-        Err(msg) => return text(StatusCode::BAD_REQUEST, msg),
+        Err(e) => return e.response(),
     };
     match (req.method().clone(), target) {
         (Method::POST, Target::Channel(name)) => create(&state, name, &req),
@@ -427,7 +487,7 @@ async fn handle(
                 text(StatusCode::BAD_REQUEST, "Invalid stream")
             }
         }
-        (Method::POST, Target::Segment(..)) => text(StatusCode::BAD_REQUEST, "Invalid idx"),
+        (Method::POST, Target::Segment(..)) => RouteError::BadIndex.response(),
         _ => text(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed"),
     }
 }
@@ -746,13 +806,36 @@ mod tests {
             parse_target(b, "/ai/trickle/abc/next"),
             Ok(Target::Next("abc"))
         );
-        assert_eq!(parse_target(b, "/ai/trickle/abc/-3"), Err("Invalid idx"));
-        assert_eq!(parse_target(b, "/ai/trickle/abc/x"), Err("Invalid idx"));
-        assert_eq!(parse_target(b, "/other/abc"), Err("Not found"));
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc/-3"),
+            Err(RouteError::BadIndex)
+        );
+        assert_eq!(
+            parse_target(b, "/ai/trickle/abc/x"),
+            Err(RouteError::BadIndex)
+        );
+        assert_eq!(parse_target(b, "/other/abc"), Err(RouteError::NotFound));
+        assert_eq!(parse_target(b, "/ai/trickle/"), Err(RouteError::NotFound));
         assert_eq!(
             parse_target(b, "/ai/trickle/a%20b"),
-            Err("Invalid channel name")
+            Err(RouteError::BadChannelName)
         );
-        assert_eq!(parse_target(b, "/ai/trickle/a/1/2"), Err("Not found"));
+        assert_eq!(
+            parse_target(b, "/ai/trickle/a/1/2"),
+            Err(RouteError::NotFound)
+        );
+    }
+
+    #[test]
+    fn route_errors_answer_with_their_status_and_text() {
+        let answers = [
+            (RouteError::NotFound, 404, "Not found"),
+            (RouteError::BadChannelName, 400, "Invalid channel name"),
+            (RouteError::BadIndex, 400, "Invalid idx"),
+        ];
+        for (e, status, msg) in answers {
+            assert_eq!(e.status().as_u16(), status, "{e:?}");
+            assert_eq!(e.to_string(), msg);
+        }
     }
 }

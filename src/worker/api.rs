@@ -21,11 +21,11 @@ use hyper::service::service_fn;
 use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::{debug, info};
 
 use crate::http_serve::ServeLimits;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 
 use super::request::{RequestError, StartRequest, params_update};
 use super::{Worker, WorkerConfig, WorkerError};
@@ -128,7 +128,7 @@ async fn handle(
 pub struct WorkerHandle {
     worker: Worker,
     local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
+    stop: ShutdownTrigger,
     task: JoinHandle<()>,
 }
 
@@ -149,13 +149,13 @@ impl WorkerHandle {
             source,
         })?;
         let worker = Worker::new(config);
-        let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, worker.clone(), rx));
+        let (stop, shutdown) = ShutdownTrigger::new();
+        let task = tokio::spawn(serve(listener, worker.clone(), shutdown));
         info!(%local_addr, "worker API listening");
         Ok(WorkerHandle {
             worker,
             local_addr,
-            shutdown,
+            stop,
             task,
         })
     }
@@ -176,25 +176,22 @@ impl WorkerHandle {
 
     /// Stops accepting, lets open requests finish, and stops the stream.
     pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
+        self.stop.trigger();
         let _ = self.task.await;
         self.worker.stop().await;
     }
 }
 
-async fn serve(listener: TcpListener, worker: Worker, shutdown: watch::Receiver<bool>) {
+async fn serve(listener: TcpListener, worker: Worker, shutdown: Shutdown) {
     let service = service_fn(move |req| handle(worker.clone(), req));
     crate::http_serve::serve(listener, service, ServeLimits::default(), shutdown).await;
 }
 
-/// Runs the worker API on `listen` until `shutdown` resolves, then stops the
+/// Runs the worker API on `listen` until `shutdown` fires, then stops the
 /// stream (`trickle-edge worker --listen ADDR`).
-pub async fn run_worker(
-    listen: SocketAddr,
-    shutdown: impl Future<Output = ()>,
-) -> Result<(), WorkerError> {
+pub async fn run_worker(listen: SocketAddr, mut shutdown: Shutdown) -> Result<(), WorkerError> {
     let handle = WorkerHandle::start(listen, WorkerConfig::default()).await?;
-    shutdown.await;
+    shutdown.recv().await;
     info!("worker shutting down");
     handle.shutdown().await;
     Ok(())
