@@ -12,34 +12,30 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
-use tokio::task::JoinHandle;
 
 use super::metrics::Exposition;
 use super::stats::AgentStats;
 use crate::http_serve::ServeLimits;
 use crate::shutdown::Shutdown;
+use crate::stage::StageHandle;
 
-/// Binds and serves in the background; returns the bound address.
+/// Binds and serves in the background until `shutdown` fires; returns the
+/// bound address and the serving stage.
 pub async fn start(
     listen: SocketAddr,
     stats: Arc<AgentStats>,
-) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
+    shutdown: &Shutdown,
+) -> std::io::Result<(SocketAddr, StageHandle)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
     let svc = service_fn(move |req| {
         let stats = stats.clone();
         async move { Ok::<_, Infallible>(handle(&stats, req)) }
     });
-    Ok((
-        addr,
-        // Stopped by aborting this task.
-        tokio::spawn(crate::http_serve::serve(
-            listener,
-            svc,
-            ServeLimits::default(),
-            Shutdown::never(),
-        )),
-    ))
+    let stage = StageHandle::spawn("supervisor endpoint", shutdown, |s| {
+        crate::http_serve::serve(listener, svc, ServeLimits::default(), s)
+    });
+    Ok((addr, stage))
 }
 
 fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {

@@ -3,7 +3,8 @@
 //!
 //! Order matters at both ends. At start, outputs are built first (which puts
 //! every GPIO line in its failsafe state) before anything can drive them. On
-//! stop, outputs go to failsafe *before* channels and the job are torn down.
+//! stop, the rules task ends, then outputs go to failsafe *before* channels
+//! and the job are torn down.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -385,11 +386,15 @@ impl Running {
         }
     }
 
-    /// Stop: failsafe first, then the job and channels, then the rest.
+    /// Stop: the rules task first (nothing may drive an output after its
+    /// failsafe), outputs to failsafe, then the job, channels and camera.
+    /// Every stage already saw the agent's shutdown; this bounds and orders
+    /// the waiting.
     async fn stop(mut self) {
         info!("stopping: outputs to failsafe, closing channels, stopping the job");
         let outputs = self.stats.outputs();
         let deadline = tokio::time::timeout(Duration::from_secs(4), async {
+            self.rules.stage.stop(Duration::from_secs(1)).await;
             outputs.failsafe().await;
             notify(&[sd_notify::NotifyState::Stopping]);
             let _ = self.job.stop().await;
@@ -399,7 +404,6 @@ impl Running {
             if let Some(m) = self.camera.take() {
                 let _ = m.stop().await;
             }
-            self.rules.stage.stop(Duration::from_secs(4)).await;
             self.runner.close_channels();
         })
         .await;
@@ -476,7 +480,7 @@ pub async fn run(
     .spawn(&shutdown);
     let channels = ChannelStages::spawn(cfg, &job, &client, &items, &stats, &shutdown)?;
 
-    let http = super::http::start(cfg.supervisor.listen, stats.clone()).await;
+    let http = super::http::start(cfg.supervisor.listen, stats.clone(), &shutdown).await;
     if let Err(e) = &http {
         warn!(listen = %cfg.supervisor.listen, error = %e, "health endpoint not available");
     }
@@ -542,8 +546,8 @@ pub async fn run(
         }
     }
     running.stop().await;
-    if let Ok((_, h)) = http {
-        h.abort();
+    if let Ok((_, endpoint)) = http {
+        endpoint.stop(Duration::from_secs(2)).await;
     }
     Ok(())
 }
