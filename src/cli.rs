@@ -612,7 +612,7 @@ async fn publish_camera(
     opts: PublisherOptions,
 ) -> anyhow::Result<()> {
     use crate::agent::media_path::{CameraPublisher, MediaPathStats};
-    use crate::media::{CameraConfig, EncoderConfig, QueueConfig};
+    use crate::media::{CameraConfig, EncoderConfig, GopQueueLimits};
     use std::sync::Arc;
 
     let camera = CameraConfig {
@@ -638,7 +638,7 @@ async fn publish_camera(
     let running = CameraPublisher::start(
         camera,
         encoder,
-        QueueConfig::default(),
+        GopQueueLimits::default(),
         a.url.clone(),
         opts,
         stats.clone(),

@@ -210,7 +210,7 @@ impl CameraPublisher {
     pub fn start(
         camera: crate::media::CameraConfig,
         encoder: crate::media::EncoderConfig,
-        queue: crate::media::QueueConfig,
+        queue: crate::media::GopQueueLimits,
         url: String,
         opts: PublisherOptions,
         stats: Arc<MediaPathStats>,

@@ -21,7 +21,7 @@ use crate::actions::{Outputs, SimulatedGpio};
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, JobMode, ResolvedConfig};
 use crate::job::{self, Job, JobUrls, control::run_control};
-use crate::media::QueueConfig;
+use crate::media::GopQueueLimits;
 use crate::rules::{ChannelEvent, RuleSet};
 use crate::sync::LockIgnoringPoison;
 use crate::trickle::{
@@ -103,7 +103,7 @@ fn start_media(
     client: &ClientOptions,
     media: &Arc<MediaPathStats>,
 ) -> anyhow::Result<CameraPublisher> {
-    let queue = QueueConfig {
+    let queue = GopQueueLimits {
         capacity_gops: cfg.queue.gops,
         ..Default::default()
     };
