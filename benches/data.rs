@@ -170,7 +170,7 @@ async fn latency(samples: usize) {
     for i in 0..samples {
         if i % per_segment == 0 {
             if let Some(old) = w.take() {
-                let old: trickle_edge::trickle::SegmentWriter = old;
+                let old: trickle_edge::trickle::SegmentUpload = old;
                 old.finish().await.unwrap();
             }
             w = Some(publisher.next_segment().await.unwrap());

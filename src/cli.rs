@@ -526,7 +526,7 @@ async fn publish_camera(
     opts: PublisherOptions,
 ) -> anyhow::Result<()> {
     use crate::agent::media_path::{CameraPublisher, CameraPublisherConfig, MediaPathStats};
-    use crate::media::{CameraConfig, EncoderConfig, QueueConfig};
+    use crate::media::{CameraConfig, EncoderConfig, GopQueueLimits};
     use std::sync::Arc;
 
     let camera = CameraConfig {
@@ -553,7 +553,7 @@ async fn publish_camera(
     let config = CameraPublisherConfig {
         camera,
         encoder,
-        queue: QueueConfig::default(),
+        queue: GopQueueLimits::default(),
         url: a.url.clone(),
         options: opts,
         stats: stats.clone(),

@@ -10,6 +10,7 @@
 //! put the line in a known state.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -114,8 +115,9 @@ enum Driver {
 }
 
 impl Driver {
-    /// Blocking: only ever called on the blocking pool or at drop.
-    fn write(&self, active: bool) -> Result<(), String> {
+    /// Blocking: only ever called on the blocking pool or at drop. Only the
+    /// kernel can refuse a write; a simulated line records every one.
+    fn write(&self, active: bool) -> Result<(), gpiocdev::Error> {
         match self {
             Driver::Simulated { sim, line } => {
                 sim.write(line, active);
@@ -127,7 +129,7 @@ impl Driver {
                 } else {
                     gpiocdev::line::Value::Inactive
                 };
-                request.set_value(*offset, v).map_err(|e| e.to_string())
+                request.set_value(*offset, v)
             }
         }
     }
@@ -168,22 +170,58 @@ pub(crate) struct GpioLine {
     wake: Notify,
 }
 
-#[derive(Debug)]
+/// Why one write to a line did not land (logged, counted as `failed`).
+#[derive(Debug, thiserror::Error)]
 enum WriteError {
     /// A previous call is still stuck in the kernel.
+    #[error("a previous write is still stuck in the kernel")]
     Busy,
+    #[error("write timed out")]
     TimedOut,
-    Failed(String),
+    /// The kernel refused the value.
+    #[error("{0}")]
+    Kernel(#[source] gpiocdev::Error),
+    /// The blocking call panicked, or the runtime dropped it while shutting down.
+    #[error("{0}")]
+    Task(#[source] tokio::task::JoinError),
 }
 
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteError::Busy => f.write_str("a previous write is still stuck in the kernel"),
-            WriteError::TimedOut => f.write_str("write timed out"),
-            WriteError::Failed(e) => f.write_str(e),
-        }
-    }
+/// Why a GPIO output could not be opened: the cause inside
+/// [`ActionError::Device`], which names the output and the field.
+#[derive(Debug, thiserror::Error)]
+pub enum GpioDeviceError {
+    #[error("required for backend \"gpiocdev\"")]
+    LineRequired,
+    #[error("required when `line` is an offset")]
+    ChipRequired,
+    /// `chip` is neither a character device path, nor a `gpiochipN` name,
+    /// nor the label of any chip.
+    #[error("no GPIO chip with path, name or label {chip:?}")]
+    NoSuchChip { chip: String },
+    /// `chip` is an absolute path the kernel does not accept as a GPIO chip.
+    #[error("{chip}: {source}")]
+    NotAChip {
+        chip: String,
+        #[source]
+        source: gpiocdev::Error,
+    },
+    #[error("listing GPIO chips: {0}")]
+    ListChips(#[source] gpiocdev::Error),
+    /// The chip was found but could not be opened to look a line name up.
+    #[error("{0}")]
+    OpenChip(#[source] gpiocdev::Error),
+    #[error("no line named {name:?} on {}", chip.display())]
+    NoLineOnChip { name: String, chip: PathBuf },
+    #[error("no line named {name:?} on any GPIO chip")]
+    NoLineAnywhere { name: String },
+    /// The kernel refused the line request (busy, bad offset, no permission).
+    #[error("requesting line {line} on {}: {source}", chip.display())]
+    Request {
+        line: LineSpec,
+        chip: PathBuf,
+        #[source]
+        source: gpiocdev::Error,
+    },
 }
 
 impl GpioLine {
@@ -227,16 +265,14 @@ impl GpioLine {
         });
         // The kernel request already set the failsafe value; the simulated
         // backend records it so the start-up state is visible in its log.
-        if matches!(line.driver, Driver::Simulated { .. }) {
-            line.driver
-                .write(failsafe)
-                .map_err(|reason| device(output, "line", reason))?;
+        if let Driver::Simulated { sim, line } = &line.driver {
+            sim.write(line, failsafe);
         }
         Ok(line)
     }
 
     /// Blocking write under the gate. `Ok(false)`: no longer wanted.
-    fn write_blocking(&self, active: bool, kind: WriteKind) -> Result<bool, String> {
+    fn write_blocking(&self, active: bool, kind: WriteKind) -> Result<bool, gpiocdev::Error> {
         let _gate = self.gate.lock_ignoring_poison();
         let current = self.epoch.load(Ordering::Acquire);
         let wanted = match kind {
@@ -277,8 +313,8 @@ impl GpioLine {
             r
         });
         match timeout(self.write_timeout, call).await {
-            Ok(Ok(r)) => r.map_err(WriteError::Failed),
-            Ok(Err(join)) => Err(WriteError::Failed(join.to_string())),
+            Ok(Ok(r)) => r.map_err(WriteError::Kernel),
+            Ok(Err(join)) => Err(WriteError::Task(join)),
             Err(_) => {
                 self.counters.timeout();
                 Err(WriteError::TimedOut)
@@ -429,11 +465,11 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
     }
 }
 
-fn device(output: &str, field: &'static str, reason: impl Into<String>) -> ActionError {
+fn device(output: &str, field: &'static str, source: GpioDeviceError) -> ActionError {
     ActionError::Device {
         output: output.to_string(),
         field,
-        reason: reason.into(),
+        source: Box::new(source),
     }
 }
 
@@ -447,18 +483,21 @@ fn open_cdev(
     let spec = cfg
         .line
         .as_ref()
-        .ok_or_else(|| device(output, "line", "required for backend \"gpiocdev\""))?;
+        .ok_or_else(|| device(output, "line", GpioDeviceError::LineRequired))?;
     let (chip_path, offset) = match (&cfg.chip, spec) {
         (Some(chip), LineSpec::Offset(o)) => (find_chip(output, chip)?, *o),
         (Some(chip), LineSpec::Name(name)) => {
             let path = find_chip(output, chip)?;
             let c = gpiocdev::Chip::from_path(&path)
-                .map_err(|e| device(output, "chip", e.to_string()))?;
+                .map_err(|e| device(output, "chip", GpioDeviceError::OpenChip(e)))?;
             let info = c.find_line_info(name).ok_or_else(|| {
                 device(
                     output,
                     "line",
-                    format!("no line named {name:?} on {}", path.display()),
+                    GpioDeviceError::NoLineOnChip {
+                        name: name.clone(),
+                        chip: path.clone(),
+                    },
                 )
             })?;
             (path, info.offset)
@@ -468,13 +507,13 @@ fn open_cdev(
                 device(
                     output,
                     "line",
-                    format!("no line named {name:?} on any GPIO chip"),
+                    GpioDeviceError::NoLineAnywhere { name: name.clone() },
                 )
             })?;
             (found.chip, found.info.offset)
         }
         (None, LineSpec::Offset(_)) => {
-            return Err(device(output, "chip", "required when `line` is an offset"));
+            return Err(device(output, "chip", GpioDeviceError::ChipRequired));
         }
     };
     let value = if failsafe {
@@ -500,11 +539,15 @@ fn open_cdev(
     if cfg.active_low {
         b.as_active_low();
     }
-    let request = b.request().map_err(|e| {
+    let request = b.request().map_err(|source| {
         device(
             output,
             "line",
-            format!("requesting line {spec} on {}: {e}", chip_path.display()),
+            GpioDeviceError::Request {
+                line: spec.clone(),
+                chip: chip_path.clone(),
+                source,
+            },
         )
     })?;
     let label = format!("{}:{spec}", chip_path.display()).into();
@@ -512,16 +555,24 @@ fn open_cdev(
 }
 
 /// A chip by path (`/dev/gpiochip0`), device name (`gpiochip0`) or label.
-fn find_chip(output: &str, chip: &str) -> Result<std::path::PathBuf, ActionError> {
+fn find_chip(output: &str, chip: &str) -> Result<PathBuf, ActionError> {
     if chip.starts_with('/') {
-        return gpiocdev::chip::is_chip(chip)
-            .map_err(|e| device(output, "chip", format!("{chip}: {e}")));
+        return gpiocdev::chip::is_chip(chip).map_err(|source| {
+            device(
+                output,
+                "chip",
+                GpioDeviceError::NotAChip {
+                    chip: chip.to_string(),
+                    source,
+                },
+            )
+        });
     }
     if let Ok(path) = gpiocdev::chip::is_chip(format!("/dev/{chip}")) {
         return Ok(path);
     }
     let chips = gpiocdev::chip::chips()
-        .map_err(|e| device(output, "chip", format!("listing GPIO chips: {e}")))?;
+        .map_err(|e| device(output, "chip", GpioDeviceError::ListChips(e)))?;
     for path in chips {
         let label = gpiocdev::Chip::from_path(&path)
             .and_then(|c| c.info())
@@ -533,7 +584,9 @@ fn find_chip(output: &str, chip: &str) -> Result<std::path::PathBuf, ActionError
     Err(device(
         output,
         "chip",
-        format!("no GPIO chip with path, name or label {chip:?}"),
+        GpioDeviceError::NoSuchChip {
+            chip: chip.to_string(),
+        },
     ))
 }
 

@@ -65,7 +65,9 @@ pub use config::{
     MqttConfig, OutputConfig, Secret, WebhookConfig,
 };
 pub use counters::OutputCounters;
-pub use gpio::{ChipListing, ChipProbe, GpioTransition, SimulatedGpio, probe_chips};
+pub use gpio::{
+    ChipListing, ChipProbe, GpioDeviceError, GpioTransition, SimulatedGpio, probe_chips,
+};
 pub use json::{item_json, rfc3339};
 pub use mqtt::render_topic;
 
@@ -90,11 +92,14 @@ pub enum ActionError {
         #[source]
         source: std::io::Error,
     },
-    #[error("output `{output}`: `{field}`: {reason}")]
+    #[error("output `{output}`: `{field}`: {source}")]
     Device {
         output: String,
         field: &'static str,
-        reason: String,
+        /// Boxed: the kernel's errors are large, and every `ActionError`
+        /// would otherwise carry their size.
+        #[source]
+        source: Box<GpioDeviceError>,
     },
 }
 

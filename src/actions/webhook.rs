@@ -6,6 +6,7 @@
 //! later effects wait in a queue that evicts the oldest when full.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -78,9 +79,27 @@ pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, Acti
 enum Attempt {
     Delivered(StatusCode),
     /// Worth trying again: connection refused, timeout, 408, 429, 5xx.
-    Retry(String),
+    Retry(RetryReason),
     /// The receiver rejected the request itself (other 4xx): retrying is futile.
     Reject(StatusCode),
+}
+
+/// Why an attempt is worth repeating; logged with each retry and the give-up.
+#[derive(Debug, thiserror::Error)]
+enum RetryReason {
+    #[error("connect: {0}")]
+    Connect(#[source] std::io::Error),
+    #[error("handshake: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("building request: {0}")]
+    BuildRequest(#[source] http::Error),
+    #[error("request: {0}")]
+    Request(#[source] hyper::Error),
+    /// 408, 429 or a 5xx: the receiver may take it later.
+    #[error("status {0}")]
+    Status(StatusCode),
+    #[error("no response within {0:?}")]
+    NoResponse(Duration),
 }
 
 pub(crate) async fn run(
@@ -102,7 +121,7 @@ pub(crate) async fn run(
                 Ok(outcome) => outcome,
                 Err(_) => {
                     counters.timeout();
-                    Attempt::Retry(format!("no response within {:?}", cfg.timeout))
+                    Attempt::Retry(RetryReason::NoResponse(cfg.timeout))
                 }
             };
             match outcome {
@@ -118,12 +137,12 @@ pub(crate) async fn run(
                 }
                 Attempt::Retry(reason) if attempt >= cfg.max_attempts => {
                     counters.failed();
-                    tracing::warn!(output = %output, url = %cfg.url, attempt, reason, "webhook failed, giving up");
+                    tracing::warn!(output = %output, url = %cfg.url, attempt, %reason, "webhook failed, giving up");
                     break;
                 }
                 Attempt::Retry(reason) => {
                     let delay = backoff.next_delay();
-                    tracing::debug!(output = %output, url = %cfg.url, attempt, reason, ?delay, "webhook attempt failed, retrying");
+                    tracing::debug!(output = %output, url = %cfg.url, attempt, %reason, ?delay, "webhook attempt failed, retrying");
                     sleep(delay).await;
                     counters.retry();
                     attempt += 1;
@@ -136,12 +155,12 @@ pub(crate) async fn run(
 async fn post(target: &Target, body: Bytes) -> Attempt {
     let stream = match TcpStream::connect((target.host.as_str(), target.port)).await {
         Ok(s) => s,
-        Err(e) => return Attempt::Retry(format!("connect: {e}")),
+        Err(e) => return Attempt::Retry(RetryReason::Connect(e)),
     };
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,
-        Err(e) => return Attempt::Retry(format!("handshake: {e}")),
+        Err(e) => return Attempt::Retry(RetryReason::Handshake(e)),
     };
     // The connection future drives the socket; it ends when `sender` drops.
     let conn = tokio::spawn(conn);
@@ -155,7 +174,7 @@ async fn post(target: &Target, body: Bytes) -> Attempt {
         .body(Full::new(body));
     let request = match request {
         Ok(r) => r,
-        Err(e) => return Attempt::Retry(format!("building request: {e}")),
+        Err(e) => return Attempt::Retry(RetryReason::BuildRequest(e)),
     };
     let result = sender.send_request(request).await;
     drop(sender);
@@ -169,11 +188,11 @@ async fn post(target: &Target, body: Bytes) -> Attempt {
                 || status == StatusCode::TOO_MANY_REQUESTS
                 || status == StatusCode::REQUEST_TIMEOUT
             {
-                Attempt::Retry(format!("status {status}"))
+                Attempt::Retry(RetryReason::Status(status))
             } else {
                 Attempt::Reject(status)
             }
         }
-        Err(e) => Attempt::Retry(format!("request: {e}")),
+        Err(e) => Attempt::Retry(RetryReason::Request(e)),
     }
 }

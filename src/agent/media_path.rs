@@ -215,7 +215,7 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
 pub struct CameraPublisherConfig {
     pub camera: crate::media::CameraConfig,
     pub encoder: crate::media::EncoderConfig,
-    pub queue: crate::media::QueueConfig,
+    pub queue: crate::media::GopQueueLimits,
     pub url: String,
     pub options: PublisherOptions,
     pub stats: Arc<MediaPathStats>,

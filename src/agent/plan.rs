@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use crate::config::{AgentConfig, ResolvedConfig};
 use crate::job::params_only_change;
-use crate::media::QueueConfig;
+use crate::media::GopQueueLimits;
 use crate::trickle::{ClientOptions, PublisherOptions};
 
 /// HTTP client settings every stage shares: TLS policy and bearer token.
@@ -21,8 +21,8 @@ pub fn client_options(cfg: &ResolvedConfig) -> ClientOptions {
 }
 
 /// The GOP queue's limits from `[queue]`.
-pub fn queue_limits(cfg: &AgentConfig) -> QueueConfig {
-    QueueConfig {
+pub fn queue_limits(cfg: &AgentConfig) -> GopQueueLimits {
+    GopQueueLimits {
         capacity_gops: cfg.queue.gops,
         ..Default::default()
     }

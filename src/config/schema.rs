@@ -230,7 +230,8 @@ impl Default for SupervisorConfig {
     }
 }
 
-/// `[queue]`: the bounded queue between segmenter and publisher.
+/// `[queue]`: the bounded queue between segmenter and publisher (the media
+/// path turns it into the segmenter's `GopQueueLimits`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct QueueConfig {

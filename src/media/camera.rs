@@ -15,8 +15,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use super::{
-    CameraConfig, EncoderConfig, MediaError, MediaStats, PipelineSpec, QueueConfig, SegmentQueue,
-    SegmentSender, Source, build_pipeline, encoder, segment_queue,
+    CameraConfig, EncoderConfig, GopQueueLimits, MediaError, MediaStats, PipelineSpec,
+    SegmentQueue, SegmentSender, Source, build_pipeline, encoder, segment_queue,
 };
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
@@ -59,7 +59,7 @@ impl Camera {
     pub fn new(
         camera: CameraConfig,
         encoder: EncoderConfig,
-        queue: QueueConfig,
+        queue: GopQueueLimits,
     ) -> Result<(Camera, SegmentQueue), MediaError> {
         gst::init().map_err(|e| MediaError::Config(format!("GStreamer init failed: {e}")))?;
         let source = camera.validate()?;

@@ -5,9 +5,9 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), trickle_edge::media::MediaError> {
-//! use trickle_edge::media::{Camera, CameraConfig, EncoderConfig, QueueConfig};
+//! use trickle_edge::media::{Camera, CameraConfig, EncoderConfig, GopQueueLimits};
 //! let cam = CameraConfig { source: "test".into(), width: 640, height: 360, fps: 30 };
-//! let (camera, mut segments) = Camera::new(cam, EncoderConfig::default(), QueueConfig::default())?;
+//! let (camera, mut segments) = Camera::new(cam, EncoderConfig::default(), GopQueueLimits::default())?;
 //! tokio::spawn(camera.run(trickle_edge::shutdown::Shutdown::never()));
 //! while let Some(mut gop) = segments.next().await {
 //!     while let Some(bytes) = gop.next_chunk().await {
@@ -36,5 +36,5 @@ pub use error::MediaError;
 pub use pipeline::{PipelineSpec, build_pipeline};
 pub use probe::{MediaReport, probe_media};
 pub use segmenter::{
-    GopSegment, MediaStats, QueueConfig, SegmentQueue, SegmentSender, SegmentWriter, segment_queue,
+    GopQueueLimits, GopSegment, GopWriter, MediaStats, SegmentQueue, SegmentSender, segment_queue,
 };

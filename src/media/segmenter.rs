@@ -1,9 +1,9 @@
 //! Cuts the muxer's MPEG-TS output into one segment per GOP and hands the
 //! bytes on as they are produced, behind a bounded queue that drops whole GOPs.
 //!
-//! The producer side ([`SegmentWriter`]) runs inside the appsink callback, so
+//! The producer side ([`GopWriter`]) runs inside the appsink callback, so
 //! it never blocks: every call is a `try_send` or an unbounded send into a
-//! channel whose total size is bounded by the GOP count (see [`QueueConfig`]).
+//! channel whose total size is bounded by the GOP count (see [`GopQueueLimits`]).
 
 use std::{
     sync::{
@@ -25,10 +25,10 @@ const DROP_LOG_INTERVAL: Duration = Duration::from_secs(10);
 /// `next_chunk` merges already-waiting packets up to this size into one chunk.
 const MAX_CHUNK: usize = 64 * 1024;
 
-/// Sizing of the segment queue.
+/// Limits of the GOP queue between the appsink and the consumer.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct QueueConfig {
+pub struct GopQueueLimits {
     /// GOPs that may wait for the consumer; a new GOP beyond this is dropped whole.
     pub capacity_gops: usize,
     /// A GOP larger than this is cut short, so a source that never sends a
@@ -36,7 +36,7 @@ pub struct QueueConfig {
     pub max_gop_bytes: usize,
 }
 
-impl Default for QueueConfig {
+impl Default for GopQueueLimits {
     fn default() -> Self {
         Self {
             capacity_gops: 2,
@@ -181,7 +181,7 @@ pub struct SegmentSender {
 }
 
 struct Shared {
-    cfg: QueueConfig,
+    cfg: GopQueueLimits,
     stats: Arc<MediaStats>,
     next_seq: AtomicU64,
     last_drop_log: Mutex<Option<Instant>>,
@@ -189,7 +189,7 @@ struct Shared {
 }
 
 /// Creates the queue's two ends.
-pub fn segment_queue(cfg: QueueConfig) -> (SegmentSender, SegmentQueue) {
+pub fn segment_queue(cfg: GopQueueLimits) -> (SegmentSender, SegmentQueue) {
     let (tx, rx) = mpsc::channel(cfg.capacity_gops.max(1));
     let stats = Arc::new(MediaStats::default());
     let shared = Arc::new(Shared {
@@ -212,8 +212,8 @@ impl SegmentSender {
         &self,
         generation: u64,
         keyframes: Option<mpsc::Sender<Option<Duration>>>,
-    ) -> SegmentWriter {
-        SegmentWriter {
+    ) -> GopWriter {
+        GopWriter {
             keyframes,
             tx: self.tx.clone(),
             shared: self.shared.clone(),
@@ -238,8 +238,9 @@ struct CurrentGop {
     bytes: usize,
 }
 
-/// Per-pipeline cutting state, fed from the appsink callback.
-pub struct SegmentWriter {
+/// Cuts one pipeline build's muxer output into GOPs and writes their bytes
+/// into the queue; fed from the appsink callback.
+pub struct GopWriter {
     tx: mpsc::Sender<GopSegment>,
     shared: Arc<Shared>,
     keyframes: Option<mpsc::Sender<Option<Duration>>>,
@@ -249,7 +250,7 @@ pub struct SegmentWriter {
     psi: PsiCache,
 }
 
-impl SegmentWriter {
+impl GopWriter {
     /// Takes one muxer output buffer. `keyframe` is "no DELTA_UNIT flag":
     /// mpegtsmux clears it on the first packet of a GOP (PAT/PMT before the IDR).
     /// Never blocks.
@@ -466,7 +467,7 @@ mod tests {
 
     #[tokio::test]
     async fn drops_whole_gops_when_full_and_keeps_order() {
-        let (tx, mut q) = segment_queue(QueueConfig {
+        let (tx, mut q) = segment_queue(GopQueueLimits {
             capacity_gops: 2,
             max_gop_bytes: 1 << 20,
         });
@@ -499,7 +500,7 @@ mod tests {
 
     #[tokio::test]
     async fn prepends_cached_tables_when_keyframe_lacks_them() {
-        let (tx, mut q) = segment_queue(QueueConfig::default());
+        let (tx, mut q) = segment_queue(GopQueueLimits::default());
         let mut w = tx.writer(1, None);
         w.push(&pat(0x20), true, None);
         w.push(&packet(0x20, true), false, None);
@@ -513,7 +514,7 @@ mod tests {
 
     #[tokio::test]
     async fn oversized_gop_is_cut_and_counted() {
-        let (tx, mut q) = segment_queue(QueueConfig {
+        let (tx, mut q) = segment_queue(GopQueueLimits {
             capacity_gops: 2,
             max_gop_bytes: 2 * TS_PACKET,
         });

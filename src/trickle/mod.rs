@@ -15,7 +15,7 @@ pub mod subscriber;
 pub mod tls;
 
 pub use client::{ClientError, ClientOptions, HttpClient};
-pub use publisher::{PublishError, Publisher, PublisherOptions, SegmentWriter};
+pub use publisher::{PublishError, Publisher, PublisherOptions, SegmentUpload};
 pub use server::{RunningServer, ServerConfig, ServerState};
 pub use subscriber::{IncomingSegment, SubscribeError, Subscriber, SubscriberOptions};
 pub use tls::TlsOptions;

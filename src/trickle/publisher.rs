@@ -140,6 +140,21 @@ struct PostOutcome {
     message: String,
 }
 
+/// Why a POST produced no answer to read. A segment failing for one of
+/// these counts towards `max_consecutive_failures`, like a non-200 answer.
+#[derive(Debug, thiserror::Error)]
+enum PostError {
+    /// Connecting, sending or reading the response head failed.
+    #[error("{0}")]
+    Client(#[source] ClientError),
+    /// The task awaiting the answer panicked or was cancelled.
+    #[error("request task ended: {0}")]
+    TaskEnded(#[source] tokio::task::JoinError),
+    /// The body ended but the server did not answer within `response_timeout`.
+    #[error("no answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
 /// Request body fed from a bounded channel; records whether hyper took any bytes.
 struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, io::Error>>,
@@ -411,7 +426,7 @@ impl Publisher {
 
     /// Starts the next segment. Its POST is usually already open; the one after
     /// it is opened before this returns.
-    pub async fn next_segment(&mut self) -> Result<SegmentWriter, PublishError> {
+    pub async fn next_segment(&mut self) -> Result<SegmentUpload, PublishError> {
         self.check_terminal()?;
         if self.shared.consecutive_failures.load(Ordering::Acquire) > 0 {
             self.backoff.wait().await;
@@ -441,7 +456,7 @@ impl Publisher {
             *s += 1;
             self.preconnected = Some(self.poster.open(*s, false));
         }
-        Ok(SegmentWriter {
+        Ok(SegmentUpload {
             poster: self.poster.clone(),
             post: Some(post),
             seq,
@@ -482,8 +497,9 @@ pub struct SegmentReport {
     pub bytes: u64,
 }
 
-/// Streams one segment's bytes; `finish` ends it and waits for the answer.
-pub struct SegmentWriter {
+/// One segment on its way to the server: its bytes stream into the body of
+/// one POST (`write`); `finish` ends the body and waits for the answer.
+pub struct SegmentUpload {
     poster: Poster,
     post: Option<PendingPost>,
     seq: i64,
@@ -496,16 +512,16 @@ pub struct SegmentWriter {
     failed: bool,
 }
 
-impl std::fmt::Debug for SegmentWriter {
+impl std::fmt::Debug for SegmentUpload {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SegmentWriter")
+        f.debug_struct("SegmentUpload")
             .field("seq", &self.seq)
             .field("bytes", &self.bytes)
             .finish()
     }
 }
 
-impl SegmentWriter {
+impl SegmentUpload {
     /// The seq being written (`-1` until the server names it, on old servers).
     pub fn seq(&self) -> i64 {
         self.seq
@@ -578,7 +594,7 @@ impl SegmentWriter {
         }
     }
 
-    fn terminal_from(&mut self, outcome: &Result<PostOutcome, String>) -> Option<PublishError> {
+    fn terminal_from(&mut self, outcome: &Result<PostOutcome, PostError>) -> Option<PublishError> {
         let url = self.poster.url.to_string();
         match outcome {
             Ok(o) if o.status == StatusCode::NOT_FOUND => {
@@ -602,7 +618,7 @@ impl SegmentWriter {
         };
         let outcome = match tokio::time::timeout(self.response_timeout, post_outcome(post)).await {
             Ok(o) => o,
-            Err(_) => Err(format!("no answer within {:?}", self.response_timeout)),
+            Err(_) => Err(PostError::NoAnswer(self.response_timeout)),
         };
         if let Some(err) = self.terminal_from(&outcome) {
             return Err(err);
@@ -643,22 +659,24 @@ impl SegmentWriter {
 }
 
 /// Ends the body (if still open) and waits for the server's answer.
-async fn post_outcome(mut post: PendingPost) -> Result<PostOutcome, String> {
+async fn post_outcome(mut post: PendingPost) -> Result<PostOutcome, PostError> {
     post.consumed.store(true, Ordering::Release);
     // Replace the sender with a closed one so the body ends.
     let (closed_tx, _) = mpsc::channel(1);
     drop(std::mem::replace(&mut post.tx, closed_tx));
     match (&mut post.response).await {
         Ok(Ok(o)) => Ok(o),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(e) => Err(format!("request task ended: {e}")),
+        Ok(Err(e)) => Err(PostError::Client(e)),
+        Err(e) => Err(PostError::TaskEnded(e)),
     }
 }
 
-fn describe(outcome: &Result<PostOutcome, String>) -> String {
+/// The failure text a segment records (and `PublishError::Segment` carries)
+/// when the POST did not end in a 200.
+fn describe(outcome: &Result<PostOutcome, PostError>) -> String {
     match outcome {
         Ok(o) if o.message.is_empty() => format!("server answered {}", o.status),
         Ok(o) => format!("server answered {}: {}", o.status, o.message),
-        Err(e) => e.clone(),
+        Err(e) => e.to_string(),
     }
 }

@@ -14,7 +14,7 @@ use super::decode::Decoder;
 use super::detect::{DetectorParams, detect};
 use super::output::connect_publisher;
 use super::session::{Ctx, Stats, now_ms};
-use crate::trickle::{Publisher, SegmentWriter, Subscriber, SubscriberOptions};
+use crate::trickle::{Publisher, SegmentUpload, Subscriber, SubscriberOptions};
 
 /// Reads `subscribe_url` segment by segment until the stream is cancelled or
 /// the channel ends (then the whole stream ends: there is nothing to analyse).
@@ -106,7 +106,7 @@ pub(crate) async fn ingest_task(
 
 /// Starts the output segment matching an input segment, if there is an
 /// output. A terminal error (the channel is gone) ends the pass-through.
-async fn open_output(ctx: &Ctx, out: &mut Option<Publisher>) -> Option<SegmentWriter> {
+async fn open_output(ctx: &Ctx, out: &mut Option<Publisher>) -> Option<SegmentUpload> {
     let result = out.as_mut()?.next_segment().await;
     match result {
         Ok(w) => Some(w),

@@ -26,7 +26,7 @@ use tokio::time::MissedTickBehavior;
 use tracing::{debug, warn};
 
 use super::session::{Ctx, now_ms};
-use crate::trickle::{Publisher, PublisherOptions, SegmentWriter};
+use crate::trickle::{Publisher, PublisherOptions, SegmentUpload};
 
 /// Connects a publisher, retrying transient failures with backoff until the
 /// stream is cancelled. `None` when the channel does not exist (terminal).
@@ -58,7 +58,7 @@ pub(crate) async fn connect_publisher(
 
 /// An open data segment and how much it holds.
 struct OpenSegment {
-    writer: SegmentWriter,
+    writer: SegmentUpload,
     lines: usize,
     opened: Instant,
 }

@@ -7,7 +7,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use trickle_edge::media::{
-    Camera, CameraConfig, EncoderConfig, EncoderKind, GopSegment, MediaStats, QueueConfig,
+    Camera, CameraConfig, EncoderConfig, EncoderKind, GopQueueLimits, GopSegment, MediaStats,
     SegmentQueue,
 };
 
@@ -32,7 +32,7 @@ pub fn camera(source: &str, w: u32, h: u32, fps: u32, kind: EncoderKind) -> (Cam
             bitrate_kbps: 500,
             gop_seconds: 1.0,
         },
-        QueueConfig::default(),
+        GopQueueLimits::default(),
     )
     .unwrap()
 }
