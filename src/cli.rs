@@ -246,12 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Worker(a) => {
-            let (stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                stop.trigger();
-            });
-            crate::worker::run_worker(a.listen, shutdown).await?;
+            crate::worker::run_worker(a.listen, stop_on_signal()).await?;
             Ok(())
         }
         Command::Probe => probe().await,
@@ -441,81 +436,41 @@ async fn subscribe(a: SubscribeArgs) -> anyhow::Result<()> {
 }
 
 /// `[outputs.*]` and `[[rules]]`, as `subscribe --rules` reads them.
-#[derive(Debug, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RulesFile {
-    #[serde(default)]
-    outputs: std::collections::BTreeMap<String, crate::actions::OutputConfig>,
-    #[serde(default)]
-    rules: Vec<crate::rules::RuleConfig>,
+/// Stops when SIGINT or SIGTERM arrives.
+fn stop_on_signal() -> crate::shutdown::Shutdown {
+    let (stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop.trigger();
+    });
+    shutdown
 }
 
 async fn subscribe_rules(
     a: &SubscribeArgs,
-    path: &PathBuf,
+    path: &std::path::Path,
     opts: SubscriberOptions,
 ) -> anyhow::Result<()> {
-    use crate::agent::data_path::{ChannelReader, DataPathStats, RulesStage};
-    use std::sync::Arc;
-
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let file: RulesFile =
-        toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let rules = crate::rules::RuleSet::new(file.rules)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let outputs = Arc::new(
-        crate::actions::Outputs::build(&file.outputs)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
-    );
-    // The agent's own stages, without a job or a camera.
-    let (stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
-    let stats = Arc::new(DataPathStats::default());
-    let (items, items_rx) = tokio::sync::mpsc::channel(1024);
-    let mut readers = Vec::new();
+    use std::sync::atomic::Ordering::Relaxed;
+    let (rules, outputs) = crate::agent::tools::load_rules_file(path)?;
     let mut channels = vec![(a.url.clone(), "data")];
     if let Some(ev) = &a.events {
         channels.push((ev.clone(), "events"));
     }
-    for (url, name) in channels {
-        let reader = ChannelReader {
-            subscriber: Subscriber::new(&url, opts.clone())?,
-            channel: Arc::from(name),
-            limits: Default::default(),
-            items: items.clone(),
-            stats: stats.clone(),
-            health: None,
-        };
-        readers.push(reader.spawn(&shutdown));
-    }
-    drop(items);
-    let rules = RulesStage {
+    let stats = crate::agent::tools::follow_with_rules(
+        &channels,
+        opts,
         rules,
-        outputs: outputs.clone(),
-        items: items_rx,
-        stats: stats.clone(),
-    }
-    .spawn(&shutdown);
-    let all_channels_ended = async {
-        for r in &mut readers {
-            r.finished().await;
-        }
-    };
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = all_channels_ended => {}
-    }
-    stop.trigger();
-    rules.stage.stop(std::time::Duration::from_secs(5)).await;
-    outputs.failsafe().await;
+        std::sync::Arc::new(outputs),
+        stop_on_signal(),
+    )
+    .await?;
     eprintln!(
         "segments={} items={} decode_errors={} effects={}",
-        stats.segments.load(std::sync::atomic::Ordering::Relaxed),
-        stats.items.load(std::sync::atomic::Ordering::Relaxed),
-        stats
-            .decode_errors
-            .load(std::sync::atomic::Ordering::Relaxed),
-        stats.effects.load(std::sync::atomic::Ordering::Relaxed),
+        stats.segments.load(Relaxed),
+        stats.items.load(Relaxed),
+        stats.decode_errors.load(Relaxed),
+        stats.effects.load(Relaxed),
     );
     Ok(())
 }
@@ -525,16 +480,11 @@ async fn publish_camera(
     source: &str,
     opts: PublisherOptions,
 ) -> anyhow::Result<()> {
-    use crate::agent::media_path::{CameraPublisher, CameraPublisherConfig, MediaPathStats};
+    use crate::agent::media_path::{CameraPublisherConfig, MediaPathStats};
     use crate::media::{CameraConfig, EncoderConfig, GopQueueLimits};
     use std::sync::Arc;
+    use std::sync::atomic::Ordering::Relaxed;
 
-    let camera = CameraConfig {
-        source: source.to_string(),
-        width: a.width,
-        height: a.height,
-        fps: a.fps,
-    };
     // Same spelling as `encoder.kind` in the config file.
     let kind: crate::media::EncoderKind =
         serde_json::from_value(serde_json::Value::String(a.encoder.clone())).map_err(|_| {
@@ -543,37 +493,29 @@ async fn publish_camera(
                 a.encoder
             )
         })?;
-    let encoder = EncoderConfig {
-        kind,
-        bitrate_kbps: a.bitrate_kbps,
-        gop_seconds: a.gop_seconds,
-    };
     let stats = Arc::new(MediaPathStats::default());
-    let (_stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
     let config = CameraPublisherConfig {
-        camera,
-        encoder,
+        camera: CameraConfig {
+            source: source.to_string(),
+            width: a.width,
+            height: a.height,
+            fps: a.fps,
+        },
+        encoder: EncoderConfig {
+            kind,
+            bitrate_kbps: a.bitrate_kbps,
+            gop_seconds: a.gop_seconds,
+        },
         queue: GopQueueLimits::default(),
         url: a.url.clone(),
         options: opts,
         stats: stats.clone(),
         close_on_exit: a.close,
     };
-    let running = CameraPublisher::spawn(config, &shutdown)?;
-    let mut first = stats.first_published.subscribe();
-    // The watch's read guard must not live across an await: the publisher
-    // takes the write side when it confirms a segment.
-    let first_seen = async move { first.wait_for(|v| *v).await.map(|_| ()) };
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        r = first_seen => {
-            if r.is_ok() {
-                eprintln!("first segment published");
-            }
-            shutdown_signal().await;
-        }
-    }
-    running.stop().await?;
+    crate::agent::tools::publish_camera(config, stop_on_signal(), || {
+        eprintln!("first segment published")
+    })
+    .await?;
     let mut k: Vec<f64> = stats
         .keyframe_to_wire
         .lock_ignoring_poison()
@@ -585,12 +527,11 @@ async fn publish_camera(
             .map(|v| v * 1e3)
             .unwrap_or(f64::NAN)
     };
-    let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
     eprintln!(
         "segments={} bytes={} failures={} keyframe_to_wire_ms_p50={:.3} keyframe_to_wire_ms_p99={:.3}",
-        load(&stats.segments_published),
-        load(&stats.bytes_published),
-        load(&stats.segment_failures),
+        stats.segments_published.load(Relaxed),
+        stats.bytes_published.load(Relaxed),
+        stats.segment_failures.load(Relaxed),
         pct(0.5),
         pct(0.99)
     );

@@ -17,7 +17,10 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(trickle_edge::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            // Each cause once: library errors often name their cause in
+            // their own message too.
+            let e: &(dyn std::error::Error + 'static) = e.as_ref();
+            eprintln!("error: {}", trickle_edge::trickle::client::error_chain(e));
             std::process::ExitCode::FAILURE
         }
     }

@@ -10,3 +10,4 @@ pub mod plan;
 pub mod runtime;
 pub mod service;
 pub mod stats;
+pub mod tools;
