@@ -1,11 +1,11 @@
 //! Config parsing (the shape of `[outputs.NAME]` tables) and build errors.
 
-mod actions_support;
+mod support;
 
 use std::time::Duration;
 
-use actions_support::configs;
 use serde_json::json;
+use support::actions::{build, configs, effect};
 use trickle_edge::actions::{
     ActionError, Drive, Failsafe, GpioBackend, LineSpec, OutputConfig, Outputs, parse_duration,
 };
@@ -114,23 +114,23 @@ async fn gpiocdev_errors_name_output_and_field() {
 
 #[tokio::test]
 async fn unknown_output_and_full_queue_are_counted() {
-    let out = actions_support::build(
-        json!({ "events": { "type": "log", "path": actions_support::temp_dir("cfg").join("e"), "queue": 1 } }),
+    let out = build(
+        json!({ "events": { "type": "log", "path": support::tmp::temp_dir("cfg").join("e"), "queue": 1 } }),
     );
     use trickle_edge::actions::Dispatched;
     use trickle_edge::rules::OutputAction::Deliver;
     assert_eq!(
-        out.dispatch(actions_support::effect("nope", Deliver, 1)),
+        out.dispatch(effect("nope", Deliver, 1)),
         Dispatched::UnknownOutput
     );
     assert_eq!(out.unrouted(), 1);
     // Current-thread runtime: the writer cannot run between these two calls.
     assert_eq!(
-        out.dispatch(actions_support::effect("events", Deliver, 1)),
+        out.dispatch(effect("events", Deliver, 1)),
         Dispatched::Queued
     );
     assert_eq!(
-        out.dispatch(actions_support::effect("events", Deliver, 2)),
+        out.dispatch(effect("events", Deliver, 2)),
         Dispatched::Dropped
     );
     assert_eq!(out.counters_of("events").unwrap().dropped, 1);

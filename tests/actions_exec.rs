@@ -1,11 +1,13 @@
 //! exec output: timeouts, floods, concurrency, and no shell in between.
 
-mod actions_support;
+mod support;
 
 use std::path::Path;
 
-use actions_support::{PATIENCE, build, effect, eventually, temp_dir};
 use serde_json::json;
+use support::actions::{build, configs, effect};
+use support::time::{PATIENCE, wait_until, wait_until_for};
+use support::tmp::temp_dir;
 use trickle_edge::procfs::Proc;
 use trickle_edge::rules::OutputAction::Deliver;
 
@@ -37,20 +39,17 @@ async fn hanging_command_is_killed_with_its_group_and_reaped() {
         json!({ "hang": { "type": "exec", "argv": ["/bin/sh", "-c", script], "timeout": "500ms" } }),
     );
     out.dispatch(effect("hang", Deliver, 1));
-    eventually("pid files", PATIENCE, || {
-        read_pid(&dir.join("sleep.pid")).is_some()
-    })
-    .await;
+    wait_until("pid files", || read_pid(&dir.join("sleep.pid")).is_some()).await;
     let sh = read_pid(&dir.join("sh.pid")).unwrap();
     let sleeper = read_pid(&dir.join("sleep.pid")).unwrap();
-    eventually("timeout counted", PATIENCE, || {
+    wait_until("timeout counted", || {
         let c = out.counters_of("hang").unwrap();
         c.timeouts == 1 && c.failed == 1 && c.sent == 0
     })
     .await;
     // The direct child is reaped by us (no zombie left), the grandchild killed.
-    eventually("child reaped", PATIENCE, || !exists(sh)).await;
-    eventually("grandchild killed", PATIENCE, || !running(sleeper)).await;
+    wait_until("child reaped", || !exists(sh)).await;
+    wait_until("grandchild killed", || !running(sleeper)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,11 +61,11 @@ async fn flooding_output_neither_blocks_nor_grows_memory() {
     let before = rss_kib();
     out.dispatch(effect("flood", Deliver, 1));
     out.dispatch(effect("yes", Deliver, 1));
-    eventually("100 MB drained, child exited 0", PATIENCE * 4, || {
+    wait_until_for(PATIENCE * 4, "100 MB drained, child exited 0", || {
         out.counters_of("flood").unwrap().sent == 1
     })
     .await;
-    eventually("endless flood killed at timeout", PATIENCE, || {
+    wait_until("endless flood killed at timeout", || {
         let c = out.counters_of("yes").unwrap();
         c.timeouts == 1 && c.failed == 1
     })
@@ -89,10 +88,7 @@ async fn at_most_max_concurrent_children_run() {
     for seq in 0..6 {
         out.dispatch(effect("job", Deliver, seq));
     }
-    eventually("all 6 ran", PATIENCE, || {
-        out.counters_of("job").unwrap().sent == 6
-    })
-    .await;
+    wait_until("all 6 ran", || out.counters_of("job").unwrap().sent == 6).await;
     let text = std::fs::read_to_string(&trace).unwrap();
     let (mut now, mut peak) = (0i32, 0i32);
     for l in text.lines() {
@@ -117,7 +113,7 @@ async fn argv_is_not_interpreted_by_a_shell_and_item_arrives_on_stdin() {
     let out =
         build(json!({ "x": { "type": "exec", "argv": ["/bin/sh", "-c", script, "sh", literal] } }));
     out.dispatch(effect("x", Deliver, 42));
-    eventually("ran", PATIENCE, || out.counters_of("x").unwrap().sent == 1).await;
+    wait_until("ran", || out.counters_of("x").unwrap().sent == 1).await;
     assert_eq!(std::fs::read_to_string(dir.join("arg")).unwrap(), literal);
     assert!(!canary.exists(), "argument was run by a shell");
     let stdin: serde_json::Value =
@@ -135,7 +131,7 @@ async fn failures_are_counted() {
     }));
     out.dispatch(effect("nonzero", Deliver, 1));
     out.dispatch(effect("missing", Deliver, 1));
-    eventually("both failed", PATIENCE, || {
+    wait_until("both failed", || {
         out.counters_of("nonzero").unwrap().failed == 1
             && out.counters_of("missing").unwrap().failed == 1
     })
@@ -144,7 +140,7 @@ async fn failures_are_counted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn empty_argv_is_rejected_at_build() {
-    let cfg = actions_support::configs(json!({ "x": { "type": "exec", "argv": [] } }));
+    let cfg = configs(json!({ "x": { "type": "exec", "argv": [] } }));
     let err = trickle_edge::actions::Outputs::build(&cfg).err().unwrap();
     assert_eq!(err.to_string(), "output `x`: `argv`: must name a program");
 }

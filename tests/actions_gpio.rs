@@ -1,11 +1,12 @@
 //! Simulated GPIO: transitions, pulses, failsafe, and a stuck line.
 
-mod actions_support;
+mod support;
 
 use std::time::Duration;
 
-use actions_support::{PATIENCE, build, effect, eventually};
 use serde_json::json;
+use support::actions::{build, effect};
+use support::time::wait_until;
 use trickle_edge::actions::Dispatched;
 use trickle_edge::rules::OutputAction::{Activate, Deactivate, Deliver, Pulse};
 
@@ -32,22 +33,19 @@ async fn activate_deactivate_and_pulse() {
         out.dispatch(effect("door", Activate, 1)),
         Dispatched::Queued
     );
-    eventually("door active", PATIENCE, || {
-        sim.states_of("GPIO17") == [false, true]
-    })
-    .await;
+    wait_until("door active", || sim.states_of("GPIO17") == [false, true]).await;
     // Repeating a state does not write again; Deliver means nothing to a line.
     out.dispatch(effect("door", Activate, 2));
     out.dispatch(effect("door", Deliver, 3));
     out.dispatch(effect("door", Deactivate, 4));
-    eventually("door inactive", PATIENCE, || {
+    wait_until("door inactive", || {
         sim.states_of("GPIO17") == [false, true, false]
     })
     .await;
     assert_eq!(out.counters_of("door").unwrap().sent, 3);
 
     out.dispatch(effect("door", Pulse { ms: 200 }, 5));
-    eventually("pulse set and cleared", PATIENCE, || {
+    wait_until("pulse set and cleared", || {
         sim.states_of("GPIO17") == [false, true, false, true, false]
     })
     .await;
@@ -67,16 +65,10 @@ async fn new_pulse_extends_running_pulse() {
     let out = two_lines();
     let sim = out.simulated_gpio().clone();
     out.dispatch(effect("door", Pulse { ms: 1_500 }, 1));
-    eventually("pulse started", PATIENCE, || {
-        sim.states_of("GPIO17") == [false, true]
-    })
-    .await;
+    wait_until("pulse started", || sim.states_of("GPIO17") == [false, true]).await;
     let second = tokio::time::Instant::now();
     out.dispatch(effect("door", Pulse { ms: 3_000 }, 2));
-    eventually("pulse ended", PATIENCE, || {
-        sim.states_of("GPIO17").len() == 3
-    })
-    .await;
+    wait_until("pulse ended", || sim.states_of("GPIO17").len() == 3).await;
     // One set, one clear: the second pulse extended the first.
     assert_eq!(sim.states_of("GPIO17"), [false, true, false]);
     let cleared = sim.transitions().last().unwrap().at;
@@ -86,16 +78,10 @@ async fn new_pulse_extends_running_pulse() {
     );
     // A shorter pulse never shortens a running one.
     out.dispatch(effect("door", Pulse { ms: 2_000 }, 3));
-    eventually("pulse 2 started", PATIENCE, || {
-        sim.states_of("GPIO17").len() == 4
-    })
-    .await;
+    wait_until("pulse 2 started", || sim.states_of("GPIO17").len() == 4).await;
     let third = tokio::time::Instant::now();
     out.dispatch(effect("door", Pulse { ms: 10 }, 4));
-    eventually("pulse 2 ended", PATIENCE, || {
-        sim.states_of("GPIO17").len() == 5
-    })
-    .await;
+    wait_until("pulse 2 ended", || sim.states_of("GPIO17").len() == 5).await;
     assert!(
         sim.transitions().last().unwrap().at >= third,
         "short pulse cut a long one"
@@ -109,7 +95,7 @@ async fn failsafe_resets_lines_and_cancels_pulses() {
     let sim = out.simulated_gpio().clone();
     out.dispatch(effect("door", Activate, 1));
     out.dispatch(effect("siren", Deactivate, 1));
-    eventually("both driven", PATIENCE, || {
+    wait_until("both driven", || {
         sim.states_of("GPIO17") == [false, true] && sim.states_of("5") == [true, false]
     })
     .await;
@@ -122,7 +108,7 @@ async fn failsafe_resets_lines_and_cancels_pulses() {
     let before = sim.states_of("5").len();
     out.dispatch(effect("siren", Deactivate, 2));
     out.dispatch(effect("siren", Pulse { ms: 300 }, 3));
-    eventually("siren pulse started", PATIENCE, || {
+    wait_until("siren pulse started", || {
         sim.states_of("5")[before..] == [false, true]
     })
     .await;
@@ -143,7 +129,7 @@ async fn failsafe_resets_lines_and_cancels_pulses() {
     tokio::time::sleep_until(pulse_end + Duration::from_millis(100)).await;
     let sent = out.counters_of("siren").unwrap().sent;
     out.dispatch(effect("siren", Activate, 4));
-    eventually("marker effect applied on the siren line", PATIENCE, || {
+    wait_until("marker effect applied on the siren line", || {
         out.counters_of("siren").unwrap().sent == sent + 1
     })
     .await;
@@ -156,7 +142,7 @@ async fn failsafe_resets_lines_and_cancels_pulses() {
 
     // The output keeps working after a failsafe.
     out.dispatch(effect("door", Activate, 4));
-    eventually("door active again", PATIENCE, || {
+    wait_until("door active again", || {
         sim.states_of("GPIO17").last() == Some(&true)
     })
     .await;
@@ -168,7 +154,7 @@ async fn drop_applies_failsafe() {
     let sim = out.simulated_gpio().clone();
     out.dispatch(effect("door", Activate, 1));
     out.dispatch(effect("siren", Deactivate, 1));
-    eventually("both driven", PATIENCE, || {
+    wait_until("both driven", || {
         sim.states_of("GPIO17").last() == Some(&true) && sim.states_of("5").last() == Some(&false)
     })
     .await;
@@ -187,11 +173,11 @@ async fn stuck_line_does_not_stall_other_outputs() {
     sim.stall("STUCK");
     out.dispatch(effect("stuck", Activate, 1));
     out.dispatch(effect("fine", Activate, 1));
-    eventually("fine line driven", PATIENCE, || {
+    wait_until("fine line driven", || {
         sim.states_of("FINE") == [false, true]
     })
     .await;
-    eventually("stuck write timed out", PATIENCE, || {
+    wait_until("stuck write timed out", || {
         let c = out.counters_of("stuck").unwrap();
         c.timeouts == 1 && c.failed == 1
     })
@@ -200,7 +186,7 @@ async fn stuck_line_does_not_stall_other_outputs() {
     // piling up blocking threads.
     out.dispatch(effect("stuck", Deactivate, 2));
     out.dispatch(effect("stuck", Activate, 3));
-    eventually("later writes refused", PATIENCE, || {
+    wait_until("later writes refused", || {
         out.counters_of("stuck").unwrap().failed >= 2
     })
     .await;
@@ -211,12 +197,12 @@ async fn stuck_line_does_not_stall_other_outputs() {
     sim.unstall("STUCK");
     // The stuck call finally lands (stale "active"), then the failsafe that
     // could not be applied earlier is retried on top of it.
-    eventually("failsafe retried after the stuck call", PATIENCE, || {
+    wait_until("failsafe retried after the stuck call", || {
         sim.states_of("STUCK") == [false, true, false]
     })
     .await;
     out.dispatch(effect("stuck", Activate, 4));
-    eventually("stuck line recovered", PATIENCE, || {
+    wait_until("stuck line recovered", || {
         sim.states_of("STUCK").last() == Some(&true)
     })
     .await;

@@ -1,12 +1,14 @@
 //! JSON Lines log output: contents, rotation, and build errors.
 
-mod actions_support;
+mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use actions_support::{PATIENCE, build, configs, effect, eventually, temp_dir};
 use serde_json::{Value, json};
+use support::actions::{build, configs, effect};
+use support::time::wait_until;
+use support::tmp::temp_dir;
 use trickle_edge::actions::{ActionError, Outputs};
 use trickle_edge::rules::OutputAction;
 
@@ -32,7 +34,7 @@ async fn writes_one_json_line_per_effect() {
     let out = build(json!({ "events": { "type": "log", "path": path, "fsync_interval": "50ms" } }));
     out.dispatch(effect("events", OutputAction::Pulse { ms: 500 }, 7));
     out.dispatch(effect("events", OutputAction::Deliver, 8));
-    eventually("2 lines written", PATIENCE, || {
+    wait_until("2 lines written", || {
         out.counters_of("events").unwrap().sent == 2
     })
     .await;
@@ -71,7 +73,7 @@ async fn rotates_by_size_and_keeps_max_files() {
     for seq in 0..n {
         out.dispatch(effect("events", OutputAction::Activate, seq));
     }
-    eventually("all written", PATIENCE, || {
+    wait_until("all written", || {
         out.counters_of("events").unwrap().sent == n as u64
     })
     .await;

@@ -2,60 +2,33 @@
 //! structured `tracing` event per effect. Own test binary: it sets an
 //! environment variable and a global subscriber.
 
-mod actions_support;
+mod support;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
-
-use actions_support::{PATIENCE, build, effect, eventually, temp_dir};
 use serde_json::json;
-use tracing::field::{Field, Visit};
-use tracing::span::{Attributes, Id, Record};
-use tracing::{Event, Metadata, Subscriber};
+use support::actions::{build, effect};
+use support::time::wait_until;
+use support::tmp::temp_dir;
+use support::tracing::{LogCapture, Logged};
+use tracing::Level;
 use trickle_edge::rules::OutputAction;
 
-type Events = Arc<Mutex<Vec<BTreeMap<String, String>>>>;
+/// The log output's own events, not the rest of the library's.
+const TARGET: &str = "trickle_edge::actions::log";
 
-/// Records the fields of events from the log output's target.
-struct Capture(Events);
-
-struct Fields(BTreeMap<String, String>);
-
-impl Visit for Fields {
-    fn record_str(&mut self, f: &Field, v: &str) {
-        self.0.insert(f.name().into(), v.into());
-    }
-    fn record_debug(&mut self, f: &Field, v: &dyn std::fmt::Debug) {
-        self.0.insert(f.name().into(), format!("{v:?}"));
-    }
-}
-
-impl Subscriber for Capture {
-    fn enabled(&self, _: &Metadata<'_>) -> bool {
-        true
-    }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
-        Id::from_u64(1)
-    }
-    fn record(&self, _: &Id, _: &Record<'_>) {}
-    fn record_follows_from(&self, _: &Id, _: &Id) {}
-    fn event(&self, e: &Event<'_>) {
-        if e.metadata().target() == "trickle_edge::actions::log" {
-            let mut f = Fields(BTreeMap::new());
-            e.record(&mut f);
-            self.0.lock().unwrap().push(f.0);
-        }
-    }
-    fn enter(&self, _: &Id) {}
-    fn exit(&self, _: &Id) {}
+fn from_log_output(capture: &LogCapture) -> Vec<Logged> {
+    capture
+        .events()
+        .into_iter()
+        .filter(|e| e.target == TARGET)
+        .collect()
 }
 
 #[test]
 fn emits_structured_event_under_systemd() {
     // SAFETY: set before any other thread of this test binary exists.
     unsafe { std::env::set_var("JOURNAL_STREAM", "8:12345") };
-    let events: Events = Arc::default();
-    tracing::subscriber::set_global_default(Capture(events.clone())).unwrap();
+    let capture = LogCapture::new(Level::TRACE);
+    tracing::subscriber::set_global_default(capture.clone()).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -65,16 +38,13 @@ fn emits_structured_event_under_systemd() {
         let path = temp_dir("journald").join("e.jsonl");
         let out = build(json!({ "events": { "type": "log", "path": path } }));
         out.dispatch(effect("events", OutputAction::Activate, 9));
-        eventually("event emitted", PATIENCE, || {
-            !events.lock().unwrap().is_empty()
-        })
-        .await;
+        wait_until("event emitted", || !from_log_output(&capture).is_empty()).await;
     });
-    let e = events.lock().unwrap()[0].clone();
-    assert_eq!(e["output"], "events");
-    assert_eq!(e["rule"], "rule-1");
-    assert_eq!(e["action"], "activate");
-    assert_eq!(e["channel"], "data");
-    assert_eq!(e["seq"], "9");
-    assert_eq!(e["event_type"], "detection");
+    let e = from_log_output(&capture).remove(0);
+    assert_eq!(e.field("output"), Some("events"), "{e:?}");
+    assert_eq!(e.field("rule"), Some("rule-1"), "{e:?}");
+    assert_eq!(e.field("action"), Some("activate"), "{e:?}");
+    assert_eq!(e.field("channel"), Some("data"), "{e:?}");
+    assert_eq!(e.field("seq"), Some("9"), "{e:?}");
+    assert_eq!(e.field("event_type"), Some("detection"), "{e:?}");
 }

@@ -1,14 +1,17 @@
 //! MQTT output against a real mosquitto broker that the test starts, kills
 //! and restarts on a free loopback port.
 
-mod actions_support;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use actions_support::{PATIENCE, build, effect, eventually, free_port, temp_dir};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
+use support::actions::{build, configs, effect};
+use support::net::free_port;
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use trickle_edge::rules::OutputAction::Deliver;
@@ -36,7 +39,7 @@ impl Broker {
             .unwrap_or_else(|e| {
                 panic!("cannot start mosquitto, the MQTT broker these tests need ({e}): `bash ci/setup.sh` installs it")
             });
-        eventually("broker listening", PATIENCE, || {
+        wait_until("broker listening", || {
             std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
         })
         .await;
@@ -87,9 +90,8 @@ fn big_effect(seq: i64, bytes: usize) -> trickle_edge::rules::Effect {
 }
 
 async fn next(rx: &mut mpsc::UnboundedReceiver<(String, bool, Value)>) -> (String, bool, Value) {
-    tokio::time::timeout(PATIENCE, rx.recv())
+    within("a message", rx.recv())
         .await
-        .expect("message within patience")
         .expect("subscriber alive")
 }
 
@@ -121,7 +123,7 @@ async fn publishes_retains_and_survives_broker_restart() {
     assert_eq!(first.0, "trickle-edge/bus/rule-1/detection/data");
     assert_eq!(first.2["rule"], "rule-1");
     assert_eq!(first.2["payload"]["label"], "person");
-    eventually("publish counted", PATIENCE, || {
+    wait_until("publish counted", || {
         out.counters_of("bus").unwrap().sent >= 1
     })
     .await;
@@ -155,7 +157,7 @@ async fn publishes_retains_and_survives_broker_restart() {
     // Kill the broker mid-test, restart it, and see a later message arrive.
     broker.kill().await;
     let retries_before = out.counters_of("bus").unwrap().retries;
-    eventually("agent noticed the broker is gone", PATIENCE, || {
+    wait_until("agent noticed the broker is gone", || {
         out.counters_of("bus").unwrap().retries > retries_before
     })
     .await;
@@ -192,7 +194,7 @@ async fn config_errors_name_the_field() {
             "`topic`",
         ),
     ] {
-        let cfgs = actions_support::configs(json!({ "bus": cfg }));
+        let cfgs = configs(json!({ "bus": cfg }));
         let err = trickle_edge::actions::Outputs::build(&cfgs)
             .err()
             .unwrap()

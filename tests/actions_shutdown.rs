@@ -1,12 +1,14 @@
 //! Shutdown with a stuck output: bounded by the deadline, children killed,
 //! GPIO lines left in their failsafe state.
 
-mod actions_support;
+mod support;
 
 use std::time::Duration;
 
-use actions_support::{PATIENCE, build, effect, eventually, temp_dir};
 use serde_json::json;
+use support::actions::{build, effect};
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
 use trickle_edge::rules::OutputAction::{Activate, Deliver};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -21,12 +23,9 @@ async fn shutdown_is_bounded_and_ends_in_failsafe() {
     let sim = out.simulated_gpio().clone();
     out.dispatch(effect("door", Activate, 1));
     out.dispatch(effect("slow", Deliver, 1));
-    eventually("door active", PATIENCE, || {
-        sim.states_of("DOOR") == [false, true]
-    })
-    .await;
+    wait_until("door active", || sim.states_of("DOOR") == [false, true]).await;
     let pid_file = dir.join("pid");
-    eventually("child started", PATIENCE, || {
+    wait_until("child started", || {
         std::fs::read_to_string(&pid_file).is_ok_and(|s| s.ends_with('\n'))
     })
     .await;
@@ -36,11 +35,13 @@ async fn shutdown_is_bounded_and_ends_in_failsafe() {
         .parse()
         .unwrap();
 
-    tokio::time::timeout(PATIENCE, out.shutdown(Duration::from_millis(200)))
-        .await
-        .expect("shutdown bounded by its deadline");
+    within(
+        "shutdown, bounded by its deadline",
+        out.shutdown(Duration::from_millis(200)),
+    )
+    .await;
     assert_eq!(sim.states_of("DOOR").last(), Some(&false));
-    eventually("grandchild killed", PATIENCE, || {
+    wait_until("grandchild killed", || {
         !trickle_edge::procfs::Proc::Pid(pid).is_alive()
     })
     .await;

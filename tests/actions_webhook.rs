@@ -1,19 +1,21 @@
 //! Webhook output against a local HTTP server that is down, then slow, then
 //! failing, then up.
 
-mod actions_support;
+mod support;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actions_support::{PATIENCE, build, effect, eventually, free_port};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
+use support::actions::{build, configs, effect};
+use support::net::free_port;
+use support::time::wait_until;
 use trickle_edge::actions::Dispatched;
 use trickle_edge::rules::OutputAction::Deliver;
 
@@ -85,10 +87,7 @@ async fn delivers_after_down_slow_and_failing_server_and_drops_oldest() {
     let counters = || out.counters_of("hook").unwrap();
 
     assert_eq!(out.dispatch(effect("hook", Deliver, 1)), Dispatched::Queued);
-    eventually("retrying against a closed port", PATIENCE, || {
-        counters().retries >= 2
-    })
-    .await;
+    wait_until("retrying against a closed port", || counters().retries >= 2).await;
 
     // Seq 1 is in flight; the queue holds 2 and evicts the oldest beyond that.
     let results: Vec<_> = (2..=6)
@@ -106,19 +105,16 @@ async fn delivers_after_down_slow_and_failing_server_and_drops_oldest() {
     let mode = Arc::new(AtomicU8::new(SLOW));
     let seen: Seen = Arc::default();
     let server = serve(port, mode.clone(), seen.clone()).await;
-    eventually("an attempt timed out on the slow server", PATIENCE, || {
+    wait_until("an attempt timed out on the slow server", || {
         counters().timeouts >= 1
     })
     .await;
     mode.store(FAILING, Ordering::SeqCst);
     let retries = counters().retries;
-    eventually("503 retried", PATIENCE, || {
-        counters().retries >= retries + 2
-    })
-    .await;
+    wait_until("503 retried", || counters().retries >= retries + 2).await;
     mode.store(UP, Ordering::SeqCst);
 
-    eventually("3 delivered", PATIENCE, || counters().sent == 3).await;
+    wait_until("3 delivered", || counters().sent == 3).await;
     let seen = seen.lock().unwrap().clone();
     let seqs: Vec<_> = seen
         .iter()
@@ -140,7 +136,7 @@ async fn gives_up_after_max_attempts() {
         "retry_min": "10ms", "retry_max": "20ms", "max_attempts": 3,
     }}));
     out.dispatch(effect("hook", Deliver, 1));
-    eventually("failed after 3 attempts", PATIENCE, || {
+    wait_until("failed after 3 attempts", || {
         out.counters_of("hook").unwrap().failed == 1
     })
     .await;
@@ -150,9 +146,7 @@ async fn gives_up_after_max_attempts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rejects_non_http_url() {
-    let cfg = actions_support::configs(
-        json!({ "hook": { "type": "webhook", "url": "https://example.invalid/" } }),
-    );
+    let cfg = configs(json!({ "hook": { "type": "webhook", "url": "https://example.invalid/" } }));
     let err = trickle_edge::actions::Outputs::build(&cfg)
         .err()
         .unwrap()

@@ -2,13 +2,14 @@
 //! reference worker → data channel → rules → simulated GPIO; then the
 //! pipeline-dead path when the worker dies.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use common::*;
+use support::http::simple;
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
 use tokio::sync::{mpsc, oneshot};
 use trickle_edge::agent::runtime::{AgentControl, AgentError, AgentHandles, run};
 use trickle_edge::config::{AgentConfig, ResolvedConfig};
@@ -88,34 +89,19 @@ async fn start_agent(cfg: ResolvedConfig) -> Running {
     }
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-}
-
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("trickle-edge-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn detections_reach_the_simulated_gpio_and_metrics_parse() {
     let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
         .await
         .unwrap();
-    let dir = tmp("e2e");
+    let dir = temp_dir("e2e");
     let r = start_agent(config(&worker.url(), "30s", &dir.join("events.jsonl"))).await;
     let h = r.handles.clone();
-    wait_for("a GPIO activation from a detection", || {
+    wait_until("a GPIO activation from a detection", || {
         h.gpio.states_of("led").contains(&true)
     })
     .await;
-    wait_for("three segments", || {
+    wait_until("three segments", || {
         h.stats.media.segments_published.load(Ordering::Relaxed) >= 3
     })
     .await;
@@ -185,10 +171,10 @@ async fn worker_killed_mid_stream_gives_failsafe_then_a_restarted_job() {
         .await
         .unwrap();
     let addr = worker.local_addr();
-    let dir = tmp("dead");
+    let dir = temp_dir("dead");
     let r = start_agent(config(&worker.url(), "3s", &dir.join("events.jsonl"))).await;
     let h = r.handles.clone();
-    wait_for("GPIO active", || {
+    wait_until("GPIO active", || {
         h.gpio.states_of("led").last() == Some(&true)
     })
     .await;
@@ -196,22 +182,22 @@ async fn worker_killed_mid_stream_gives_failsafe_then_a_restarted_job() {
     // The worker dies: no more events. The agent must notice, put the line in
     // failsafe, and start the job again once a worker answers.
     worker.shutdown().await;
-    wait_for("pipeline declared dead", || {
+    wait_until("pipeline declared dead", || {
         h.stats.pipeline_deaths.load(Ordering::Relaxed) >= 1
     })
     .await;
-    wait_for("failsafe applied", || {
+    wait_until("failsafe applied", || {
         h.gpio.states_of("led").last() == Some(&false)
     })
     .await;
     let worker = WorkerHandle::start(addr, WorkerConfig::default())
         .await
         .unwrap();
-    wait_for("job restarted", || {
+    wait_until("job restarted", || {
         h.stats.job_restarts.load(Ordering::Relaxed) >= 1
     })
     .await;
-    wait_for("detections again", || {
+    wait_until("detections again", || {
         h.gpio.states_of("led").last() == Some(&true)
     })
     .await;

@@ -3,12 +3,12 @@
 //! without a process or a real signal. A refused config keeps the running
 //! one; a good one swaps the rules; stop puts outputs in failsafe.
 
-mod common;
+mod support;
 
 use std::path::Path;
-use std::time::Duration;
 
-use common::*;
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
 use tokio::sync::{mpsc, oneshot};
 use trickle_edge::agent::service::{ConfigSource, ServiceSignal, run_service};
 use trickle_edge::config::{LoadOptions, load_with};
@@ -57,27 +57,10 @@ fn log_mentions(log: &Path, rule: &str) -> bool {
         .any(|l| l.contains(&format!("\"rule\":\"{rule}\"")))
 }
 
-/// A fresh directory for one test's config and event log.
-fn test_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("trickle-edge-service-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rules() {
-    const TAG: &str = "reload";
-    let dir = test_dir(TAG);
+    const TAG: &str = "service-reload";
+    let dir = temp_dir(TAG);
     let config = dir.join("config.toml");
     let log = dir.join("events.jsonl");
     let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())
@@ -93,7 +76,7 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
     let (ready_tx, ready_rx) = oneshot::channel();
     let service = tokio::spawn(run_service(resolved, source, signals_rx, Some(ready_tx)));
     let handles = within("agent ready", ready_rx).await.expect("agent starts");
-    wait_for("the first rule fires", || log_mentions(&log, "first-rule")).await;
+    wait_until("the first rule fires", || log_mentions(&log, "first-rule")).await;
 
     // A broken file first: refused, not counted as a reload.
     std::fs::write(&config, "[job]\nmode = \"worker\"\nworker_url = 7\n").unwrap();
@@ -101,7 +84,7 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
     // Then a good one, handled after it (signals are taken in order).
     write_config(&config, &worker.url(), &log, "second-rule");
     signals.send(ServiceSignal::Reload).await.unwrap();
-    wait_for("the reloaded rule fires", || {
+    wait_until("the reloaded rule fires", || {
         log_mentions(&log, "second-rule")
     })
     .await;
@@ -128,8 +111,8 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_signal_channel_stops_the_service() {
-    const TAG: &str = "closed";
-    let dir = test_dir(TAG);
+    const TAG: &str = "service-closed";
+    let dir = temp_dir(TAG);
     let config = dir.join("config.toml");
     let log = dir.join("events.jsonl");
     let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())

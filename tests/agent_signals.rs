@@ -3,25 +3,19 @@
 //! failsafe and exits 0 (the CLI itself fails if that takes over 5 s).
 //! Also `demo --duration 10`.
 
-mod common;
+mod support;
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
-use common::*;
+use support::http::simple;
+use support::net::free_port;
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trickle-edge");
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn write_config(path: &Path, worker: u16, trickle: u16, supervisor: u16, log: &Path, rule: &str) {
     let text = format!(
@@ -65,15 +59,6 @@ fn log_mentions(log: &Path, rule: &str) -> bool {
         .any(|l| l.contains(&format!("\"rule\":\"{rule}\"")))
 }
 
-async fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
-}
-
 /// The worker's stream state from `GET /api/stream/status`, lowercased.
 async fn worker_state(addr: std::net::SocketAddr) -> String {
     let (h, body) = simple(addr, "GET", "/api/stream/status", &[]).await;
@@ -103,8 +88,7 @@ static PORTS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
     let _ports = PORTS.lock().await;
-    let dir = std::env::temp_dir().join(format!("trickle-edge-signals-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("signals");
     let (wp, tp, sp) = (free_port(), free_port(), free_port());
     let cfg = dir.join("agent.toml");
     let log = dir.join("events.jsonl");
@@ -133,13 +117,13 @@ async fn sighup_reloads_a_changed_rule_and_sigterm_stops_cleanly() {
         out
     });
 
-    wait_for("the first rule fires", || log_mentions(&log, "first-rule")).await;
+    wait_until("the first rule fires", || log_mentions(&log, "first-rule")).await;
 
     // Change the rule's name and reload: the agent keeps running (same pid,
     // no new job) and the new rule fires.
     write_config(&cfg, wp, tp, sp, &log, "second-rule");
     signal(&agent, "-HUP");
-    wait_for("the reloaded rule fires", || {
+    wait_until("the reloaded rule fires", || {
         log_mentions(&log, "second-rule")
     })
     .await;
@@ -223,11 +207,8 @@ async fn demo_for_ten_seconds_exits_zero_with_a_gpio_transition() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_whose_camera_cannot_start_ends_on_time_and_fails_naming_the_reason() {
     let _ports = PORTS.lock().await;
-    let dir = std::env::temp_dir().join(format!(
-        "trickle-edge-demo-noplugins-{}",
-        std::process::id()
-    ));
-    std::fs::create_dir_all(dir.join("plugins")).unwrap();
+    let dir = temp_dir("demo-noplugins");
+    std::fs::create_dir(dir.join("plugins")).unwrap();
     let out = within(
         "demo exit",
         Command::new(BIN)

@@ -1,11 +1,13 @@
 //! Peers that misbehave: the server must stay up and keep answering.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
-use trickle_edge::trickle::channel::WriteSlot;
+use support::http::{Raw, post, simple};
+use support::net::{start_server, test_config};
+use support::time::{wait_until, within};
+use trickle_edge::trickle::channel::{ReadSlot, WriteSlot};
 
 const CH: &str = "/ai/trickle/bad";
 
@@ -47,13 +49,14 @@ async fn client_that_sends_headers_then_stalls_its_body() {
     // slot until the server has noticed: `Taken` claims nothing, and a
     // successful claim is released at once (no byte was written).
     let ch = s.state.channel("bad").unwrap();
-    within("seq 0 released by the stalled POST", async {
-        loop {
-            match ch.for_write(0, false, None) {
-                WriteSlot::Claimed(seg) => return seg.detach_writer(),
-                WriteSlot::Taken { .. } => tokio::time::sleep(Duration::from_millis(10)).await,
-                WriteSlot::Closed => panic!("channel closed"),
+    wait_until("seq 0 released by the stalled POST", || {
+        match ch.for_write(0, false, None) {
+            WriteSlot::Claimed(seg) => {
+                seg.detach_writer();
+                true
             }
+            WriteSlot::Taken { .. } => false,
+            WriteSlot::Closed => panic!("channel closed"),
         }
     })
     .await;
@@ -122,16 +125,10 @@ async fn thousand_concurrent_idle_gets() {
     // With a thousand readers parked on the live edge, the server still answers.
     still_serving(s.local_addr()).await;
     let ch = s.state.channel("bad").unwrap();
-    within("all readers registered", async {
-        loop {
-            if let trickle_edge::trickle::channel::ReadSlot::Found(seg) = ch.for_read(0)
-                && seg.reader_count() == 1000
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
+    wait_until(
+        "all readers registered",
+        || matches!(ch.for_read(0), ReadSlot::Found(seg) if seg.reader_count() == 1000),
+    )
     .await;
     // One write reaches every one of them.
     let (h, _) = post(s.local_addr(), &format!("{CH}/0"), b"to all", &[]).await;

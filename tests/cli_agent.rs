@@ -1,29 +1,24 @@
 //! The binary as users run it: `subscribe --rules` turning a data channel into
 //! actions, and `run` speaking the systemd notify protocol on a real socket.
 
-mod common;
+mod support;
 
 use std::process::Stdio;
-use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
+use support::net::{free_addr, start_server, test_config};
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
 use tokio::process::Command;
 use trickle_edge::trickle::{Publisher, PublisherOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trickle-edge");
 
-fn tmp(name: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("trickle-edge-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn subscribe_with_rules_drives_outputs_from_a_data_channel() {
     let server = start_server(test_config(), &["data"]).await;
     let url = format!("{}data", server.base_url());
-    let dir = tmp("subrules");
+    let dir = temp_dir("subrules");
     let log = dir.join("fires.jsonl");
     let rules = dir.join("rules.toml");
     std::fs::write(
@@ -71,13 +66,10 @@ then = [{{ output = "fires" }}]
     );
     w.write(Bytes::from_static(lines.as_bytes())).await.unwrap();
     // The segment is still open: the fire must not wait for its end.
-    within("the rule fires while the segment is open", async {
-        while !std::fs::read_to_string(&log)
+    wait_until("the rule fires while the segment is open", || {
+        std::fs::read_to_string(&log)
             .unwrap_or_default()
             .contains("\"rule\":\"person\"")
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
     })
     .await;
     w.finish().await.unwrap();
@@ -94,13 +86,10 @@ then = [{{ output = "fires" }}]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_sends_ready_watchdog_and_status_to_systemd() {
     let server = start_server(test_config(), &["cam"]).await;
-    let dir = tmp("notify");
+    let dir = temp_dir("notify");
     let sock_path = dir.join("notify.sock");
     let sock = tokio::net::UnixDatagram::bind(&sock_path).unwrap();
-    let supervisor = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let supervisor = free_addr();
     let cfg = dir.join("agent.toml");
     std::fs::write(
         &cfg,

@@ -2,11 +2,12 @@
 //! wrong, file:line:col (of the preset when the preset is at fault), the key
 //! path, and a hint.
 
-mod config_support;
+mod support;
 
 use std::path::Path;
 
-use config_support::{dir, write};
+use support::config::write;
+use support::tmp::temp_dir;
 use trickle_edge::config::{self, ConfigError, ErrorKind, LoadOptions};
 
 /// Loads `text` as `config.toml` in a fresh directory; returns the error and
@@ -22,7 +23,7 @@ fn fail(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
 }
 
 fn fail_as_is(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
-    let d = dir(test);
+    let d = temp_dir(test);
     let file = write(&d, "config.toml", text);
     let err = config::load(&file).expect_err("config should be rejected");
     (err, file)
@@ -63,7 +64,7 @@ fn a_config_without_a_job_says_so_after_naming_typos() {
 
 #[test]
 fn a_camera_with_only_a_source_takes_the_default_size_and_rate() {
-    let d = dir("camera_source_only");
+    let d = temp_dir("camera_source_only");
     let file = write(
         &d,
         "config.toml",
@@ -316,7 +317,7 @@ fn unknown_board() {
     assert_eq!(e.kind, ErrorKind::UnknownBoard);
 
     // From the command line there is no line to point at.
-    let d = dir("unknown_board_cli");
+    let d = temp_dir("unknown_board_cli");
     let file = write(&d, "config.toml", "");
     let opts = LoadOptions {
         board: Some("beaglebone".into()),
@@ -338,7 +339,7 @@ fn unknown_board() {
 
 #[test]
 fn errors_inside_a_preset_name_the_preset() {
-    let d = dir("bad_preset");
+    let d = temp_dir("bad_preset");
     let preset = write(
         &d,
         "boards/lab.toml",
@@ -375,7 +376,7 @@ fn errors_inside_a_preset_name_the_preset() {
 
 #[test]
 fn syntax_error_and_missing_file() {
-    let d = dir("syntax");
+    let d = temp_dir("syntax");
     let file = write(&d, "config.toml", "[camera]\nfps = [\n");
     let e = config::load(&file).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Syntax);

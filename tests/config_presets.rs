@@ -1,9 +1,10 @@
 //! Every shipped board preset and the example config pass `check`, presets
 //! merge under the file, and what `check` prints loads back to the same config.
 
-mod config_support;
+mod support;
 
-use config_support::{boards, dir, write};
+use support::config::{boards, write};
+use support::tmp::temp_dir;
 use trickle_edge::config::{self, JobMode, LoadOptions};
 use trickle_edge::media::EncoderKind;
 
@@ -33,7 +34,7 @@ fn every_board_preset_passes_check() {
             "x86-vaapi"
         ]
     );
-    let d = dir("every_board");
+    let d = temp_dir("every_board");
     for name in names {
         // Named by a config file…
         let file = write(
@@ -64,7 +65,7 @@ fn example_config_passes_check_and_round_trips() {
     assert!(resolved.warnings.is_empty(), "{:?}", resolved.warnings);
 
     let printed = config::check(example, None).unwrap();
-    let d = dir("round_trip");
+    let d = temp_dir("round_trip");
     let again = config::load(write(&d, "printed.toml", &printed))
         .unwrap_or_else(|e| panic!("{e}\n{printed}"));
     assert_eq!(again.config, resolved.config);
@@ -72,7 +73,7 @@ fn example_config_passes_check_and_round_trips() {
 
 #[test]
 fn file_overrides_preset_table_by_table() {
-    let d = dir("override");
+    let d = temp_dir("override");
     let file = write(
         &d,
         "config.toml",
@@ -96,7 +97,7 @@ fn file_overrides_preset_table_by_table() {
 
 #[test]
 fn board_override_and_boards_dir() {
-    let d = dir("board_dir");
+    let d = temp_dir("board_dir");
     write(
         &d,
         "boards/lab.toml",
@@ -124,7 +125,7 @@ fn board_override_and_boards_dir() {
 
 #[test]
 fn defaults_for_a_file_with_only_a_job_mode() {
-    let d = dir("only_mode");
+    let d = temp_dir("only_mode");
     let r = config::load(write(&d, "config.toml", "[job]\nmode = \"worker\"\n"))
         .unwrap_or_else(|e| panic!("{e}"));
     let c = &r.config;
@@ -151,7 +152,7 @@ fn defaults_for_a_file_with_only_a_job_mode() {
 
 #[test]
 fn static_mode_and_tls_options() {
-    let d = dir("static");
+    let d = temp_dir("static");
     let file = write(
         &d,
         "config.toml",
@@ -173,7 +174,7 @@ fn static_mode_and_tls_options() {
 
 #[test]
 fn unused_outputs_and_insecure_tls_are_warnings() {
-    let d = dir("warnings");
+    let d = temp_dir("warnings");
     let file = write(
         &d,
         "config.toml",

@@ -1,11 +1,12 @@
 //! Tokens and passwords are used but never shown: not by `check`, not in
 //! `Debug` output, not in error messages.
 
-mod config_support;
+mod support;
 
 use std::process::Command;
 
-use config_support::{dir, write};
+use support::config::write;
+use support::tmp::temp_dir;
 use trickle_edge::config::{self, ErrorKind};
 
 const TOKEN: &str = "s3cr3t-token-7f1d9c";
@@ -17,7 +18,7 @@ fn assert_hidden(text: &str) {
 
 #[test]
 fn token_from_file_is_loaded_but_never_printed() {
-    let d = dir("token_file");
+    let d = temp_dir("token_file");
     let token_file = write(&d, "token", &format!("{TOKEN}\n"));
     let file = write(
         &d,
@@ -39,7 +40,7 @@ fn token_from_file_is_loaded_but_never_printed() {
 
 #[test]
 fn inline_token_is_printed_as_stars() {
-    let d = dir("token_inline");
+    let d = temp_dir("token_inline");
     let file = write(
         &d,
         "config.toml",
@@ -54,7 +55,7 @@ fn inline_token_is_printed_as_stars() {
 
 #[test]
 fn token_from_env_via_the_cli() {
-    let d = dir("token_env");
+    let d = temp_dir("token_env");
     let file = write(
         &d,
         "config.toml",
@@ -80,7 +81,7 @@ fn token_from_env_via_the_cli() {
 
 #[test]
 fn unset_env_and_unreadable_file_name_the_source_not_the_value() {
-    let d = dir("token_missing");
+    let d = temp_dir("token_missing");
     let file = write(
         &d,
         "config.toml",
@@ -121,7 +122,7 @@ fn unset_env_and_unreadable_file_name_the_source_not_the_value() {
 
 #[test]
 fn cli_check_exits_non_zero_with_the_message() {
-    let d = dir("cli_error");
+    let d = temp_dir("cli_error");
     let file = write(
         &d,
         "config.toml",

@@ -1,7 +1,7 @@
 //! The data-channel fixtures in `tests/fixtures/data-channel` and generated
 //! hostile inputs, decoded through the public `data` API.
 
-mod warnings;
+mod support;
 
 use std::path::PathBuf;
 
@@ -10,7 +10,7 @@ use sha2::{Digest, Sha256};
 use tokio::time::{Duration, Instant};
 use trickle_edge::data::{DecodeLimits, DecodeStats, Item, Payload, SegmentDecoder};
 
-use warnings::with_warnings;
+use support::tracing::with_warnings;
 
 const JSONL: Option<&str> = Some("application/jsonl");
 const JSON: Option<&str> = Some("application/json");

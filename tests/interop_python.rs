@@ -3,13 +3,15 @@
 //! read by its subscriber. `ci/test.sh` creates the SDK's venv and exports
 //! `TRICKLE_EDGE_INTEROP_PYTHON`; without the SDK the tests fail, never skip.
 
-mod common;
+mod support;
 
 use std::path::PathBuf;
 use std::process::Stdio;
 
 use bytes::Bytes;
-use common::*;
+use support::net::{start_server, test_config};
+use support::time::within;
+use support::tmp::temp_dir;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
@@ -96,8 +98,7 @@ async fn our_publisher_to_livepeer_python_subscriber() {
     let py = python();
     let s = start_server(test_config(), &["topy"]).await;
     let url = format!("{}topy", s.base_url());
-    let out = std::env::temp_dir().join(format!("trickle-edge-interop-{}", std::process::id()));
-    std::fs::create_dir_all(&out).unwrap();
+    let out = temp_dir("interop");
     let mut child = Command::new(&py)
         .arg(script("py_subscribe.py"))
         .arg(&url)

@@ -1,10 +1,13 @@
 //! A missing GStreamer plugin is a clear, permanent error naming the Debian
 //! package; the encoder probe tells present from working.
 
-mod media_support;
+mod support;
 
 use gstreamer as gst;
-use media_support::*;
+use support::media::{
+    MEDIA_PATIENCE, camera, decode_alone, factory_names, init, next_segment, read_segment,
+};
+use support::time::within_for;
 use trickle_edge::media::{EncoderKind, MediaError, probe_encoders, resolve};
 use trickle_edge::shutdown::Shutdown;
 
@@ -32,10 +35,13 @@ async fn missing_encoder_names_its_package() {
     init();
     hide("vaapih264enc");
     let (camera, _queue) = camera("test", 160, 120, 15, EncoderKind::Vaapi);
-    let err = tokio::time::timeout(TIMEOUT, camera.run(Shutdown::never()))
-        .await
-        .expect("a permanent error ends run at once")
-        .unwrap_err();
+    let err = within_for(
+        MEDIA_PATIENCE,
+        "a permanent error to end run at once",
+        camera.run(Shutdown::never()),
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(&err, MediaError::MissingElement { element, package }
             if element == "vaapih264enc" && *package == "gstreamer1.0-vaapi"),
@@ -53,10 +59,13 @@ async fn missing_source_names_its_package() {
     init();
     hide("libcamerasrc");
     let (camera, _queue) = camera("libcamera", 160, 120, 15, EncoderKind::X264);
-    let err = tokio::time::timeout(TIMEOUT, camera.run(Shutdown::never()))
-        .await
-        .unwrap()
-        .unwrap_err();
+    let err = within_for(
+        MEDIA_PATIENCE,
+        "a permanent error to end run",
+        camera.run(Shutdown::never()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("gstreamer1.0-libcamera"), "{err}");
 }
 

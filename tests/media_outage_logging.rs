@@ -1,71 +1,19 @@
 //! A long outage costs one warning and one recovery line, not one per retry.
 
-mod media_support;
+mod support;
 
-use std::{
-    fmt,
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::time::Duration;
 
-use media_support::*;
-use tracing::{
-    Event, Level, Metadata, Subscriber,
-    field::{Field, Visit},
-    span,
-};
+use support::media::{camera, load, make_h264_file, next_segment, read_segment, wait_for_stats};
+use support::tmp::temp_dir;
+use support::tracing::LogCapture;
+use tracing::Level;
 use trickle_edge::shutdown::Shutdown;
 use trickle_edge::{backoff::Backoff, media::EncoderKind};
 
-/// Records the message of every event at INFO or above (a hand-rolled
-/// subscriber keeps the dev-dependencies small).
-#[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(Level, String)>>>);
-
-impl Recorder {
-    fn count(&self, level: Level, text: &str) -> usize {
-        let lines = self.0.lock().unwrap();
-        lines
-            .iter()
-            .filter(|(l, m)| *l == level && m.contains(text))
-            .count()
-    }
-}
-
-struct Message(String);
-
-impl Visit for Message {
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.0 = format!("{value:?}");
-        }
-    }
-}
-
-impl Subscriber for Recorder {
-    fn enabled(&self, meta: &Metadata<'_>) -> bool {
-        *meta.level() <= Level::INFO
-    }
-    fn new_span(&self, _: &span::Attributes<'_>) -> span::Id {
-        span::Id::from_u64(1)
-    }
-    fn record(&self, _: &span::Id, _: &span::Record<'_>) {}
-    fn record_follows_from(&self, _: &span::Id, _: &span::Id) {}
-    fn event(&self, event: &Event<'_>) {
-        let mut m = Message(String::new());
-        event.record(&mut m);
-        self.0
-            .lock()
-            .unwrap()
-            .push((*event.metadata().level(), m.0));
-    }
-    fn enter(&self, _: &span::Id) {}
-    fn exit(&self, _: &span::Id) {}
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_is_logged_once_and_recovery_once() {
-    let recorder = Recorder::default();
+    let recorder = LogCapture::new(Level::INFO);
     tracing::subscriber::set_global_default(recorder.clone()).unwrap();
 
     let dir = temp_dir("outage-log");
@@ -86,7 +34,7 @@ async fn outage_is_logged_once_and_recovery_once() {
     let stats = camera.handle().stats();
     let task = tokio::spawn(camera.run(Shutdown::never()));
 
-    wait_for(&stats, "several failed attempts", |s| {
+    wait_for_stats(&stats, "several failed attempts", |s| {
         load(&s.pipeline_failures) >= 5
     })
     .await;
@@ -99,7 +47,7 @@ async fn outage_is_logged_once_and_recovery_once() {
     read_segment(&mut seg).await;
     // Let the file loop a few times: EOS loops are not outages.
     let starts = load(&stats.pipeline_starts);
-    wait_for(&stats, "a few loops", |s| {
+    wait_for_stats(&stats, "a few loops", |s| {
         load(&s.pipeline_starts) >= starts + 3
     })
     .await;

@@ -2,14 +2,14 @@
 //! by a subscriber decodes on its own. (The stalled uplink is in
 //! tests/media_publish_to_a_stalled_socket.rs.)
 
-mod common;
-mod media_support;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{start_server, test_config, within};
-use media_support::{camera, decode_alone};
+use support::media::{camera, decode_alone};
+use support::net::{start_server, test_config};
+use support::time::within;
 use trickle_edge::agent::media_path::{MediaPathStats, SegmentPublisher};
 use trickle_edge::media::EncoderKind;
 use trickle_edge::shutdown::{Shutdown, ShutdownTrigger};

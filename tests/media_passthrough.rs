@@ -1,8 +1,12 @@
 //! Sources that already deliver H.264 are segmented without re-encoding.
 
-mod media_support;
+mod support;
 
-use media_support::*;
+use support::media::{
+    camera, decode_alone, factory_names, make_h264_file, make_mjpeg_file, next_segment,
+    read_segment,
+};
+use support::tmp::temp_dir;
 use trickle_edge::media::{EncoderKind, all_element_names};
 use trickle_edge::shutdown::Shutdown;
 

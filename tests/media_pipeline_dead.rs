@@ -1,13 +1,16 @@
 //! The pipeline dies (an error on the bus, a source file that disappears) and
 //! the camera rebuilds it with backoff while the consumer's queue carries on.
 
-mod media_support;
+mod support;
 
 use std::time::Duration;
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
-use media_support::*;
+use support::media::{
+    camera, decode_alone, load, make_h264_file, next_segment, read_segment, wait_for_stats,
+};
+use support::tmp::temp_dir;
 use trickle_edge::shutdown::Shutdown;
 use trickle_edge::{backoff::Backoff, media::EncoderKind};
 
@@ -103,7 +106,7 @@ async fn broken_source_file_is_retried_until_restored(
     // The file breaks: every rebuild fails until it is back.
     break_it(&live);
     let failures_before = load(&stats.pipeline_failures);
-    wait_for(&stats, "a failed rebuild", |s| {
+    wait_for_stats(&stats, "a failed rebuild", |s| {
         load(&s.pipeline_failures) >= failures_before + 2
     })
     .await;

@@ -2,15 +2,15 @@
 //! dropped (never memory), and publishing resumes with a segment that decodes
 //! on its own. Alone in its test binary because it measures process RSS.
 
-mod common;
-mod media_support;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{PATIENCE, start_server, test_config, within};
-use media_support::{camera, decode_alone};
+use support::media::{MEDIA_PATIENCE, camera, decode_alone};
+use support::net::{start_server, test_config};
+use support::time::{wait_until, within_for};
 use tokio::net::TcpListener;
 use trickle_edge::agent::media_path::{MediaPathStats, SegmentPublisher};
 use trickle_edge::media::EncoderKind;
@@ -56,17 +56,10 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
     }
     .spawn(&shutdown);
 
-    let dropped = |n: u64| {
-        let h = handle.clone();
-        async move {
-            while h.stats().dropped_gops.load(Ordering::Relaxed) < n {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-    };
-    within("20 s of media dropped", dropped(20)).await;
+    let dropped = || handle.stats().dropped_gops.load(Ordering::Relaxed);
+    wait_until("20 s of media dropped", || dropped() >= 20).await;
     let rss_20 = rss_kb();
-    within("60 s of media dropped", dropped(60)).await;
+    wait_until("60 s of media dropped", || dropped() >= 60).await;
     let rss_60 = rss_kb();
     eprintln!("RSS after 20 dropped GOPs {rss_20} KiB, after 60 {rss_60} KiB");
     assert!(
@@ -94,9 +87,8 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
         },
     )
     .unwrap();
-    let seg = tokio::time::timeout(PATIENCE * 2, sub.next_segment())
+    let seg = within_for(MEDIA_PATIENCE, "publishing to resume", sub.next_segment())
         .await
-        .expect("publishing resumes")
         .unwrap()
         .unwrap();
     let bytes = seg.collect(8 << 20).await.unwrap();

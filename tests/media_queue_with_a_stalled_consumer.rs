@@ -2,11 +2,11 @@
 //! bounded, whole GOPs are dropped and counted, memory stays flat, and when
 //! the consumer resumes the next segment starts at a keyframe and decodes alone.
 
-mod media_support;
+mod support;
 
 use std::time::Duration;
 
-use media_support::*;
+use support::media::{camera, decode_alone, load, next_segment, read_segment, wait_for_stats};
 use trickle_edge::media::EncoderKind;
 use trickle_edge::shutdown::Shutdown;
 
@@ -21,10 +21,10 @@ async fn stalled_consumer_drops_whole_gops_and_resumes_at_keyframe() {
     let task = tokio::spawn(camera.run(Shutdown::never()));
     let gops = |s: &trickle_edge::media::MediaStats| load(&s.segments) + load(&s.dropped_gops);
 
-    wait_for(&stats, "30 s of media", |s| gops(s) >= 30).await;
+    wait_for_stats(&stats, "30 s of media", |s| gops(s) >= 30).await;
     let admitted_bytes = load(&stats.bytes);
     assert!(queue.len() <= 2, "queue is bounded: {}", queue.len());
-    wait_for(&stats, "60 s of media", |s| gops(s) >= 60).await;
+    wait_for_stats(&stats, "60 s of media", |s| gops(s) >= 60).await;
     assert!(queue.len() <= 2, "queue is bounded: {}", queue.len());
     assert_eq!(
         load(&stats.bytes),

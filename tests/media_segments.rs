@@ -1,11 +1,11 @@
 //! Every GOP segment from a live test camera decodes on its own, with one
 //! GOP's worth of frames and one GOP's duration, for each software encoder.
 
-mod media_support;
+mod support;
 
 use std::time::Duration;
 
-use media_support::*;
+use support::media::{camera, decode_alone, factory_names, load, next_segment, read_segment};
 use trickle_edge::media::EncoderKind;
 use trickle_edge::shutdown::Shutdown;
 

@@ -1,13 +1,14 @@
 //! Our publisher and subscriber against our server, end to end on loopback.
 
-mod common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
+use support::net::{readers_waiting, start_server, test_config};
+use support::time::{wait_until, within};
 use trickle_edge::trickle::channel::{ReadSlot, WriteSlot};
 use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 
@@ -124,28 +125,18 @@ async fn publisher_preconnects_the_next_post() {
     // longer idle and sends no more interim responses.
     w.write(Bytes::from_static(b"zero")).await.unwrap();
     let ch = s.state.channel("pre").unwrap();
-    within("segment 0's first byte at the server", async {
-        loop {
-            if let ReadSlot::Found(seg) = ch.for_read(0)
-                && !seg.is_empty()
-            {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
+    wait_until(
+        "segment 0's first byte at the server",
+        || matches!(ch.for_read(0), ReadSlot::Found(seg) if !seg.is_empty()),
+    )
     .await;
     let interim = || s.state.stats.interim_sent.load(Ordering::Relaxed);
     let before = interim();
     // While segment 0 streams and before segment 1 is asked for, another
     // POST is already waiting at the server...
-    within(
+    wait_until(
         "a preconnected POST waiting at the server while segment 0 streams",
-        async {
-            while interim() <= before {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
+        || interim() > before,
     )
     .await;
     // ...and it holds seq 1: a second writer is refused (`Taken` claims

@@ -1,11 +1,13 @@
 //! The server against trickle-protocol.md, one test per request row and per
 //! server fact, spoken in raw HTTP so the library's client cannot hide a bug.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
-use common::*;
+use support::http::{Raw, post, simple};
+use support::net::{readers_waiting, start_server, test_config};
+use support::time::within;
 
 const CH: &str = "/ai/trickle/conf";
 

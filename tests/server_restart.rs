@@ -1,12 +1,13 @@
 //! Failure modes around restarts: the server dies mid-segment and comes back;
 //! the publisher dies and a new one resumes with `Lp-Trickle-Reset`.
 
-mod common;
+mod support;
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
+use support::net::{start_server, test_config};
+use support::time::within;
 use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
 
 async fn publish_one(p: &mut Publisher, body: &str) -> i64 {

@@ -1,14 +1,16 @@
 //! Client TLS policies against a real TLS endpoint on loopback: a rustls
 //! terminator in front of our plain-HTTP trickle server.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::*;
 use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use support::net::{start_server, test_config};
+use support::time::within;
+use support::tmp::temp_dir;
 use tokio::net::{TcpListener, TcpStream};
 use trickle_edge::trickle::tls::fingerprint;
 use trickle_edge::trickle::{
@@ -112,8 +114,7 @@ async fn roundtrip(url: &str, tls: TlsOptions) -> Result<Bytes, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ca_file_pin_and_insecure_each_work_and_the_default_refuses_a_private_ca() {
     let pki = make_pki();
-    let dir = std::env::temp_dir().join(format!("trickle-edge-tls-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir("tls");
     let ca_file = dir.join("ca.pem");
     std::fs::write(&ca_file, &pki.ca_pem).unwrap();
 
@@ -181,8 +182,8 @@ async fn ca_file_pin_and_insecure_each_work_and_the_default_refuses_a_private_ca
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_system_roots_http_still_works_and_https_names_ca_certificates() {
     let pki = make_pki();
-    let dir = std::env::temp_dir().join(format!("trickle-edge-noroots-{}", std::process::id()));
-    std::fs::create_dir_all(dir.join("certs")).unwrap();
+    let dir = temp_dir("noroots");
+    std::fs::create_dir(dir.join("certs")).unwrap();
     std::fs::write(dir.join("empty.pem"), "").unwrap();
     std::fs::write(dir.join("segment.bin"), b"plain http without roots").unwrap();
     let server = start_server(test_config(), &["plain", "secure"]).await;

@@ -1,12 +1,14 @@
 //! The reference worker's HTTP API: refusals, restarts and lifecycle, over
 //! real HTTP requests (no video needed: the channels simply stay quiet).
 
-mod common;
+mod support;
 
 use std::net::SocketAddr;
 
-use common::*;
 use serde_json::{Value, json};
+use support::http::{post, simple};
+use support::net::{free_addr, start_server, test_config};
+use support::time::{wait_for_some, within};
 use trickle_edge::worker::{WorkerConfig, WorkerHandle};
 
 async fn call(addr: SocketAddr, method: &str, path: &str, body: Option<&str>) -> (u16, Value) {
@@ -155,18 +157,14 @@ async fn start_while_running_restarts_with_the_new_request() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_worker_serves_until_shutdown() {
     // Find a free port, then hand it to run_worker as the CLI would.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let port = free_addr();
     let (stop, shutdown) = trickle_edge::shutdown::ShutdownTrigger::new();
     let task = tokio::spawn(trickle_edge::worker::run_worker(port, shutdown));
-    let health = within("worker listening", async {
-        loop {
-            if tokio::net::TcpStream::connect(port).await.is_ok() {
-                return call(port, "GET", "/health", None).await;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let health = wait_for_some("worker listening", || async {
+        if tokio::net::TcpStream::connect(port).await.is_ok() {
+            Some(call(port, "GET", "/health", None).await)
+        } else {
+            None
         }
     })
     .await;

@@ -2,17 +2,19 @@
 //! MPEG-TS stream made by GStreamer at test time, the worker started through
 //! its HTTP API, and every output channel read back.
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::*;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use serde_json::{Value, json};
+use support::http::{post, simple};
+use support::net::{start_server, test_config};
+use support::time::{wait_for_some, within};
 use tokio::sync::{Mutex, mpsc};
 use trickle_edge::data::{DecodeLimits, SegmentDecoder};
 use trickle_edge::rules::{Effect, RuleConfig, RuleSet};
@@ -252,14 +254,9 @@ async fn status_until(
     what: &str,
     cond: impl Fn(&Status) -> bool,
 ) -> Status {
-    within(what, async {
-        loop {
-            let s = status(addr).await;
-            if cond(&s) {
-                return s;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    wait_for_some(what, || async {
+        let s = status(addr).await;
+        cond(&s).then_some(s)
     })
     .await
 }
@@ -442,17 +439,11 @@ async fn ball_is_tracked_video_passes_through_and_params_apply() {
     );
 
     // Status events, in ai-runner's wrapped shape.
-    let event = within("status event with params", async {
-        loop {
-            if let Some(e) = events.lock().await.iter().rev().find_map(|b| {
-                let v: Value =
-                    serde_json::from_slice(b).expect("one JSON object per event segment");
-                (v["event"]["inference_status"]["last_params"]["label"] == "sphere").then_some(v)
-            }) {
-                return e;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let event = wait_for_some("status event with params", || async {
+        events.lock().await.iter().rev().find_map(|b| {
+            let v: Value = serde_json::from_slice(b).expect("one JSON object per event segment");
+            (v["event"]["inference_status"]["last_params"]["label"] == "sphere").then_some(v)
+        })
     })
     .await;
     assert_eq!(event["queue_event_type"], "ai_stream_status");
@@ -465,14 +456,9 @@ async fn ball_is_tracked_video_passes_through_and_params_apply() {
     assert!(inference.get("last_error").is_some(), "{event}");
 
     // Pass-through: every output segment is byte-for-byte an input segment.
-    let out = within("3 output segments", async {
-        loop {
-            let got = output.lock().await.clone();
-            if got.len() >= 3 {
-                return got;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+    let out = wait_for_some("3 output segments", || async {
+        let got = output.lock().await.clone();
+        (got.len() >= 3).then_some(got)
     })
     .await;
     for seg in &out {

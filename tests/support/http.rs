@@ -1,41 +1,13 @@
-//! Helpers shared by the integration tests: a server on a free loopback port
-//! and a raw HTTP/1.1 client that shares none of the library's assumptions.
-#![allow(dead_code)]
+//! A hand-rolled HTTP/1.1 client that shares none of the library's
+//! assumptions, for checking what the server (or the worker, or the
+//! supervisor endpoint) really puts on the wire.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use trickle_edge::trickle::channel::ReadSlot;
-use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
 
-/// Generous upper bound for anything a test awaits; never a timing assertion.
-pub const PATIENCE: Duration = Duration::from_secs(30);
-
-pub fn test_config() -> ServerConfig {
-    ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        allow_create: true,
-        ..Default::default()
-    }
-}
-
-pub async fn start_server(mut config: ServerConfig, channels: &[&str]) -> RunningServer {
-    for c in channels {
-        config
-            .channels
-            .push((c.to_string(), Some("video/MP2T".into())));
-    }
-    server::start(config).await.expect("server starts")
-}
-
-pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
-    tokio::time::timeout(PATIENCE, f)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
+/// A response head: the status and the headers in the order sent.
 #[derive(Debug, Clone)]
 pub struct Head {
     pub status: u16,
@@ -229,31 +201,4 @@ pub async fn post(
     let (h, _) = c.final_head().await;
     let body = c.body(&h).await;
     (h, body)
-}
-
-/// Waits until at least `n` GETs are parked on segment `seq` of `channel`
-/// at the server (the segment's reader count): the observable "the GET has
-/// arrived". Probing goes through `for_read`, which pre-creates a live-edge
-/// segment exactly as the awaited GET itself does, so it changes nothing
-/// that GET will see.
-pub async fn readers_waiting(s: &RunningServer, channel: &str, seq: i64, n: usize) {
-    let ch = s
-        .state
-        .channel(channel)
-        .unwrap_or_else(|| panic!("channel {channel} exists at the server"));
-    within(
-        &format!("{n} GET(s) parked at the server on {channel}/{seq}"),
-        async {
-            loop {
-                if let ReadSlot::Found(seg) = ch.for_read(seq)
-                    && seg.seq() == seq
-                    && seg.reader_count() >= n
-                {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        },
-    )
-    .await
 }

@@ -1,6 +1,7 @@
-//! Helpers shared by the media tests: decode one segment alone, make test files.
-#![allow(dead_code)]
+//! Cameras, segments and test files for the media tests: decode one
+//! segment alone, make test files.
 
+use std::fmt;
 use std::{path::Path, sync::atomic::Ordering, time::Duration};
 
 use gstreamer as gst;
@@ -11,13 +12,19 @@ use trickle_edge::media::{
     SegmentQueue,
 };
 
-/// Generous bound for any single awaited condition.
-pub const TIMEOUT: Duration = Duration::from_secs(60);
+use super::time::{PATIENCE, wait_until_for, within_for};
 
+/// Bound for anything a media test awaits: twice [`PATIENCE`], because
+/// encoding and decoding video on a shared machine is the slowest thing the
+/// tests do. Never a timing assertion.
+pub const MEDIA_PATIENCE: Duration = Duration::from_secs(2 * PATIENCE.as_secs());
+
+/// GStreamer must be initialised before any element is made.
 pub fn init() {
     gst::init().unwrap();
 }
 
+/// A camera (500 kbit/s, 1 s GOPs, default queue) and its segment queue.
 pub fn camera(source: &str, w: u32, h: u32, fps: u32, kind: EncoderKind) -> (Camera, SegmentQueue) {
     init();
     Camera::new(
@@ -112,9 +119,7 @@ pub fn decode_alone(ts: &[u8]) -> Decoded {
 
 /// Reads a whole segment and checks it starts with a PAT (PID 0) packet.
 pub async fn read_segment(seg: &mut GopSegment) -> Vec<u8> {
-    let bytes = tokio::time::timeout(TIMEOUT, seg.collect())
-        .await
-        .expect("segment bytes in time");
+    let bytes = within_for(MEDIA_PATIENCE, "segment bytes", seg.collect()).await;
     assert!(
         bytes.len() >= 188 && bytes.len() % 188 == 0,
         "whole TS packets"
@@ -125,24 +130,28 @@ pub async fn read_segment(seg: &mut GopSegment) -> Vec<u8> {
     bytes.to_vec()
 }
 
+/// The queue's next segment.
 pub async fn next_segment(q: &mut SegmentQueue) -> GopSegment {
-    tokio::time::timeout(TIMEOUT, q.next())
+    within_for(MEDIA_PATIENCE, "a segment", q.next())
         .await
-        .expect("a segment in time")
         .expect("queue open")
 }
 
-/// Awaits a condition on the stats, checking each time a little media has passed.
-pub async fn wait_for(stats: &MediaStats, what: &str, cond: impl Fn(&MediaStats) -> bool) {
-    tokio::time::timeout(TIMEOUT, async {
-        while !cond(stats) {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("timed out waiting for {what}: {stats:?}"));
+/// Awaits a condition on the camera's stats; a timeout shows the stats.
+pub async fn wait_for_stats(stats: &MediaStats, what: &str, cond: impl Fn(&MediaStats) -> bool) {
+    wait_until_for(MEDIA_PATIENCE, WithStats(what, stats), || cond(stats)).await
 }
 
+/// Names what was awaited and, rendered only if the wait fails, the stats.
+struct WithStats<'a>(&'a str, &'a MediaStats);
+
+impl fmt::Display for WithStats<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {:?}", self.0, self.1)
+    }
+}
+
+/// One stats counter's value.
 pub fn load(a: &std::sync::atomic::AtomicU64) -> u64 {
     a.load(Ordering::Relaxed)
 }
@@ -199,11 +208,4 @@ pub fn factory_names(pipeline: &gst::Pipeline) -> Vec<String> {
         .into_iter()
         .filter_map(|e| e.ok()?.factory().map(|f| f.name().to_string()))
         .collect()
-}
-
-/// A unique temp dir per test.
-pub fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("trickle-edge-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }

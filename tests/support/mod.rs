@@ -1,0 +1,16 @@
+//! The integration tests' one kit: every test file says `mod support;` and
+//! takes what it needs from the submodules.
+//!
+//! Each file under `tests/` is its own crate and compiles this whole module
+//! anew, using only part of it, so in any one test binary most items here are
+//! unused: hence the `dead_code` allowance, which covers the kit only.
+#![allow(dead_code)]
+
+pub mod actions;
+pub mod config;
+pub mod http;
+pub mod media;
+pub mod net;
+pub mod time;
+pub mod tmp;
+pub mod tracing;

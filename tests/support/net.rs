@@ -1,0 +1,62 @@
+//! Loopback addresses and the trickle server the tests talk to.
+
+use std::net::SocketAddr;
+
+use trickle_edge::trickle::channel::ReadSlot;
+use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
+
+use super::time::wait_until;
+
+/// A loopback address that was free a moment ago (bound, then released):
+/// for a process that must be told its address before it starts.
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+/// A loopback port that was free a moment ago; see [`free_addr`].
+pub fn free_port() -> u16 {
+    free_addr().port()
+}
+
+/// A server config on an ephemeral loopback port that creates channels on
+/// first use.
+pub fn test_config() -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        allow_create: true,
+        ..Default::default()
+    }
+}
+
+/// Starts `config` with `channels` declared up front as MPEG-TS channels.
+pub async fn start_server(mut config: ServerConfig, channels: &[&str]) -> RunningServer {
+    for c in channels {
+        config
+            .channels
+            .push((c.to_string(), Some("video/MP2T".into())));
+    }
+    server::start(config).await.expect("server starts")
+}
+
+/// Waits until at least `n` GETs are parked on segment `seq` of `channel`
+/// at the server (the segment's reader count): the observable "the GET has
+/// arrived". Probing goes through `for_read`, which pre-creates a live-edge
+/// segment exactly as the awaited GET itself does, so it changes nothing
+/// that GET will see.
+pub async fn readers_waiting(s: &RunningServer, channel: &str, seq: i64, n: usize) {
+    let ch = s
+        .state
+        .channel(channel)
+        .unwrap_or_else(|| panic!("channel {channel} exists at the server"));
+    wait_until(
+        format!("{n} GET(s) parked at the server on {channel}/{seq}"),
+        || {
+            matches!(ch.for_read(seq), ReadSlot::Found(seg)
+                if seg.seq() == seq && seg.reader_count() >= n)
+        },
+    )
+    .await
+}
