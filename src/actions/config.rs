@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::duration;
+use crate::duration;
 
 /// One `[outputs.NAME]` table, selected by its `type` field.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]

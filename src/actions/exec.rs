@@ -17,9 +17,9 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 
-use super::ActionError;
 use super::config::ExecConfig;
 use super::counters::Counters;
+use super::error::ActionError;
 use super::json::item_json;
 use super::queue::Queue;
 use crate::rules::Effect;

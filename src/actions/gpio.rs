@@ -18,9 +18,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::ActionError;
 use super::config::{Bias, Drive, Failsafe, GpioBackend, GpioConfig, LineSpec};
 use super::counters::Counters;
+use super::error::{ActionError, GpioDeviceError};
 use super::queue::Queue;
 use crate::rules::OutputAction;
 use crate::sync::LockIgnoringPoison;
@@ -184,44 +184,6 @@ enum WriteError {
     /// The blocking call panicked, or the runtime dropped it while shutting down.
     #[error("{0}")]
     Task(#[source] tokio::task::JoinError),
-}
-
-/// Why a GPIO output could not be opened: the cause inside
-/// [`ActionError::Device`], which names the output and the field.
-#[derive(Debug, thiserror::Error)]
-pub enum GpioDeviceError {
-    #[error("required for backend \"gpiocdev\"")]
-    LineRequired,
-    #[error("required when `line` is an offset")]
-    ChipRequired,
-    /// `chip` is neither a character device path, nor a `gpiochipN` name,
-    /// nor the label of any chip.
-    #[error("no GPIO chip with path, name or label {chip:?}")]
-    NoSuchChip { chip: String },
-    /// `chip` is an absolute path the kernel does not accept as a GPIO chip.
-    #[error("{chip}: {source}")]
-    NotAChip {
-        chip: String,
-        #[source]
-        source: gpiocdev::Error,
-    },
-    #[error("listing GPIO chips: {0}")]
-    ListChips(#[source] gpiocdev::Error),
-    /// The chip was found but could not be opened to look a line name up.
-    #[error("{0}")]
-    OpenChip(#[source] gpiocdev::Error),
-    #[error("no line named {name:?} on {}", chip.display())]
-    NoLineOnChip { name: String, chip: PathBuf },
-    #[error("no line named {name:?} on any GPIO chip")]
-    NoLineAnywhere { name: String },
-    /// The kernel refused the line request (busy, bad offset, no permission).
-    #[error("requesting line {line} on {}: {source}", chip.display())]
-    Request {
-        line: LineSpec,
-        chip: PathBuf,
-        #[source]
-        source: gpiocdev::Error,
-    },
 }
 
 impl GpioLine {

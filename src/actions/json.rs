@@ -6,6 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{Value, json};
 
 use crate::data::{Item, Payload};
+use crate::rules::OutputAction;
 
 /// `{"channel", "seq", "type", "payload", "rule"}` for an item (all but
 /// `rule` are `null` when the effect carries no item). Binary payloads become
@@ -77,6 +78,16 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
     let y = yoe + era * 400 + i64::from(m <= 2);
     (y, m, d)
+}
+
+/// Lowercase action name, as written in logs and configs.
+pub(crate) fn action_name(a: &OutputAction) -> &'static str {
+    match a {
+        OutputAction::Activate => "activate",
+        OutputAction::Deactivate => "deactivate",
+        OutputAction::Pulse { .. } => "pulse",
+        OutputAction::Deliver => "deliver",
+    }
 }
 
 #[cfg(test)]

@@ -15,9 +15,10 @@ use tokio::time::{Instant, sleep_until};
 
 use super::config::LogConfig;
 use super::counters::Counters;
+use super::error::ActionError;
+use super::json::action_name;
 use super::json::{item_json, rfc3339};
 use super::queue::Queue;
-use super::{ActionError, action_name};
 use crate::rules::{Effect, OutputAction};
 
 /// The open log file and its rotation policy. Only used from blocking code.

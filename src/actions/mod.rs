@@ -41,7 +41,7 @@
 
 mod config;
 mod counters;
-use crate::duration;
+mod error;
 mod exec;
 mod gpio;
 mod json;
@@ -51,7 +51,6 @@ mod queue;
 mod webhook;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -65,43 +64,14 @@ pub use config::{
     MqttConfig, OutputConfig, Secret, WebhookConfig,
 };
 pub use counters::OutputCounters;
-pub use gpio::{
-    ChipListing, ChipProbe, GpioDeviceError, GpioTransition, SimulatedGpio, probe_chips,
-};
+pub use error::{ActionError, GpioDeviceError};
+pub use gpio::{ChipListing, ChipProbe, GpioTransition, SimulatedGpio, probe_chips};
 pub use json::{item_json, rfc3339};
 pub use mqtt::render_topic;
 
-use crate::rules::{Effect, OutputAction};
+use crate::rules::Effect;
 use counters::Counters;
 use queue::{DropPolicy, Pushed, Queue};
-
-/// A config or device problem, naming the output and the field at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ActionError {
-    #[error("output `{output}`: `{field}`: {reason}")]
-    Invalid {
-        output: String,
-        field: &'static str,
-        reason: String,
-    },
-    #[error("output `{output}`: `{field}`: {path}: {source}", path = path.display())]
-    Io {
-        output: String,
-        field: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("output `{output}`: `{field}`: {source}")]
-    Device {
-        output: String,
-        field: &'static str,
-        /// Boxed: the kernel's errors are large, and every `ActionError`
-        /// would otherwise carry their size.
-        #[source]
-        source: Box<GpioDeviceError>,
-    },
-}
 
 /// What `dispatch` did with an effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -329,15 +299,5 @@ impl Drop for Outputs {
         for line in &self.gpio {
             line.close();
         }
-    }
-}
-
-/// Lowercase action name, as written in logs and configs.
-pub(crate) fn action_name(a: &OutputAction) -> &'static str {
-    match a {
-        OutputAction::Activate => "activate",
-        OutputAction::Deactivate => "deactivate",
-        OutputAction::Pulse { .. } => "pulse",
-        OutputAction::Deliver => "deliver",
     }
 }

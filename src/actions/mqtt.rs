@@ -11,9 +11,9 @@ use std::sync::Arc;
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use tokio::time::sleep;
 
-use super::ActionError;
 use super::config::MqttConfig;
 use super::counters::Counters;
+use super::error::ActionError;
 use super::json::item_json;
 use super::queue::Queue;
 use crate::backoff::Backoff;

@@ -16,9 +16,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
 
-use super::ActionError;
 use super::config::WebhookConfig;
 use super::counters::Counters;
+use super::error::ActionError;
 use super::json::item_json;
 use super::queue::Queue;
 use crate::backoff::Backoff;

@@ -3,6 +3,7 @@
 //! server), the control-channel keepalive, and the events-based health check.
 
 pub mod control;
+mod error;
 pub mod health;
 pub mod worker_client;
 
@@ -11,6 +12,7 @@ use std::sync::Arc;
 use crate::config::{JobMode, StaticJob, WorkerJob};
 use crate::trickle::server::{self, RunningServer, ServerConfig};
 use crate::trickle::{ClientOptions, HttpClient};
+pub use error::JobError;
 use worker_client::WorkerClient;
 
 /// The channels of one running job, from the agent's point of view.
@@ -23,16 +25,6 @@ pub struct JobUrls {
     pub control: Option<String>,
     pub events: Option<String>,
     pub data: Option<String>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum JobError {
-    #[error("cannot start the trickle server for the worker job: {0}")]
-    Server(#[from] server::ServerError),
-    #[error("worker {url}: {reason}")]
-    Worker { url: String, reason: String },
-    #[error(transparent)]
-    Client(#[from] crate::trickle::ClientError),
 }
 
 /// A started job: its URLs, plus what must be undone when it stops.

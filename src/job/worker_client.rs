@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::{HeaderValue, Method};
 use http_body_util::{BodyExt, Full};
 
-use super::JobError;
+use super::error::JobError;
 use crate::trickle::HttpClient;
 use crate::trickle::client::RequestBody;
 

@@ -14,10 +14,11 @@ use gstreamer_app as gst_app;
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
-use super::{
-    CameraConfig, EncoderConfig, GopQueueLimits, MediaError, MediaStats, PipelineSpec,
-    SegmentQueue, SegmentSender, Source, build_pipeline, encoder, segment_queue,
-};
+use super::config::{CameraConfig, EncoderConfig, Source};
+use super::encoder;
+use super::error::MediaError;
+use super::pipeline::{PipelineSpec, build_pipeline};
+use super::segmenter::{GopQueueLimits, MediaStats, SegmentQueue, SegmentSender, segment_queue};
 use crate::backoff::Backoff;
 use crate::shutdown::Shutdown;
 use crate::sync::LockIgnoringPoison;

@@ -4,7 +4,7 @@ use std::{fmt, path::PathBuf, str::FromStr};
 
 use serde::{Deserialize, Serialize};
 
-use super::MediaError;
+use super::error::MediaError;
 
 /// `[camera]`: what to capture and at which size and rate.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -7,7 +7,8 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::{EncoderConfig, EncoderKind, MediaError, error::make};
+use super::config::{EncoderConfig, EncoderKind};
+use super::error::{MediaError, make};
 
 /// Board order for `auto`: hardware first (cheapest CPU), software last.
 pub const AUTO_ORDER: [EncoderKind; 7] = [

@@ -16,10 +16,9 @@ use std::path::{Path, PathBuf};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::{
-    CameraConfig, EncoderConfig, EncoderKind, MediaError, Source, encoder::make_encoder,
-    error::make,
-};
+use super::config::{CameraConfig, EncoderConfig, EncoderKind, Source};
+use super::encoder::make_encoder;
+use super::error::{MediaError, make};
 
 /// Everything `build_pipeline` needs to know.
 #[derive(Debug, Clone)]

@@ -9,11 +9,11 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::config::{ActionKind, ChannelCondition, RuleConfig};
-use super::duration::parse_duration;
 use super::error::{RuleError, RuleErrorKind};
 use super::matcher::Matcher;
 use super::timing::{Debounce, Due, MAX_WINDOW, Timing, TimingSpec, Verdict};
 use crate::data::Item;
+use crate::duration::parse_duration;
 
 /// What an output should do.
 #[derive(Debug, Clone, PartialEq)]

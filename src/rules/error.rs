@@ -1,6 +1,6 @@
 //! Validation errors: each names the rule and the config field at fault.
 
-use super::duration::DurationError;
+use crate::duration::DurationError;
 
 /// A rule that cannot be built, e.g.
 /// ``rule `door`: `match.zone.polygon`: a polygon needs at least 3 points, got 2``.

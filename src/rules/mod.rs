@@ -24,18 +24,17 @@
 //!   as no time passing.
 
 mod config;
-use crate::duration;
 mod engine;
 mod error;
 mod matcher;
 mod timing;
 mod zone;
 
+pub use crate::duration::{DurationError, MAX_DURATION, parse_duration};
 pub use config::{
     ActionConfig, ActionKind, ChannelCondition, ConditionConfig, Labels, MatchConfig, RuleConfig,
     ZoneConfig,
 };
-pub use duration::{DurationError, MAX_DURATION, parse_duration};
 pub use engine::{ChannelEvent, Effect, OutputAction, RuleSet, RuleStats};
 pub use error::{RuleError, RuleErrorKind};
 pub use timing::MAX_WINDOW;

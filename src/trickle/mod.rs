@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod client;
+pub mod headers;
 pub mod interim;
 pub mod publisher;
 pub mod segment;
@@ -20,11 +21,4 @@ pub use server::{RunningServer, ServerConfig, ServerState};
 pub use subscriber::{IncomingSegment, SubscribeError, Subscriber, SubscriberOptions};
 pub use tls::TlsOptions;
 
-/// The seq a response is about (written, or read).
-pub const HDR_SEQ: &str = "lp-trickle-seq";
-/// The server's next write seq.
-pub const HDR_LATEST: &str = "lp-trickle-latest";
-/// Present (`terminated`) when the channel is closing: end of stream.
-pub const HDR_CLOSED: &str = "lp-trickle-closed";
-/// Sent by a restarted publisher so the server wakes readers of older segments.
-pub const HDR_RESET: &str = "lp-trickle-reset";
+pub use headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};

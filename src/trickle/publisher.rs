@@ -23,7 +23,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::client::{ClientError, ClientOptions, HttpClient, RequestBody, empty_body, header_i64};
-use super::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
+use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use crate::backoff::{Backoff, BackoffConfig};
 use crate::sync::LockIgnoringPoison;
 

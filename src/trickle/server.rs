@@ -25,9 +25,9 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::channel::{Channel, ReadSlot, WriteSlot};
+use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use super::interim::{InterimHandle, InterimIo};
 use super::segment::ReadEvent;
-use super::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use crate::http_serve::{Connections, ServeLimits, serve_connections};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sync::LockIgnoringPoison;

@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::client::{ClientError, ClientOptions, HttpClient, empty_body, header_i64};
-use super::{HDR_CLOSED, HDR_LATEST, HDR_SEQ};
+use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_SEQ};
 use crate::backoff::BackoffConfig;
 
 #[derive(Debug, Clone)]

@@ -27,8 +27,9 @@ use tracing::{debug, info};
 use crate::http_serve::ServeLimits;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 
+use super::config::WorkerConfig;
 use super::request::{RequestError, StartRequest, params_update};
-use super::{Worker, WorkerConfig, WorkerError};
+use super::runner::{Worker, WorkerError};
 
 /// Requests are a few hundred bytes of JSON; refuse anything absurd.
 const MAX_BODY: usize = 1 << 20;

@@ -1,0 +1,14 @@
+//! Why a job could not start or stop.
+
+use crate::trickle::server;
+
+/// A job start or stop that failed, with the peer or part at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot start the trickle server for the worker job: {0}")]
+    Server(#[from] server::ServerError),
+    #[error("worker {url}: {reason}")]
+    Worker { url: String, reason: String },
+    #[error(transparent)]
+    Client(#[from] crate::trickle::ClientError),
+}
