@@ -53,22 +53,27 @@ struct SimState {
 impl SimulatedGpio {
     /// Every write so far, in order, on all simulated lines.
     pub fn transitions(&self) -> Vec<GpioTransition> {
-        self.lock().transitions.clone()
+        self.inner.0.lock_ignoring_poison().transitions.clone()
     }
 
     /// How many writes happened so far, without copying the log.
     pub fn transition_count(&self) -> usize {
-        self.lock().transitions.len()
+        self.inner.0.lock_ignoring_poison().transitions.len()
     }
 
     /// The `n`-th write (0-based), if it happened.
     pub fn transition(&self, n: usize) -> Option<GpioTransition> {
-        self.lock().transitions.get(n).cloned()
+        self.inner
+            .0
+            .lock_ignoring_poison()
+            .transitions
+            .get(n)
+            .cloned()
     }
 
     /// The states written to one line, in order.
     pub fn states_of(&self, line: &str) -> Vec<bool> {
-        let st = self.lock();
+        let st = self.inner.0.lock_ignoring_poison();
         st.transitions
             .iter()
             .filter(|t| &*t.line == line)
@@ -78,20 +83,20 @@ impl SimulatedGpio {
 
     /// Makes writes to `line` block until `unstall` (a hung kernel call).
     pub fn stall(&self, line: &str) {
-        self.lock().stalled.insert(line.into());
+        self.inner
+            .0
+            .lock_ignoring_poison()
+            .stalled
+            .insert(line.into());
     }
 
     pub fn unstall(&self, line: &str) {
-        self.lock().stalled.remove(line);
+        self.inner.0.lock_ignoring_poison().stalled.remove(line);
         self.inner.1.notify_all();
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SimState> {
-        self.inner.0.lock_ignoring_poison()
-    }
-
     fn write(&self, line: &Arc<str>, active: bool) {
-        let mut st = self.lock();
+        let mut st = self.inner.0.lock_ignoring_poison();
         while st.stalled.contains(line) {
             st = self.inner.1.wait(st).unwrap_or_else(|e| e.into_inner());
         }

@@ -76,20 +76,16 @@ impl Channel {
         self.content_type.as_deref()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ChannelState> {
-        self.state.lock_ignoring_poison()
-    }
-
     pub fn next_write(&self) -> i64 {
-        self.lock().next_write
+        self.state.lock_ignoring_poison().next_write
     }
 
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.state.lock_ignoring_poison().closed
     }
 
     pub fn last_write(&self) -> Instant {
-        self.lock().last_write
+        self.state.lock_ignoring_poison().last_write
     }
 
     /// Resolves `-1` (next write) and `-2` (current write) to a real seq.
@@ -104,7 +100,7 @@ impl Channel {
     /// Finds the segment a GET asks for, pre-creating it when the reader is
     /// exactly at the live edge (or asks seq 1 on a fresh channel).
     pub fn for_read(&self, seq: i64) -> ReadSlot {
-        let mut st = self.lock();
+        let mut st = self.state.lock_ignoring_poison();
         let seq = Self::resolve_read_seq(&st, seq);
         let latest = st.next_write;
         if seq >= 0
@@ -129,7 +125,7 @@ impl Channel {
     /// Finds or creates the segment a POST writes. `reset` closes every other
     /// segment so readers stuck on a dead publisher's positions wake up.
     pub fn for_write(&self, seq: i64, reset: bool, content_type: Option<String>) -> WriteSlot {
-        let mut st = self.lock();
+        let mut st = self.state.lock_ignoring_poison();
         if st.closed {
             return WriteSlot::Closed;
         }
@@ -168,14 +164,14 @@ impl Channel {
     /// Called when a POST delivers its first byte, or ends empty: either way
     /// the next write position moves past `seq`.
     pub fn advance_past(&self, seq: i64) {
-        let mut st = self.lock();
+        let mut st = self.state.lock_ignoring_poison();
         st.next_write = st.next_write.max(seq + 1);
         st.last_write = Instant::now();
     }
 
     /// Closes one segment early; false when that seq is not held.
     pub fn close_segment(&self, seq: i64) -> bool {
-        let st = self.lock();
+        let st = self.state.lock_ignoring_poison();
         match &st.ring[slot(seq)] {
             Some(seg) if seg.seq() == seq && seq >= 0 => {
                 seg.close();
@@ -187,7 +183,7 @@ impl Channel {
 
     /// Closes the channel: every reader and waiting writer wakes up.
     pub fn close(&self) {
-        let mut st = self.lock();
+        let mut st = self.state.lock_ignoring_poison();
         st.closed = true;
         for seg in st.ring.iter().flatten() {
             seg.close();
@@ -196,7 +192,13 @@ impl Channel {
 
     /// Bytes currently held by the ring, for memory accounting.
     pub fn held_bytes(&self) -> usize {
-        self.lock().ring.iter().flatten().map(|s| s.len()).sum()
+        self.state
+            .lock_ignoring_poison()
+            .ring
+            .iter()
+            .flatten()
+            .map(|s| s.len())
+            .sum()
     }
 }
 

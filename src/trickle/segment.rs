@@ -62,15 +62,9 @@ impl Segment {
         self.seq
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, SegmentState> {
-        // A panic while holding this lock cannot leave the state inconsistent
-        // (every update is a single field write), so poisoning is ignored.
-        self.state.lock_ignoring_poison()
-    }
-
     /// Bytes appended so far.
     pub fn len(&self) -> usize {
-        self.lock().len
+        self.state.lock_ignoring_poison().len
     }
 
     pub fn is_empty(&self) -> bool {
@@ -78,23 +72,23 @@ impl Segment {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.lock().closed
+        self.state.lock_ignoring_poison().closed
     }
 
     /// Closed before any byte arrived, with no writer holding it.
     pub fn ended_empty(&self) -> bool {
-        let st = self.lock();
+        let st = self.state.lock_ignoring_poison();
         st.closed && st.len == 0 && !st.writer_attached
     }
 
     pub fn content_type(&self) -> Option<String> {
-        self.lock().content_type.clone()
+        self.state.lock_ignoring_poison().content_type.clone()
     }
 
     /// Claims the segment for a POST. Fails when another POST holds it or when
     /// it already holds data: a second POST never replaces a written segment.
     pub fn attach_writer(&self, content_type: Option<String>) -> bool {
-        let mut st = self.lock();
+        let mut st = self.state.lock_ignoring_poison();
         if st.writer_attached || st.len > 0 || st.closed {
             return false;
         }
@@ -108,7 +102,7 @@ impl Segment {
     /// Releases a writer that delivered nothing, so a retry of the same seq
     /// can claim the segment again.
     pub fn detach_writer(&self) {
-        let mut st = self.lock();
+        let mut st = self.state.lock_ignoring_poison();
         if st.len == 0 {
             st.writer_attached = false;
         }
@@ -117,7 +111,7 @@ impl Segment {
     /// Appends bytes; returns false (and drops them) once the segment is closed.
     pub fn append(&self, chunk: Bytes) -> bool {
         {
-            let mut st = self.lock();
+            let mut st = self.state.lock_ignoring_poison();
             if st.closed {
                 return false;
             }
@@ -131,7 +125,7 @@ impl Segment {
     /// Ends the segment: readers finish after the bytes already written.
     pub fn close(&self) {
         {
-            let mut st = self.lock();
+            let mut st = self.state.lock_ignoring_poison();
             if st.closed {
                 return;
             }
@@ -143,7 +137,7 @@ impl Segment {
     /// Drops the bytes and fails readers that have not finished.
     pub fn evict(&self) {
         {
-            let mut st = self.lock();
+            let mut st = self.state.lock_ignoring_poison();
             st.closed = true;
             st.evicted = true;
             st.chunks = Vec::new();
@@ -197,7 +191,7 @@ impl SegmentReader {
             // write that lands between the look and the wait still wakes us.
             self.changed.borrow_and_update();
             {
-                let st = self.segment.lock();
+                let st = self.segment.state.lock_ignoring_poison();
                 if st.evicted {
                     return ReadEvent::Evicted;
                 }
@@ -264,7 +258,7 @@ mod tests {
         seg.append(Bytes::from(vec![0u8; 1024]));
         seg.evict();
         assert_eq!(r.next().await, ReadEvent::Evicted);
-        assert_eq!(seg.lock().chunks.len(), 0);
+        assert_eq!(seg.state.lock_ignoring_poison().chunks.len(), 0);
     }
 
     #[test]
