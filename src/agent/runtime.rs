@@ -148,10 +148,13 @@ impl ChannelStages {
         Ok(Self { stages, params })
     }
 
+    /// Stops all of them at once, each given 2 s.
     async fn stop(self) {
-        for stage in self.stages {
-            stage.stop(Duration::from_secs(2)).await;
-        }
+        let stops = self
+            .stages
+            .into_iter()
+            .map(|s| s.stop(Duration::from_secs(2)));
+        futures_util::future::join_all(stops).await;
     }
 }
 
