@@ -246,7 +246,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Worker(a) => {
-            crate::worker::run_worker(a.listen, stop_on_signal()).await?;
+            crate::worker::run_worker(a.listen, stop_on_signal()?).await?;
             Ok(())
         }
         Command::Probe => probe().await,
@@ -298,21 +298,13 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         ..Default::default()
     };
     let running = server::start(config).await?;
+    // Handlers first: a SIGTERM sent on seeing the line below must count.
+    let mut stop = stop_on_signal()?;
     println!("listening on {}", running.base_url());
     std::io::stdout().flush()?;
-    shutdown_signal().await;
+    stop.recv().await;
     running.shutdown().await;
     Ok(())
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 async fn publish(a: PublishArgs) -> anyhow::Result<()> {
@@ -436,14 +428,21 @@ async fn subscribe(a: SubscribeArgs) -> anyhow::Result<()> {
 }
 
 /// `[outputs.*]` and `[[rules]]`, as `subscribe --rules` reads them.
-/// Stops when SIGINT or SIGTERM arrives.
-fn stop_on_signal() -> crate::shutdown::Shutdown {
+/// Fires when SIGINT or SIGTERM arrives. The handlers are installed before
+/// this returns, so a signal sent right after is not missed.
+fn stop_on_signal() -> anyhow::Result<crate::shutdown::Shutdown> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing a SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing a SIGINT handler")?;
     let (stop, shutdown) = crate::shutdown::ShutdownTrigger::new();
     tokio::spawn(async move {
-        shutdown_signal().await;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
         stop.trigger();
     });
-    shutdown
+    Ok(shutdown)
 }
 
 async fn subscribe_rules(
@@ -462,7 +461,7 @@ async fn subscribe_rules(
         opts,
         rules,
         std::sync::Arc::new(outputs),
-        stop_on_signal(),
+        stop_on_signal()?,
     )
     .await?;
     eprintln!(
@@ -512,7 +511,7 @@ async fn publish_camera(
         stats: stats.clone(),
         close_on_exit: a.close,
     };
-    crate::agent::tools::publish_camera(config, stop_on_signal(), || {
+    crate::agent::tools::publish_camera(config, stop_on_signal()?, || {
         eprintln!("first segment published")
     })
     .await?;

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 
 use crate::backoff::Backoff;
 use crate::media::SegmentQueue;
-use crate::shutdown::Shutdown;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::stage::StageHandle;
 use crate::sync::LockIgnoringPoison;
 use crate::trickle::{Publisher, PublisherOptions};
@@ -229,6 +229,9 @@ pub struct CameraPublisher {
     pub handle: crate::media::CameraHandle,
     /// The segment queue's counters (dropped GOPs).
     pub queue_stats: Arc<crate::media::MediaStats>,
+    /// Stops camera and publisher together, so the camera's teardown cuts
+    /// the current GOP short and the publisher does not wait it out.
+    stop: ShutdownTrigger,
     camera: StageHandle<Result<(), crate::media::MediaError>>,
     publisher: StageHandle,
 }
@@ -243,6 +246,8 @@ impl CameraPublisher {
         let (camera, queue) = crate::media::Camera::new(cfg.camera, cfg.encoder, cfg.queue)?;
         let queue_stats = queue.stats();
         let handle = camera.handle();
+        let (stop, shutdown) = shutdown.child();
+        let shutdown = &shutdown;
         let camera = StageHandle::spawn("camera", shutdown, |s| camera.run(s));
         let publisher = SegmentPublisher {
             queue,
@@ -255,6 +260,7 @@ impl CameraPublisher {
         Ok(Self {
             handle,
             queue_stats,
+            stop,
             camera,
             publisher,
         })
@@ -263,6 +269,7 @@ impl CameraPublisher {
     /// Stops both within a few seconds (the publisher first, so a closing
     /// DELETE still goes out); returns the camera's permanent error, if any.
     pub async fn stop(self) -> Result<(), crate::media::MediaError> {
+        self.stop.trigger();
         self.publisher.stop(Duration::from_secs(3)).await;
         self.camera
             .stop(Duration::from_secs(2))

@@ -483,7 +483,9 @@ pub async fn run(
     .spawn(&shutdown);
     let channels = ChannelStages::spawn(cfg, &job, &client, &items, &stats, &shutdown)?;
 
-    let http = super::http::start(cfg.supervisor.listen, stats.clone(), &shutdown).await;
+    // Not a child of the agent's shutdown: `/healthz` answers through the
+    // whole stop, and is stopped last.
+    let http = super::http::start(cfg.supervisor.listen, stats.clone(), &Shutdown::never()).await;
     if let Err(e) = &http {
         warn!(listen = %cfg.supervisor.listen, error = %e, "health endpoint not available");
     }
