@@ -57,16 +57,25 @@ fn log_mentions(log: &Path, rule: &str) -> bool {
         .any(|l| l.contains(&format!("\"rule\":\"{rule}\"")))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rules() {
-    const TAG: &str = "service-reload";
-    let dir = temp_dir(TAG);
+/// A service started from a config file in its own directory, against an
+/// in-process reference worker.
+struct Started {
+    config: std::path::PathBuf,
+    log: std::path::PathBuf,
+    worker: WorkerHandle,
+    signals: mpsc::Sender<ServiceSignal>,
+    handles: trickle_edge::agent::runtime::AgentHandles,
+    service: tokio::task::JoinHandle<Result<(), trickle_edge::agent::service::ServiceError>>,
+}
+
+async fn start(tag: &str, rule: &str) -> Started {
+    let dir = temp_dir(tag);
     let config = dir.join("config.toml");
     let log = dir.join("events.jsonl");
     let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())
         .await
         .unwrap();
-    write_config(&config, &worker.url(), &log, "first-rule");
+    write_config(&config, &worker.url(), &log, rule);
     let source = ConfigSource {
         path: config.clone(),
         options: LoadOptions::default(),
@@ -76,6 +85,26 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
     let (ready_tx, ready_rx) = oneshot::channel();
     let service = tokio::spawn(run_service(resolved, source, signals_rx, Some(ready_tx)));
     let handles = within("agent ready", ready_rx).await.expect("agent starts");
+    Started {
+        config,
+        log,
+        worker,
+        signals,
+        handles,
+        service,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rules() {
+    let Started {
+        config,
+        log,
+        worker,
+        signals,
+        handles,
+        service,
+    } = start("service-reload", "first-rule").await;
     wait_until("the first rule fires", || log_mentions(&log, "first-rule")).await;
 
     // A broken file first: refused, not counted as a reload.
@@ -111,23 +140,12 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_signal_channel_stops_the_service() {
-    const TAG: &str = "service-closed";
-    let dir = temp_dir(TAG);
-    let config = dir.join("config.toml");
-    let log = dir.join("events.jsonl");
-    let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())
-        .await
-        .unwrap();
-    write_config(&config, &worker.url(), &log, "r");
-    let source = ConfigSource {
-        path: config.clone(),
-        options: LoadOptions::default(),
-    };
-    let resolved = load_with(&config, &source.options).unwrap();
-    let (signals, signals_rx) = mpsc::channel(1);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let service = tokio::spawn(run_service(resolved, source, signals_rx, Some(ready_tx)));
-    within("agent ready", ready_rx).await.expect("agent starts");
+    let Started {
+        worker,
+        signals,
+        service,
+        ..
+    } = start("service-closed", "r").await;
     drop(signals);
     let stopped = within("the service stops", service).await.unwrap();
     assert!(stopped.is_ok(), "stop: {stopped:?}");
