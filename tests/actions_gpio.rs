@@ -42,6 +42,11 @@ async fn activate_deactivate_and_pulse() {
         sim.states_of("GPIO17") == [false, true, false]
     })
     .await;
+    // The line is written before the effect is counted: wait for the count.
+    wait_until("three effects counted", || {
+        out.counters_of("door").unwrap().sent == 3
+    })
+    .await;
     assert_eq!(out.counters_of("door").unwrap().sent, 3);
 
     out.dispatch(effect("door", Pulse { ms: 200 }, 5));
@@ -206,5 +211,8 @@ async fn stuck_line_does_not_stall_other_outputs() {
         sim.states_of("STUCK").last() == Some(&true)
     })
     .await;
-    assert!(out.counters_of("stuck").unwrap().sent >= 1);
+    wait_until("recovery counted", || {
+        out.counters_of("stuck").unwrap().sent >= 1
+    })
+    .await;
 }
