@@ -2,11 +2,12 @@
 # Steady-state cost of `trickle-edge run` (static job, 1280x720 30 fps test
 # camera, x264, 2 Mbit/s) publishing into a local `trickle-edge serve`, and
 # process start -> READY (first segment confirmed). Prints one summary line.
-# Usage: bash bench/agent_steady.sh [seconds]   (after cargo build --release)
+# Usage: bash bench/agent_steady.sh [seconds]   (after cargo build --release;
+# TRICKLE_EDGE_BIN=path runs another build, e.g. an older commit's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-20}
-BIN=./target/release/trickle-edge
+BIN=${TRICKLE_EDGE_BIN:-./target/release/trickle-edge}
 TMP=$(mktemp -d)
 trap 'kill $SRV $AGENT 2>/dev/null || true; rm -rf "$TMP"' EXIT
 $BIN serve --listen 127.0.0.1:29393 --channel cam >/dev/null 2>&1 & SRV=$!
