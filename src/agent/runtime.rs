@@ -288,9 +288,14 @@ impl Running {
             JobChange::Params(params) => {
                 info!("reload: sending new parameters to the job");
                 if let Err(e) = self.job.update_params(params).await {
-                    warn!(error = %e, "reload: worker refused the parameters");
+                    warn!(error = %e, "reload: the job refused the parameters");
                 }
-                if let Some(c) = &self.channels {
+                // A BYOC stream takes parameters only through the
+                // orchestrator (as Livepeer's gateway sends them): the
+                // control channel would deliver them a second time.
+                if self.job.byoc().is_none()
+                    && let Some(c) = &self.channels
+                {
                     let _ = c.params.try_send(serde_json::Value::Object(params.clone()));
                 }
             }

@@ -23,7 +23,8 @@ pub use error::{ConfigError, ErrorKind};
 pub use load::LoadOptions;
 pub use resolved::ResolvedConfig;
 pub use schema::{
-    AgentConfig, AuthConfig, GpioDefaults, JobMode, QueueConfig, StaticJob, SupervisorConfig,
+    AgentConfig, AuthConfig, ByocJob, GpioDefaults, JobMode, QueueConfig, StaticJob,
+    SupervisorConfig,
     TlsConfig, WorkerJob,
 };
 

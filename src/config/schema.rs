@@ -67,6 +67,10 @@ pub enum JobMode {
     /// The agent runs its own trickle server and asks a worker to start a
     /// stream against it (pytrickle worker API).
     Worker(WorkerJob),
+    /// A stream on a Livepeer orchestrator's bring-your-own-container
+    /// capability: the orchestrator hosts the channels and forwards the
+    /// stream to the container registered under `capability`.
+    Byoc(ByocJob),
 }
 
 impl JobMode {
@@ -75,6 +79,7 @@ impl JobMode {
         match self {
             JobMode::Static(_) => "static",
             JobMode::Worker(_) => "worker",
+            JobMode::Byoc(_) => "byoc",
         }
     }
 }
@@ -137,6 +142,32 @@ impl Default for WorkerJob {
             params: serde_json::Map::new(),
         }
     }
+}
+
+/// `mode = "byoc"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ByocJob {
+    /// The orchestrator's base URL (`GET /process/token` goes there; the
+    /// stream itself goes to the `service_addr` it answers).
+    pub orchestrator_url: String,
+    /// The capability name the container was registered under.
+    pub capability: String,
+    /// Sent as the stream's `params` (the worker sees them at start).
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// How long the orchestrator waits for the worker on each call
+    /// (`timeout_seconds` in the `Livepeer` header; it refuses 0).
+    #[serde(default = "default_byoc_timeout")]
+    pub timeout_seconds: u32,
+    /// Ask for the processed video back (`enable_video_egress`); an edge
+    /// agent acting on data usually does not need it.
+    #[serde(default)]
+    pub video_egress: bool,
+}
+
+fn default_byoc_timeout() -> u32 {
+    30
 }
 
 /// `[tls]`: the serde face of [`TlsOptions`]; verification is on by default.

@@ -93,6 +93,24 @@ pub(crate) fn validate(c: &AgentConfig, check: &Check<'_>) -> Result<Vec<String>
                 ));
             }
         }
+        JobMode::Byoc(b) => {
+            check_url(check, "job.orchestrator_url", &b.orchestrator_url)?;
+            let ok = |ch: char| ch.is_ascii_graphic() && ch != ',';
+            if b.capability.is_empty() || !b.capability.chars().all(ok) {
+                return Err(check.invalid(
+                    "job.capability",
+                    format!("invalid capability name {:?}", b.capability),
+                    Some("the name the worker registered with the orchestrator: no spaces or commas".into()),
+                ));
+            }
+            if b.timeout_seconds == 0 {
+                return Err(check.invalid(
+                    "job.timeout_seconds",
+                    "`job.timeout_seconds` must be at least 1 (orchestrators refuse 0)".into(),
+                    None,
+                ));
+            }
+        }
     }
     check_tls(c, check, &mut warnings)?;
     let auth = [

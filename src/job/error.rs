@@ -9,6 +9,16 @@ pub enum JobError {
     Server(#[from] server::ServerError),
     #[error("worker {url}: {reason}")]
     Worker { url: String, reason: String },
+    #[error("orchestrator {url}: {reason}")]
+    Orchestrator { url: String, reason: String },
+    /// A peer answered with an error status: shown as it wrote it.
+    #[error("{method} {url} answered {status}: {body}")]
+    Refused {
+        method: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
     #[error(transparent)]
     Client(#[from] crate::trickle::ClientError),
 }

@@ -1,7 +1,9 @@
 //! Starting a job and keeping it alive: where the five channel URLs come
-//! from (`static` config or a trickle worker started against our own
-//! server), the control-channel keepalive, and the events-based health check.
+//! from (`static` config, a trickle worker started against our own server,
+//! or a BYOC stream on a Livepeer orchestrator), the control-channel
+//! keepalive, and the events-based health check.
 
+pub mod byoc;
 pub mod control;
 mod error;
 pub mod health;
@@ -10,6 +12,7 @@ pub mod worker_client;
 use std::sync::Arc;
 
 use crate::config::{JobMode, StaticJob, WorkerJob};
+use byoc::ByocStream;
 use crate::trickle::server::{self, RunningServer, ServerConfig};
 use crate::trickle::{ClientOptions, HttpClient};
 pub use error::JobError;
@@ -33,6 +36,7 @@ pub struct Job {
     /// The agent's own trickle server (worker mode), kept for the job's life.
     pub server: Option<Arc<RunningServer>>,
     worker: Option<WorkerClient>,
+    byoc: Option<ByocStream>,
     pub request_id: String,
     /// Where readers of this job's data and events channels start: `-2` (the
     /// segment being written, from its start) on our own server, whose
@@ -98,7 +102,7 @@ impl JobRunner {
     pub async fn prepare(mode: &JobMode) -> Result<Self, JobError> {
         let server = match mode {
             JobMode::Worker(w) => Some(start_worker_server(w).await?),
-            JobMode::Static(_) => None,
+            JobMode::Static(_) | JobMode::Byoc(_) => None,
         };
         Ok(Self { server })
     }
@@ -137,6 +141,11 @@ pub fn params_only_change(
             same_params.params = b.params.clone();
             (same_params == *b && a.params != b.params).then(|| b.params.clone())
         }
+        (JobMode::Byoc(a), JobMode::Byoc(b)) => {
+            let mut same_params = a.clone();
+            same_params.params = b.params.clone();
+            (same_params == *b && a.params != b.params).then(|| b.params.clone())
+        }
         _ => None,
     }
 }
@@ -158,9 +167,25 @@ pub async fn start(
             urls: static_urls(s),
             server: None,
             worker: None,
+            byoc: None,
             request_id,
             reader_start_seq: -1,
         }),
+        JobMode::Byoc(b) => {
+            // The stream id names the orchestrator's channels, so each start
+            // gets new ones, holding only this job's segments: readers start
+            // at the current segment.
+            let http = HttpClient::new(client)?;
+            let (stream, urls) = ByocStream::start(b, &b.params, http, &request_id).await?;
+            Ok(Job {
+                urls,
+                server: None,
+                worker: None,
+                byoc: Some(stream),
+                request_id,
+                reader_start_seq: -2,
+            })
+        }
         JobMode::Worker(w) => {
             let server = match server {
                 Some(s) => s,
@@ -201,6 +226,7 @@ pub async fn start(
                 urls,
                 server: Some(server),
                 worker: Some(worker),
+                byoc: None,
                 request_id,
                 reader_start_seq: -2,
             })
@@ -214,6 +240,9 @@ impl Job {
     pub async fn stop(&self) -> Result<(), JobError> {
         if let Some(w) = &self.worker {
             w.post("/api/stream/stop", &serde_json::json!({})).await?;
+        }
+        if let Some(b) = &self.byoc {
+            b.stop().await?;
         }
         Ok(())
     }
@@ -231,7 +260,15 @@ impl Job {
             )
             .await?;
         }
+        if let Some(b) = &self.byoc {
+            b.update_params(params).await?;
+        }
         Ok(())
+    }
+
+    /// The BYOC stream, in byoc mode.
+    pub fn byoc(&self) -> Option<&ByocStream> {
+        self.byoc.as_ref()
     }
 
     pub fn worker(&self) -> Option<&WorkerClient> {

@@ -1,11 +1,13 @@
-//! The pytrickle worker HTTP API, on hyper 1.x.
+//! The pytrickle worker HTTP API, on hyper 1.x. Every route is served both
+//! as `/stream/…` (pytrickle's default) and `/api/stream/…` (pytrickle with
+//! `route_prefix="/api"`); `/live-video-to-video` is an alias of start.
 //!
 //! | request | answer |
 //! |---|---|
-//! | `POST /api/stream/start` | 200 + status; a start while a stream runs stops it and starts the new one (restart, not 409: a caller that lost track of the worker can always start afresh) |
-//! | `POST /api/stream/stop` | 200 `{"stopped": bool, "clean": bool}` (stopped: a stream was there; clean: its tasks ended within ~2 s without being aborted) |
-//! | `POST /api/stream/params` | 200 `{"params": merged}`; 409 when no stream runs |
-//! | `GET /api/stream/status` | 200 + [`Status`](super::Status) |
+//! | `POST /stream/start` | 200 + status; a start while a stream runs stops it and starts the new one (restart, not 409: a caller that lost track of the worker can always start afresh) |
+//! | `POST /stream/stop` | 200 `{"stopped": bool, "clean": bool}` (stopped: a stream was there; clean: its tasks ended within ~2 s without being aborted) |
+//! | `POST /stream/params` | 200 `{"params": merged}`; 409 when no stream runs |
+//! | `GET /stream/status` | 200 + [`Status`](super::Status) |
 //! | `GET /health` | 200 `{"status":"OK"}` running, `"IDLE"` idle; 503 `"ERROR"` when the stream ended by itself |
 //!
 //! Bad bodies are 400 `{"error": "...", "field": "..."}` naming the field.
@@ -67,20 +69,27 @@ async fn handle(
 ) -> Result<Response<Full<Bytes>>, Infallible> {
     let route = (req.method().clone(), req.uri().path().to_string());
     debug!(method = %route.0, path = %route.1, "api request");
-    let resp = match (&route.0, route.1.as_str()) {
-        (&Method::POST, "/api/stream/start") => match read_body(req).await {
+    // pytrickle serves `/stream/*` by default and `/api/stream/*` with
+    // `route_prefix="/api"`, with `/live-video-to-video` as a start alias;
+    // this worker answers all of them, like either setting.
+    let path = match route.1.as_str() {
+        "/live-video-to-video" => "/stream/start",
+        p => p.strip_prefix("/api").filter(|p| p.starts_with("/stream/")).unwrap_or(p),
+    };
+    let resp = match (&route.0, path) {
+        (&Method::POST, "/stream/start") => match read_body(req).await {
             Err(r) => r,
             Ok(body) => match StartRequest::from_json(&body) {
                 Ok(start) => reply(StatusCode::OK, &worker.start(start).await),
                 Err(e) => refuse(e),
             },
         },
-        (&Method::POST, "/api/stream/stop") => {
+        (&Method::POST, "/stream/stop") => {
             let outcome = worker.stop().await;
             let body = json!({"stopped": outcome.is_some(), "clean": outcome.unwrap_or(true)});
             reply(StatusCode::OK, &body)
         }
-        (&Method::POST, "/api/stream/params") => match read_body(req).await {
+        (&Method::POST, "/stream/params") => match read_body(req).await {
             Err(r) => r,
             Ok(body) => {
                 let update = serde_json::from_slice::<Value>(&body)
@@ -101,7 +110,7 @@ async fn handle(
                 }
             }
         },
-        (&Method::GET, "/api/stream/status") => reply(StatusCode::OK, &worker.status().await),
+        (&Method::GET, "/stream/status") => reply(StatusCode::OK, &worker.status().await),
         (&Method::GET, "/health") => {
             let health = worker.health().await;
             let code = if health == "ERROR" {
@@ -113,8 +122,7 @@ async fn handle(
         }
         (
             _,
-            "/api/stream/start" | "/api/stream/stop" | "/api/stream/params" | "/api/stream/status"
-            | "/health",
+            "/stream/start" | "/stream/stop" | "/stream/params" | "/stream/status" | "/health",
         ) => reply(
             StatusCode::METHOD_NOT_ALLOWED,
             &json!({"error": "method not allowed"}),
