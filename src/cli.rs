@@ -39,8 +39,9 @@ pub enum Command {
     Check(CheckArgs),
     /// Run the reference worker (pytrickle worker API: POST /api/stream/start).
     Worker(WorkerArgs),
-    /// List cameras, H.264 encoders (really tested) and GPIO chips.
-    Probe,
+    /// List cameras, H.264 encoders (really tested) and GPIO chips; with
+    /// `--job`, also ask the configured job's endpoints whether they answer.
+    Probe(ProbeArgs),
     /// The agent, as systemd runs it.
     Run(RunArgs),
     /// Server, reference worker and agent in one process on a test camera.
@@ -74,6 +75,16 @@ pub struct CheckArgs {
     /// Searched for presets before the default directories.
     #[arg(long)]
     pub boards_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProbeArgs {
+    /// Also probe the job in `--config`: read-only calls to its worker,
+    /// channels or orchestrator (nothing is started).
+    #[arg(long, requires = "config")]
+    pub job: bool,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -249,7 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             crate::worker::run_worker(a.listen, stop_on_signal()?).await?;
             Ok(())
         }
-        Command::Probe => probe().await,
+        Command::Probe(a) => probe(a).await,
         Command::Run(a) => run_agent(a).await,
         Command::Demo(a) => {
             let mut out = std::io::stdout();
@@ -271,10 +282,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn probe() -> anyhow::Result<()> {
+async fn probe(a: ProbeArgs) -> anyhow::Result<()> {
+    // The config first: a broken one should not wait for the media probe.
+    let job = match (&a.config, a.job) {
+        (Some(path), true) => match crate::config::load(path) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                eprintln!("{e}");
+                std::process::exit(1);
+            }
+        },
+        _ => None,
+    };
     let media = tokio::task::spawn_blocking(crate::media::probe_media).await?;
     let gpio = crate::actions::probe_chips();
     print!("{media}{gpio}");
+    if let Some(resolved) = job {
+        let client = crate::agent::plan::client_options(&resolved);
+        let report = crate::job::probe::probe_job(&resolved.config.job, &client).await?;
+        print!("{report}");
+        std::io::stdout().flush()?;
+        if !report.endpoints.iter().any(|p| p.ok()) {
+            anyhow::bail!("no endpoint of the {} job answered", report.mode);
+        }
+    }
     Ok(())
 }
 

@@ -29,7 +29,7 @@ fn fail_as_is(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
     (err, file)
 }
 
-const JOB_HINT: &str = "add `[job]` with `mode = \"static\"` and `publish_url = \"…\"` (a gateway's channels), or `mode = \"worker\"` and `worker_url = \"http://HOST:PORT\"` (a worker on the LAN); examples/config.toml shows both";
+const JOB_HINT: &str = "add `[job]` with `mode = \"static\"` and `publish_url = \"…\"` (a gateway's channels), `mode = \"worker\"` and `worker_url = \"http://HOST:PORT\"` (a worker on the LAN), or `mode = \"byoc\"` with `orchestrator_url` and `capability` (a Livepeer orchestrator); examples/config.toml shows them";
 
 #[test]
 fn an_empty_config_says_it_needs_a_job() {
@@ -233,7 +233,7 @@ fn unknown_job_mode() {
         &f,
         "2:8",
         "unknown value `livepear` for `job.mode`",
-        "expected one of: `static`, `worker`",
+        "expected one of: `static`, `worker`, `byoc`",
     );
 }
 
@@ -389,4 +389,46 @@ fn syntax_error_and_missing_file() {
     let e = config::load(d.join("nope.toml")).unwrap_err();
     assert_eq!(e.kind, ErrorKind::Read);
     assert!(e.to_string().contains("nope.toml"), "{e}");
+}
+
+#[test]
+fn byoc_job_mistakes_name_their_key() {
+    let (e, f) = fail(
+        "byoc_no_cap",
+        "[job]\nmode = \"byoc\"\norchestrator_url = \"https://o:8935\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "1:1",
+        "missing field `capability` in `job`",
+        "`mode = \"byoc\"` needs the capability name the container was registered under, e.g. `capability = \"ball-detector\"`",
+    );
+    let (e, f) = fail(
+        "byoc_scheme",
+        "[job]\nmode = \"byoc\"\norchestrator_url = \"grpc://o:8935\"\ncapability = \"x\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:1",
+        "invalid URL \"grpc://o:8935\" for `job.orchestrator_url`: the scheme must be http or https",
+        "expected `http://HOST[:PORT]/PATH` or `https://…`",
+    );
+    let (e, _) = fail(
+        "byoc_zero_timeout",
+        "[job]\nmode = \"byoc\"\norchestrator_url = \"https://o\"\ncapability = \"x\"\ntimeout_seconds = 0\n",
+    );
+    assert_eq!(e.key.as_str(), "job.timeout_seconds");
+    assert!(e.to_string().contains("orchestrators refuse 0"), "{e}");
+    assert!(e.to_string().contains(":5:1"), "{e}");
+    let (e, _) = fail(
+        "byoc_bad_cap",
+        "[job]\nmode = \"byoc\"\norchestrator_url = \"https://o\"\ncapability = \"a, b\"\n",
+    );
+    assert_eq!(e.key.as_str(), "job.capability");
+    assert!(
+        e.to_string().contains("invalid capability name \"a, b\""),
+        "{e}"
+    );
 }

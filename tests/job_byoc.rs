@@ -159,8 +159,7 @@ async fn byoc_stream_drives_a_rule_takes_params_and_stops_at_the_orchestrator() 
     .await;
     assert_eq!(update.status, 200);
     assert_eq!(update.body["note"], 7);
-    let request: serde_json::Value =
-        serde_json::from_str(&update.job.unwrap().request).unwrap();
+    let request: serde_json::Value = serde_json::from_str(&update.job.unwrap().request).unwrap();
     assert_eq!(request["stream_id"], job.id.as_str());
     let w = worker.worker().clone();
     wait_for_some("the worker has the new params", || {
@@ -208,7 +207,9 @@ async fn refusals_are_shown_with_their_status_and_body() {
 
     // No capacity: the orchestrator's own words come through.
     orch.set_offer(|o| o.capacity = 0);
-    let e = trickle_edge::job::start(&mode, None, &opts).await.unwrap_err();
+    let e = trickle_edge::job::start(&mode, None, &opts)
+        .await
+        .unwrap_err();
     match &e {
         JobError::Refused { status, body, .. } => {
             assert_eq!(*status, 400);
@@ -216,14 +217,19 @@ async fn refusals_are_shown_with_their_status_and_body() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
-    assert!(e.to_string().contains("/ai/stream/start answered 400"), "{e}");
+    assert!(
+        e.to_string().contains("/ai/stream/start answered 400"),
+        "{e}"
+    );
 
     // A capability the orchestrator does not have: refused at the token.
     orch.set_offer(|o| {
         o.capacity = 1;
         o.capability = "something-else".into();
     });
-    let e = trickle_edge::job::start(&mode, None, &opts).await.unwrap_err();
+    let e = trickle_edge::job::start(&mode, None, &opts)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, JobError::Refused { status: 400, url, .. } if url.ends_with("/process/token")),
         "{e}"
@@ -235,7 +241,9 @@ async fn refusals_are_shown_with_their_status_and_body() {
         o.price_per_unit = 3;
     });
     let starts_before = orch.calls_to("/ai/stream/start").len();
-    let e = trickle_edge::job::start(&mode, None, &opts).await.unwrap_err();
+    let e = trickle_edge::job::start(&mode, None, &opts)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("priced (3 wei per 1 units)"), "{e}");
     assert_eq!(orch.calls_to("/ai/stream/start").len(), starts_before);
 
@@ -245,7 +253,9 @@ async fn refusals_are_shown_with_their_status_and_body() {
         o.price_per_unit = 0;
         o.worker_url = "http://127.0.0.1:9".into();
     });
-    let e = trickle_edge::job::start(&mode, None, &opts).await.unwrap_err();
+    let e = trickle_edge::job::start(&mode, None, &opts)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&e, JobError::Refused { status: 500, body, .. } if body.starts_with("Error sending request to worker")),
         "{e}"
@@ -253,7 +263,9 @@ async fn refusals_are_shown_with_their_status_and_body() {
 
     // An orchestrator that is not there: the address, not a hang.
     let gone = byoc_mode("http://127.0.0.1:9");
-    let e = trickle_edge::job::start(&gone, None, &opts).await.unwrap_err();
+    let e = trickle_edge::job::start(&gone, None, &opts)
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
     orch.stop();
     worker.shutdown().await;
@@ -272,4 +284,64 @@ fn the_livepeer_header_decodes_as_go_livepeer_decodes_it() {
     let job: support::byoc::JobRequest = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(job.request, r#"{"stream_id":"s-1"}"#);
     assert_eq!(job.parameters, "{}");
+}
+
+/// `probe --job` asks, and starts nothing: the orchestrator's token is
+/// shown with its price and capacity, and no stream is started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_job_shows_the_orchestrator_answer_and_starts_nothing() {
+    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+        .await
+        .unwrap();
+    let orch = ByocOrchestrator::start(offer(&worker.url())).await;
+    let dir = temp_dir("byoc-probe");
+    let file = support::config::write(
+        &dir,
+        "agent.toml",
+        &format!(
+            "[job]\nmode = \"byoc\"\norchestrator_url = \"{}\"\ncapability = \"{CAPABILITY}\"\n",
+            orch.url
+        ),
+    );
+    let probe = |file: std::path::PathBuf| async move {
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+            .args(["probe", "--job", "--config"])
+            .arg(file)
+            .output()
+            .await
+            .unwrap()
+    };
+    let out = within("probe --job", probe(file.clone())).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = stdout
+        .lines()
+        .find(|l| l.contains("/process/token"))
+        .unwrap_or_else(|| panic!("no token line in:\n{stdout}"));
+    assert!(line.trim_start().starts_with("ok"), "{line}");
+    assert!(line.contains("-> 200 service_addr="), "{line}");
+    assert!(line.contains("capacity=1 price=0/1"), "{line}");
+    assert_eq!(orch.calls_to("/process/token").len(), 1);
+    assert!(
+        orch.calls_to("/ai/stream/start").is_empty(),
+        "probe started a stream"
+    );
+
+    // A capability the orchestrator lacks: its refusal, and a failing exit.
+    orch.set_offer(|o| o.capability = "other".into());
+    let out = within("probe --job (refused)", probe(file)).await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("FAIL") && stdout.contains("-> 400 Could not get price"),
+        "{stdout}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no endpoint of the byoc job answered"));
+    orch.stop();
+    worker.shutdown().await;
+    std::fs::remove_dir_all(dir).ok();
 }

@@ -116,8 +116,9 @@ fn missing_job(sources: &Sources<'_>, empty: bool) -> ConfigError {
         &KeyPath::parse("job"),
         Some(
             "add `[job]` with `mode = \"static\"` and `publish_url = \"…\"` (a gateway's \
-             channels), or `mode = \"worker\"` and `worker_url = \"http://HOST:PORT\"` (a \
-             worker on the LAN); examples/config.toml shows both"
+             channels), `mode = \"worker\"` and `worker_url = \"http://HOST:PORT\"` (a \
+             worker on the LAN), or `mode = \"byoc\"` with `orchestrator_url` and \
+             `capability` (a Livepeer orchestrator); examples/config.toml shows them"
                 .into(),
         ),
     )
@@ -386,7 +387,9 @@ fn de_error(err: &toml::de::Error, index: &Index, sources: &Sources<'_>) -> Conf
 fn missing_hint(table: &KeyPath, field: &str) -> String {
     match (table.to_string().as_str(), field) {
         ("job", "publish_url") => "`mode = \"static\"` needs the trickle URL camera segments are published to, e.g. `publish_url = \"https://gateway.example/ai/trickle/cam\"`".into(),
-        ("job", "mode") => "add `mode = \"worker\"` or `mode = \"static\"`".into(),
+        ("job", "mode") => "add `mode = \"worker\"`, `mode = \"static\"` or `mode = \"byoc\"`".into(),
+        ("job", "orchestrator_url") => "`mode = \"byoc\"` needs the orchestrator's address, e.g. `orchestrator_url = \"https://orchestrator.example:8935\"`".into(),
+        ("job", "capability") => "`mode = \"byoc\"` needs the capability name the container was registered under, e.g. `capability = \"ball-detector\"`".into(),
         ("", _) => format!("add `{field} = …` at the top level"),
         (t, _) => format!("add `{field} = …` under `[{t}]`"),
     }

@@ -24,8 +24,7 @@ pub use load::LoadOptions;
 pub use resolved::ResolvedConfig;
 pub use schema::{
     AgentConfig, AuthConfig, ByocJob, GpioDefaults, JobMode, QueueConfig, StaticJob,
-    SupervisorConfig,
-    TlsConfig, WorkerJob,
+    SupervisorConfig, TlsConfig, WorkerJob,
 };
 
 /// Loads `path` with the default preset search.

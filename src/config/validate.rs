@@ -100,7 +100,10 @@ pub(crate) fn validate(c: &AgentConfig, check: &Check<'_>) -> Result<Vec<String>
                 return Err(check.invalid(
                     "job.capability",
                     format!("invalid capability name {:?}", b.capability),
-                    Some("the name the worker registered with the orchestrator: no spaces or commas".into()),
+                    Some(
+                        "the name the worker registered with the orchestrator: no spaces or commas"
+                            .into(),
+                    ),
                 ));
             }
             if b.timeout_seconds == 0 {

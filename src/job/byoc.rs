@@ -169,6 +169,17 @@ async fn call(
         })?
 }
 
+/// The headers of `GET /process/token` for `capability`, off-chain.
+pub fn token_headers(capability: &str) -> Result<Vec<(&'static str, HeaderValue)>, String> {
+    let cap = HeaderValue::from_str(capability)
+        .map_err(|_| format!("capability {capability:?} cannot be sent as an HTTP header"))?;
+    let eth = HeaderValue::from_str(&eth_address_header()).map_err(|e| e.to_string())?;
+    Ok(vec![
+        ("livepeer-eth-address", eth),
+        ("livepeer-capability", cap),
+    ])
+}
+
 /// Asks the orchestrator about `capability`: price, capacity, service address.
 pub async fn fetch_token(
     http: &HttpClient,
@@ -176,16 +187,10 @@ pub async fn fetch_token(
     capability: &str,
 ) -> Result<JobToken, JobError> {
     let url = format!("{}/process/token", orchestrator.trim_end_matches('/'));
-    let headers = [
-        (
-            "livepeer-eth-address",
-            header(&eth_address_header(), "the address", &url)?,
-        ),
-        (
-            "livepeer-capability",
-            header(capability, "the capability name", &url)?,
-        ),
-    ];
+    let headers = token_headers(capability).map_err(|reason| JobError::Orchestrator {
+        url: url.clone(),
+        reason,
+    })?;
     let (_, bytes) = call(
         http,
         Method::GET,
@@ -213,8 +218,9 @@ fn urls_from(resp: &Response<()>, url: &str) -> Result<JobUrls, JobError> {
     };
     let publish = get("x-publish-url").ok_or_else(|| JobError::Orchestrator {
         url: url.to_string(),
-        reason: "the start answered no X-Publish-Url: the orchestrator gave nowhere to send the camera"
-            .into(),
+        reason:
+            "the start answered no X-Publish-Url: the orchestrator gave nowhere to send the camera"
+                .into(),
     })?;
     Ok(JobUrls {
         publish,
@@ -267,12 +273,7 @@ impl ByocStream {
         });
         let url = format!("{}/ai/stream/start", stream.service_addr);
         let (resp, _) = stream
-            .send(
-                &url,
-                &json!({}),
-                &parameters,
-                &json!({ "params": params }),
-            )
+            .send(&url, &json!({}), &parameters, &json!({ "params": params }))
             .await?;
         let urls = urls_from(&resp, &url)?;
         Ok((stream, urls))
@@ -378,6 +379,9 @@ mod tests {
         let long = "x".repeat(2000);
         let t = body_text(long.as_bytes());
         assert!(t.chars().count() <= BODY_IN_ERRORS + 1);
-        assert_eq!(body_text(b"  No capacity available for capability\n"), "No capacity available for capability");
+        assert_eq!(
+            body_text(b"  No capacity available for capability\n"),
+            "No capacity available for capability"
+        );
     }
 }

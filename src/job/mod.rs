@@ -7,14 +7,15 @@ pub mod byoc;
 pub mod control;
 mod error;
 pub mod health;
+pub mod probe;
 pub mod worker_client;
 
 use std::sync::Arc;
 
 use crate::config::{JobMode, StaticJob, WorkerJob};
-use byoc::ByocStream;
 use crate::trickle::server::{self, RunningServer, ServerConfig};
 use crate::trickle::{ClientOptions, HttpClient};
+use byoc::ByocStream;
 pub use error::JobError;
 use worker_client::WorkerClient;
 

@@ -74,7 +74,10 @@ async fn handle(
     // this worker answers all of them, like either setting.
     let path = match route.1.as_str() {
         "/live-video-to-video" => "/stream/start",
-        p => p.strip_prefix("/api").filter(|p| p.starts_with("/stream/")).unwrap_or(p),
+        p => p
+            .strip_prefix("/api")
+            .filter(|p| p.starts_with("/stream/"))
+            .unwrap_or(p),
     };
     let resp = match (&route.0, path) {
         (&Method::POST, "/stream/start") => match read_body(req).await {
@@ -120,13 +123,12 @@ async fn handle(
             };
             reply(code, &json!({"status": health}))
         }
-        (
-            _,
-            "/stream/start" | "/stream/stop" | "/stream/params" | "/stream/status" | "/health",
-        ) => reply(
-            StatusCode::METHOD_NOT_ALLOWED,
-            &json!({"error": "method not allowed"}),
-        ),
+        (_, "/stream/start" | "/stream/stop" | "/stream/params" | "/stream/status" | "/health") => {
+            reply(
+                StatusCode::METHOD_NOT_ALLOWED,
+                &json!({"error": "method not allowed"}),
+            )
+        }
         _ => reply(StatusCode::NOT_FOUND, &json!({"error": "not found"})),
     };
     Ok(resp)

@@ -152,7 +152,10 @@ impl ByocOrchestrator {
 
     /// The calls made to `path`.
     pub fn calls_to(&self, path: &str) -> Vec<Call> {
-        self.calls().into_iter().filter(|c| c.path == path).collect()
+        self.calls()
+            .into_iter()
+            .filter(|c| c.path == path)
+            .collect()
     }
 
     pub fn set_offer(&self, f: impl FnOnce(&mut Offer)) {
@@ -173,7 +176,12 @@ async fn handle(s: &State, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let headers = req.headers().clone();
-    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
     let (answer, job, body_json) = match (method, path.as_str()) {
         (Method::GET, "/process/token") => (token(s, &headers), None, Value::Null),
         (Method::POST, "/ai/stream/start" | "/ai/stream/stop" | "/ai/stream/update") => {
@@ -190,7 +198,11 @@ async fn handle(s: &State, req: Request<Incoming>) -> Answer {
                 }
             }
         }
-        _ => (text(StatusCode::NOT_FOUND, "404 page not found"), None, Value::Null),
+        _ => (
+            text(StatusCode::NOT_FOUND, "404 page not found"),
+            None,
+            Value::Null,
+        ),
     };
     s.calls.lock().unwrap().push(Call {
         path,
@@ -202,7 +214,10 @@ async fn handle(s: &State, req: Request<Incoming>) -> Answer {
 }
 
 fn token(s: &State, headers: &http::HeaderMap) -> Answer {
-    let Some(eth) = headers.get("livepeer-eth-address").and_then(|v| v.to_str().ok()) else {
+    let Some(eth) = headers
+        .get("livepeer-eth-address")
+        .and_then(|v| v.to_str().ok())
+    else {
         return text(
             StatusCode::BAD_REQUEST,
             "Must have eth address and signature on address in Livepeer-Eth-Address header",
@@ -216,7 +231,10 @@ fn token(s: &State, headers: &http::HeaderMap) -> Answer {
     let Some(sender) = sender else {
         return text(StatusCode::BAD_REQUEST, "Invalid eth address header ");
     };
-    let Some(cap) = headers.get("livepeer-capability").and_then(|v| v.to_str().ok()) else {
+    let Some(cap) = headers
+        .get("livepeer-capability")
+        .and_then(|v| v.to_str().ok())
+    else {
         return text(
             StatusCode::BAD_REQUEST,
             "Job capabilities not provided, must provide comma separated capabilities in Livepeer-Capability header",
@@ -280,10 +298,16 @@ fn stream_id(job: &JobRequest) -> Option<String> {
 async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
     let offer = s.offer.lock().unwrap().clone();
     if job.capability != offer.capability || offer.capacity <= 0 {
-        return text(StatusCode::BAD_REQUEST, "No capacity available for capability");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "No capacity available for capability",
+        );
     }
     if offer.price_per_unit > 0 {
-        return text(StatusCode::PAYMENT_REQUIRED, "Insufficient balance for request");
+        return text(
+            StatusCode::PAYMENT_REQUIRED,
+            "Insufficient balance for request",
+        );
     }
     let Ok(params) = serde_json::from_str::<Value>(&job.parameters) else {
         return text(StatusCode::BAD_REQUEST, "invalid parameters");
@@ -305,22 +329,45 @@ async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
         runner.insert(runner_key.into(), json!(url));
         answer_headers.push((header, url));
     };
-    channel(format!("{id}-control"), "application/json", "control_url", "x-control-url");
-    channel(format!("{id}-events"), "application/json", "events_url", "x-events-url");
+    channel(
+        format!("{id}-control"),
+        "application/json",
+        "control_url",
+        "x-control-url",
+    );
+    channel(
+        format!("{id}-events"),
+        "application/json",
+        "events_url",
+        "x-events-url",
+    );
     if params["enable_video_ingress"] == true {
         channel(id.clone(), "video/MP2T", "subscribe_url", "x-publish-url");
     }
     if params["enable_video_egress"] == true {
-        channel(format!("{id}-out"), "video/MP2T", "publish_url", "x-subscribe-url");
+        channel(
+            format!("{id}-out"),
+            "video/MP2T",
+            "publish_url",
+            "x-subscribe-url",
+        );
     }
     if params["enable_data_output"] == true {
-        channel(format!("{id}-data"), "application/jsonl", "data_url", "x-data-url");
+        channel(
+            format!("{id}-data"),
+            "application/jsonl",
+            "data_url",
+            "x-data-url",
+        );
     }
     for (k, v) in body {
         runner.insert(k, v);
     }
     match forward(s, "/stream/start", Value::Object(runner)).await {
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("Error sending request to worker: {e}")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Error sending request to worker: {e}"),
+        ),
         Ok((status, body)) if status > 399 => {
             let mut r = Response::new(Full::new(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
@@ -329,7 +376,8 @@ async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
         Ok(_) => {
             let mut r = Response::new(Full::new(Bytes::new()));
             for (h, url) in answer_headers {
-                r.headers_mut().insert(h, HeaderValue::from_str(&url).unwrap());
+                r.headers_mut()
+                    .insert(h, HeaderValue::from_str(&url).unwrap());
             }
             r
         }
@@ -338,7 +386,10 @@ async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
 
 async fn stop(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
     let Some(id) = stream_id(job) else {
-        return text(StatusCode::BAD_REQUEST, "Failed to stop stream, request not valid, failed to parse stream id");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Failed to stop stream, request not valid, failed to parse stream id",
+        );
     };
     let body = serde_json::from_slice(body).unwrap_or(json!({}));
     let answer = match forward(s, "/stream/stop", body).await {
@@ -357,7 +408,10 @@ async fn stop(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
 
 async fn update(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
     if stream_id(job).is_none() {
-        return text(StatusCode::BAD_REQUEST, "request not valid, failed to parse stream id");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "request not valid, failed to parse stream id",
+        );
     }
     let body = serde_json::from_slice(body).unwrap_or(Value::Null);
     match forward(s, "/stream/params", body).await {
@@ -366,6 +420,9 @@ async fn update(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
             r
         }
-        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("Error sending request to worker: {e}")),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("Error sending request to worker: {e}"),
+        ),
     }
 }
