@@ -172,3 +172,36 @@ async fn run_worker_serves_until_shutdown() {
     stop.trigger();
     within("run_worker returns", task).await.unwrap().unwrap();
 }
+
+/// pytrickle serves `/stream/*` by default, `/api/stream/*` with
+/// `route_prefix="/api"`, and `/live-video-to-video` as a start alias: the
+/// reference worker answers every form, as an orchestrator or agent may use
+/// any of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_pytrickle_route_form_is_served() {
+    let w = worker().await;
+    let a = w.local_addr();
+    for path in ["/stream/status", "/api/stream/status"] {
+        let (code, v) = call(a, "GET", path, None).await;
+        assert_eq!((code, v["state"].as_str()), (200, Some("idle")), "{path}");
+    }
+    let start = r#"{"subscribe_url":"http://127.0.0.1:1/in","params":{"k":1}}"#;
+    for path in ["/stream/start", "/api/stream/start", "/live-video-to-video"] {
+        let (code, v) = call(a, "POST", path, Some(start)).await;
+        assert_eq!(
+            (code, v["state"].as_str()),
+            (200, Some("running")),
+            "{path}"
+        );
+    }
+    let (code, v) = call(a, "POST", "/stream/params", Some(r#"{"k":2}"#)).await;
+    assert_eq!((code, v["params"]["k"].as_i64()), (200, Some(2)));
+    let (code, v) = call(a, "POST", "/stream/stop", Some("{}")).await;
+    assert_eq!((code, v["stopped"].as_bool()), (200, Some(true)));
+    // Only the stream routes take the prefix: no `/api/health`, no `/api/x`.
+    let (code, _) = call(a, "GET", "/api/health", None).await;
+    assert_eq!(code, 404);
+    let (code, _) = call(a, "GET", "/api/other", None).await;
+    assert_eq!(code, 404);
+    w.shutdown().await;
+}

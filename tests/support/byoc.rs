@@ -85,8 +85,9 @@ fn text(status: StatusCode, msg: &str) -> Answer {
     r
 }
 
-fn decode_job(req_headers: &http::HeaderMap) -> Result<JobRequest, Answer> {
-    let refuse = || text(StatusCode::BAD_REQUEST, "Could not verify job creds");
+/// Decodes and checks the `Livepeer` header; a refusal is its status and text.
+fn decode_job(req_headers: &http::HeaderMap) -> Result<JobRequest, (StatusCode, &'static str)> {
+    let refuse = || (StatusCode::BAD_REQUEST, "Could not verify job creds");
     let raw = req_headers
         .get("livepeer")
         .and_then(|v| v.to_str().ok())
@@ -94,14 +95,14 @@ fn decode_job(req_headers: &http::HeaderMap) -> Result<JobRequest, Answer> {
     let bytes = BASE64.decode(raw).map_err(|_| refuse())?;
     let job: JobRequest = serde_json::from_slice(&bytes).map_err(|_| refuse())?;
     if job.timeout_seconds == 0 {
-        return Err(text(
+        return Err((
             StatusCode::BAD_REQUEST,
             "no timeout_seconds set with request, timeout_seconds is required",
         ));
     }
     let sig = job.sig.strip_prefix("0x").filter(|_| job.sig.len() > 130);
     let sig = sig.unwrap_or(&job.sig);
-    if sig.len() % 2 != 0 || !sig.chars().all(|c| c.is_ascii_hexdigit()) {
+    if !sig.len().is_multiple_of(2) || !sig.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(refuse());
     }
     Ok(job)
@@ -186,7 +187,7 @@ async fn handle(s: &State, req: Request<Incoming>) -> Answer {
         (Method::GET, "/process/token") => (token(s, &headers), None, Value::Null),
         (Method::POST, "/ai/stream/start" | "/ai/stream/stop" | "/ai/stream/update") => {
             match decode_job(&headers) {
-                Err(a) => (a, None, Value::Null),
+                Err((status, msg)) => (text(status, msg), None, Value::Null),
                 Ok(job) => {
                     let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let a = match path.as_str() {
