@@ -243,6 +243,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = crate::config::LoadOptions {
                 board: a.board,
                 boards_dir: a.boards_dir,
+                host_checks: true,
             };
             // The message is already rustc-shaped; anyhow would prefix another "error:".
             match crate::config::check_with(&a.config, &opts) {
@@ -575,6 +576,7 @@ async fn run_agent(a: RunArgs) -> anyhow::Result<()> {
         options: crate::config::LoadOptions {
             board: a.board.clone(),
             boards_dir: a.boards_dir.clone(),
+            host_checks: true,
         },
     };
     let resolved = match crate::config::load_with(&source.path, &source.options) {

@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod data;
 pub mod duration;
+pub mod error_chain;
 pub mod http_serve;
 pub mod job;
 pub mod logging;

@@ -322,6 +322,7 @@ fn unknown_board() {
     let opts = LoadOptions {
         board: Some("beaglebone".into()),
         boards_dir: None,
+        ..LoadOptions::default()
     };
     let e = config::load_with(&file, &opts).unwrap_err();
     assert_eq!(
@@ -349,6 +350,7 @@ fn errors_inside_a_preset_name_the_preset() {
     let opts = LoadOptions {
         board: None,
         boards_dir: Some(d.join("boards")),
+        ..LoadOptions::default()
     };
     let e = config::load_with(&file, &opts).unwrap_err();
     expect(
@@ -431,4 +433,149 @@ fn byoc_job_mistakes_name_their_key() {
         e.to_string().contains("invalid capability name \"a, b\""),
         "{e}"
     );
+}
+
+/// Loads `text` with the checks `check` and `run` make on this machine.
+fn fail_on_host(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
+    let d = temp_dir(test);
+    let file = write(
+        &d,
+        "config.toml",
+        &format!("[job]\nmode = \"worker\"\n\n{text}"),
+    );
+    let opts = LoadOptions {
+        host_checks: true,
+        ..LoadOptions::default()
+    };
+    let err = config::load_with(&file, &opts).expect_err("config should be rejected");
+    (err, file)
+}
+
+#[test]
+fn webhook_schemes_run_refuses_are_refused_by_check_too() {
+    for (test, url) in [
+        ("hook_ftp", "ftp://example.org/x"),
+        ("hook_file", "file:///tmp/x"),
+    ] {
+        let text = format!("[outputs.hook]\ntype = \"webhook\"\nurl = \"{url}\"\n");
+        let (e, f) = fail(test, &text);
+        assert_eq!(e.key.as_str(), "outputs.hook.url");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "error: output `hook`: `url`: \"{url}\": only http:// is supported here\n  --> {}:3:1",
+                f.display()
+            )
+        );
+    }
+}
+
+#[test]
+fn a_missing_gpio_chip_is_found_by_check_not_at_start() {
+    let text = "[outputs.door]\ntype = \"gpio\"\nchip = \"no-such-chip-label\"\nline = 17\n";
+    // The text alone is fine: chips are this machine's business.
+    let d = temp_dir("gpio_text_only");
+    let file = write(
+        &d,
+        "config.toml",
+        &format!("[job]\nmode = \"worker\"\n\n{text}"),
+    );
+    config::load(&file).expect("a chip name is not checked without host checks");
+    let (e, f) = fail_on_host("gpio_missing_chip", text);
+    assert_eq!(e.key.as_str(), "outputs.door.chip");
+    let s = e.to_string();
+    assert!(
+        s.starts_with(
+            "error: output `door`: `chip`: no GPIO chip with path, name or label \"no-such-chip-label\""
+        ),
+        "{s}"
+    );
+    assert!(s.contains(&format!("{}:6:1", f.display())), "{s}");
+    assert!(s.contains("`trickle-edge probe` lists"), "{s}");
+}
+
+#[test]
+fn an_exec_program_that_is_not_there_is_found_by_check() {
+    let (e, f) = fail_on_host(
+        "exec_missing",
+        "[outputs.run]\ntype = \"exec\"\nargv = [\"no-such-program-xyz\", \"--flag\"]\n",
+    );
+    assert_eq!(e.key.as_str(), "outputs.run.argv");
+    let s = e.to_string();
+    assert!(
+        s.starts_with(
+            "error: output `run`: `argv`: program \"no-such-program-xyz\" not found in PATH ("
+        ),
+        "{s}"
+    );
+    assert!(s.contains(&format!("{}:6:1", f.display())), "{s}");
+    assert!(s.contains("absolute path"), "{s}");
+
+    // A path that exists but is not executable.
+    let d = temp_dir("exec_not_x");
+    let script = write(&d, "hook.sh", "#!/bin/sh\n");
+    let (e, _) = fail_on_host(
+        "exec_not_executable",
+        &format!(
+            "[outputs.run]\ntype = \"exec\"\nargv = [\"{}\"]\n",
+            script.display()
+        ),
+    );
+    assert!(e.to_string().contains("is not an executable file"), "{e}");
+
+    // Found through PATH, or by absolute path: accepted.
+    for program in ["sh", "/bin/sh"] {
+        let d = temp_dir("exec_ok");
+        let file = write(
+            &d,
+            "config.toml",
+            &format!(
+                "[job]\nmode = \"worker\"\n\n[outputs.run]\ntype = \"exec\"\nargv = [\"{program}\"]\n"
+            ),
+        );
+        let opts = LoadOptions {
+            host_checks: true,
+            ..LoadOptions::default()
+        };
+        config::load_with(&file, &opts).unwrap_or_else(|e| panic!("{program}: {e}"));
+    }
+}
+
+#[test]
+fn a_log_in_a_missing_directory_is_found_by_check() {
+    let (e, _) = fail_on_host(
+        "log_missing_dir",
+        "[outputs.events]\ntype = \"log\"\npath = \"/nonexistent-dir-xyz/events.jsonl\"\n",
+    );
+    assert_eq!(e.key.as_str(), "outputs.events.path");
+    assert!(
+        e.to_string()
+            .contains("/nonexistent-dir-xyz: No such file or directory"),
+        "{e}"
+    );
+}
+
+/// The binary's `check` makes the host checks, as `run` does.
+#[test]
+fn the_check_command_refuses_what_run_refuses() {
+    let d = temp_dir("check_cli_exec");
+    let file = write(
+        &d,
+        "config.toml",
+        "[job]\nmode = \"worker\"\n\n[outputs.run]\ntype = \"exec\"\nargv = [\"no-such-program-xyz\"]\n",
+    );
+    for command in ["check", "run"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+            .args([command, "--config"])
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{command}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("program \"no-such-program-xyz\" not found in PATH"),
+            "{command}: {stderr}"
+        );
+        assert!(stderr.contains("config.toml:6:1"), "{command}: {stderr}");
+    }
 }

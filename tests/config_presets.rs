@@ -111,6 +111,7 @@ fn board_override_and_boards_dir() {
     let opts = LoadOptions {
         board: Some("lab".into()),
         boards_dir: Some(d.join("boards")),
+        ..LoadOptions::default()
     };
     let r = config::load_with(&file, &opts).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(r.config.board.as_deref(), Some("lab"));

@@ -24,7 +24,7 @@ fn token_from_file_is_loaded_but_never_printed() {
         &d,
         "config.toml",
         &format!(
-            "[auth]\ntoken_file = \"{}\"\n\n[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1:1883\"\npassword = \"mqtt-pass-42\"\n\n[job]\nmode = \"worker\"\n",
+            "[auth]\ntoken_file = \"{}\"\n\n[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1:1883\"\nusername = \"edge\"\npassword = \"mqtt-pass-42\"\n\n[job]\nmode = \"worker\"\n",
             token_file.display()
         ),
     );

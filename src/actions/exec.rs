@@ -7,6 +7,7 @@
 //! and no orphaned grandchild outlives the effect.
 
 use std::os::unix::process::ExitStatusExt;
+use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,42 @@ use crate::rules::Effect;
 /// How long to wait for the output pipes to close after the child exited: a
 /// grandchild that inherited them may keep them open indefinitely.
 const PIPE_GRACE: Duration = Duration::from_secs(1);
+
+/// Finds the program as `run` would start it: a path with a `/` as it is,
+/// a bare name through `PATH`. It must be an executable file. Found at
+/// check time so a typo is not discovered at the first fire.
+pub(crate) fn find_program(output: &str, cfg: &ExecConfig) -> Result<PathBuf, ActionError> {
+    use std::os::unix::fs::PermissionsExt;
+    let invalid = |reason: String| ActionError::Invalid {
+        output: output.into(),
+        field: "argv",
+        reason,
+    };
+    let program = cfg.argv.first().map(String::as_str).unwrap_or_default();
+    let executable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let p = Path::new(program);
+        return match std::fs::metadata(p) {
+            Err(e) => Err(invalid(format!("program {program:?}: {e}"))),
+            Ok(_) if !executable(p) => Err(invalid(format!(
+                "program {program:?} is not an executable file"
+            ))),
+            Ok(_) => Ok(p.to_path_buf()),
+        };
+    }
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|candidate| executable(candidate))
+        .ok_or_else(|| {
+            invalid(format!(
+                "program {program:?} not found in PATH ({})",
+                path.to_string_lossy()
+            ))
+        })
+}
 
 pub(crate) fn validate(output: &str, cfg: &ExecConfig) -> Result<(), ActionError> {
     let invalid = |field, reason: &str| ActionError::Invalid {

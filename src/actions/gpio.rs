@@ -440,13 +440,10 @@ fn device(output: &str, field: &'static str, source: GpioDeviceError) -> ActionE
     }
 }
 
-/// Resolves chip and line, then requests the line as an output already at
-/// its failsafe value (so start-up never glitches through the other state).
-fn open_cdev(
-    output: &str,
-    cfg: &GpioConfig,
-    failsafe: bool,
-) -> Result<(Driver, Arc<str>), ActionError> {
+/// Finds the chip and the line offset a `gpiocdev` output names, without
+/// requesting the line: what `check` can verify on the board without
+/// touching a line another process may hold.
+pub(crate) fn locate_line(output: &str, cfg: &GpioConfig) -> Result<(PathBuf, u32), ActionError> {
     let spec = cfg
         .line
         .as_ref()
@@ -483,6 +480,21 @@ fn open_cdev(
             return Err(device(output, "chip", GpioDeviceError::ChipRequired));
         }
     };
+    Ok((chip_path, offset))
+}
+
+/// Resolves chip and line, then requests the line as an output already at
+/// its failsafe value (so start-up never glitches through the other state).
+fn open_cdev(
+    output: &str,
+    cfg: &GpioConfig,
+    failsafe: bool,
+) -> Result<(Driver, Arc<str>), ActionError> {
+    let (chip_path, offset) = locate_line(output, cfg)?;
+    let spec = cfg
+        .line
+        .as_ref()
+        .ok_or_else(|| device(output, "line", GpioDeviceError::LineRequired))?;
     let value = if failsafe {
         gpiocdev::line::Value::Active
     } else {

@@ -30,6 +30,49 @@ pub(crate) struct LogFile {
     max_files: u32,
 }
 
+/// The checks that need no file system.
+pub(crate) fn validate(output: &str, cfg: &LogConfig) -> Result<(), ActionError> {
+    let invalid = |field, reason: &str| ActionError::Invalid {
+        output: output.into(),
+        field,
+        reason: reason.into(),
+    };
+    if cfg.max_files == 0 {
+        return Err(invalid("max_files", "must be at least 1"));
+    }
+    if cfg.max_bytes == 0 {
+        return Err(invalid("max_bytes", "must be at least 1"));
+    }
+    if cfg.path.as_os_str().is_empty() {
+        return Err(invalid("path", "must name a file"));
+    }
+    Ok(())
+}
+
+/// Whether the log's directory exists, so `check` finds what `run` would:
+/// the file itself is created only when the agent starts.
+pub(crate) fn check_directory(output: &str, cfg: &LogConfig) -> Result<(), ActionError> {
+    let dir = match cfg.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ActionError::Io {
+            output: output.into(),
+            field: "path",
+            path: dir.to_path_buf(),
+            source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+        }),
+        Err(source) => Err(ActionError::Io {
+            output: output.into(),
+            field: "path",
+            path: dir.to_path_buf(),
+            source,
+        }),
+    }
+}
+
 impl LogFile {
     /// Opens (appending) at build time so a bad path fails `Outputs::build`.
     pub(crate) fn open(output: &str, cfg: &LogConfig) -> Result<LogFile, ActionError> {
@@ -39,20 +82,7 @@ impl LogFile {
             path: cfg.path.clone(),
             source,
         };
-        if cfg.max_files == 0 {
-            return Err(ActionError::Invalid {
-                output: output.into(),
-                field: "max_files",
-                reason: "must be at least 1".into(),
-            });
-        }
-        if cfg.max_bytes == 0 {
-            return Err(ActionError::Invalid {
-                output: output.into(),
-                field: "max_bytes",
-                reason: "must be at least 1".into(),
-            });
-        }
+        validate(output, cfg)?;
         let file = open_append(&cfg.path).map_err(io_err)?;
         let size = file.metadata().map_err(io_err)?.len();
         Ok(LogFile {

@@ -39,6 +39,7 @@
 //! qos = 1
 //! ```
 
+mod check;
 mod config;
 mod counters;
 mod error;
@@ -59,6 +60,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use crate::duration::parse_duration;
+pub use check::{CheckDepth, check_output, check_outputs};
 pub use config::{
     Bias, DEFAULT_QUEUE, Drive, ExecConfig, Failsafe, GpioBackend, GpioConfig, LineSpec, LogConfig,
     MqttConfig, OutputConfig, Secret, WebhookConfig,
@@ -126,13 +128,8 @@ impl Outputs {
         }
         let mut ready = Vec::with_capacity(configs.len());
         for (name, cfg) in configs {
-            if name.is_empty() {
-                return Err(ActionError::Invalid {
-                    output: name.clone(),
-                    field: "name",
-                    reason: "must not be empty".into(),
-                });
-            }
+            // The same checks `check` runs; devices and files are opened below.
+            check_output(name, cfg, CheckDepth::Config)?;
             let name: Arc<str> = name.as_str().into();
             let (capacity, policy) = match cfg {
                 OutputConfig::Gpio(c) => (c.queue, DropPolicy::Newest),
@@ -141,13 +138,6 @@ impl Outputs {
                 OutputConfig::Webhook(c) => (c.queue, DropPolicy::Oldest),
                 OutputConfig::Mqtt(c) => (c.queue, DropPolicy::Newest),
             };
-            if capacity == 0 {
-                return Err(ActionError::Invalid {
-                    output: name.to_string(),
-                    field: "queue",
-                    reason: "must be at least 1".into(),
-                });
-            }
             let queue = Arc::new(Queue::new(capacity, policy));
             let counters = Arc::new(Counters::default());
             let r = match cfg {

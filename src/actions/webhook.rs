@@ -38,6 +38,13 @@ pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, Acti
         field,
         reason,
     };
+    // The scheme first: `http::Uri` calls `file:///x` only "invalid format".
+    if !cfg.url.to_ascii_lowercase().starts_with("http://") {
+        return Err(invalid(
+            "url",
+            format!("{:?}: only http:// is supported here", cfg.url),
+        ));
+    }
     let uri: Uri = cfg
         .url
         .parse()

@@ -15,13 +15,17 @@ use super::source::{Index, KeyPath, Sources};
 use super::validate;
 use crate::actions::Secret;
 
-/// How to find and choose a board preset.
+/// How to find and choose a board preset, and how far to check.
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Overrides the file's `board` (the CLI's `--board`).
     pub board: Option<String>,
     /// Searched before the default preset directories (`--boards-dir`).
     pub boards_dir: Option<PathBuf>,
+    /// Also check what only this machine can show: GPIO chips and lines,
+    /// `exec` programs, log directories. `check` and `run` set it, so both
+    /// refuse the same configs; tests of the text alone leave it off.
+    pub host_checks: bool,
 }
 
 /// Tables a board preset may fill: hardware facts, never where data goes.
@@ -91,7 +95,12 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Co
         sources: &sources,
     };
     let config = validate::resolve(config);
-    let warnings = validate::validate(&config, &check)?;
+    let depth = if opts.host_checks {
+        crate::actions::CheckDepth::Host
+    } else {
+        crate::actions::CheckDepth::Config
+    };
+    let warnings = validate::validate(&config, &check, depth)?;
     let token = load_token(&config.auth, &check)?;
     Ok(ResolvedConfig {
         path: path.to_owned(),

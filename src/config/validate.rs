@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::error::{ConfigError, DURATION_HINT, ErrorKind, suggest};
 use super::schema::{AgentConfig, JobMode};
 use super::source::{Index, KeyPath, Sources};
-use crate::actions::OutputConfig;
+use crate::actions::{ActionError, CheckDepth, OutputConfig};
 use crate::duration::DurationError;
 use crate::rules::{RuleErrorKind, RuleSet};
 
@@ -49,7 +49,11 @@ pub(crate) fn resolve(mut config: AgentConfig) -> AgentConfig {
 }
 
 /// Returns warnings (things that work but are probably not meant).
-pub(crate) fn validate(c: &AgentConfig, check: &Check<'_>) -> Result<Vec<String>, ConfigError> {
+pub(crate) fn validate(
+    c: &AgentConfig,
+    check: &Check<'_>,
+    depth: CheckDepth,
+) -> Result<Vec<String>, ConfigError> {
     let mut warnings = Vec::new();
     if let Err(e) = c.camera.validate() {
         let key = if e.to_string().contains("camera source") {
@@ -164,8 +168,32 @@ pub(crate) fn validate(c: &AgentConfig, check: &Check<'_>) -> Result<Vec<String>
             ));
         }
     }
+    crate::actions::check_outputs(&c.outputs, depth).map_err(|e| output_error(check, &e))?;
     check_rules(c, check, &mut warnings)?;
     Ok(warnings)
+}
+
+/// An output's refusal, placed at `outputs.NAME.FIELD` (or the output's
+/// table when the field is a default).
+fn output_error(check: &Check<'_>, e: &ActionError) -> ConfigError {
+    let (output, field) = match e {
+        ActionError::Invalid { output, field, .. }
+        | ActionError::Io { output, field, .. }
+        | ActionError::Device { output, field, .. } => (output, *field),
+    };
+    let hint = match (e, field) {
+        (ActionError::Device { .. }, _) => Some(
+            "`trickle-edge probe` lists this machine's GPIO chips and their labels;              `backend = \"simulated\"` needs none"
+                .into(),
+        ),
+        (ActionError::Invalid { .. }, "argv") if e.to_string().contains("PATH") => Some(
+            "give the program's absolute path; the service's PATH may differ from your shell's"
+                .into(),
+        ),
+        _ => None,
+    };
+    let message = crate::error_chain::error_chain(e);
+    check.invalid(&format!("outputs.{output}.{field}"), message, hint)
 }
 
 /// An `http(s)://host[:port]/…` URL with a usable port.
