@@ -42,9 +42,45 @@ pub fn init(default_filter: &str) {
         .init();
 }
 
+/// Lets a repeated warning through at most once per `every`, counting the
+/// ones held back in between, so a flood of bad input is seen in the log
+/// (with how many) without the log itself becoming the flood.
+#[derive(Debug)]
+pub struct WarnLimiter {
+    every: std::time::Duration,
+    last: Option<tokio::time::Instant>,
+    held_back: u64,
+}
+
+impl WarnLimiter {
+    pub fn new(every: std::time::Duration) -> Self {
+        Self {
+            every,
+            last: None,
+            held_back: 0,
+        }
+    }
+
+    /// One more occurrence at `now`. `Some(n)`: warn now, mentioning the `n`
+    /// occurrences held back since the last warning; `None`: stay quiet.
+    pub fn hit(&mut self, now: tokio::time::Instant) -> Option<u64> {
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < self.every => {
+                self.held_back += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.held_back))
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     /// `EnvFilter::new` drops directives it cannot parse, so a typo in a
     /// default would silently log everything or nothing.
@@ -53,5 +89,18 @@ mod tests {
         for f in [DEFAULT_FILTER, DEMO_FILTER] {
             EnvFilter::try_new(f).unwrap_or_else(|e| panic!("{f:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn warns_once_per_period_and_counts_the_rest() {
+        let t0 = tokio::time::Instant::now();
+        let mut w = WarnLimiter::new(Duration::from_secs(10));
+        assert_eq!(w.hit(t0), Some(0));
+        for i in 1..=5 {
+            assert_eq!(w.hit(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(w.hit(t0 + Duration::from_secs(10)), Some(5));
+        assert_eq!(w.hit(t0 + Duration::from_secs(11)), None);
+        assert_eq!(w.hit(t0 + Duration::from_secs(30)), Some(1));
     }
 }

@@ -159,3 +159,77 @@ watchdog_interval = "1s"
     assert!(status.success());
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 15: one `"timestamp": 1e300` made every later item "out of order",
+/// dropped without a word. Through the real data path: the later items all
+/// act, and a warning names the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
+    let server = start_server(test_config(), &["data"]).await;
+    let url = format!("{}data", server.base_url());
+    let dir = temp_dir("poison");
+    let log = dir.join("fires.jsonl");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[outputs.fires]\ntype = \"log\"\npath = \"{}\"\nfsync_interval = \"100ms\"\n\n[[rules]]\nname = \"any\"\nmatch = {{ type = \"detection\" }}\nthen = [{{ output = \"fires\" }}]\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["subscribe", &url, "--from", "0", "--rules"])
+        .arg(&rules)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            content_type: "application/jsonl".into(),
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let mut lines = format!("[{{\"type\":\"detection\",\"n\":0,\"timestamp\":{now}}}]\n");
+    lines.push_str("[{\"type\":\"detection\",\"n\":1,\"timestamp\":1e300}]\n");
+    for n in 2..12 {
+        let ts = now + f64::from(n) * 0.1;
+        lines.push_str(&format!(
+            "[{{\"type\":\"detection\",\"n\":{n},\"timestamp\":{ts}}}]\n"
+        ));
+    }
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from(lines)).await.unwrap();
+    w.finish().await.unwrap();
+    wait_until("all 12 items acted on", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count()
+            == 12
+    })
+    .await;
+    child.kill().await.ok();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("far ahead of this machine's clock"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    assert!(
+        warned[0].contains("seq=0") && warned[0].contains("timestamp=1e+300"),
+        "{}",
+        warned[0]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -273,6 +273,74 @@ fn out_of_order_items_are_ignored_and_counted() {
     assert_eq!(rs.stats().out_of_order, 2);
 }
 
+/// Issue 15: one item with `"timestamp": 1e300` made every later item on
+/// the channel "out of order". A far-future timestamp now costs nothing to
+/// the items after it: it is not ordered by, and it is counted.
+#[test]
+fn a_far_future_timestamp_does_not_poison_later_items() {
+    let at = clock();
+    let mut rs = ruleset(
+        json!([{"name": "any", "match": {"type": "detection"}, "then": [{"output": "log"}]}]),
+    );
+    let stamped = |ts: Value| item(json!({"type": "detection", "timestamp": ts}));
+    let now = rs.wall_at(at(0));
+    assert_eq!(rs.on_item(&stamped(json!(now)), at(0)).len(), 1);
+    // Hostile or broken: evaluated like an item without a timestamp.
+    assert_eq!(rs.on_item(&stamped(json!(1e300)), at(1)).len(), 1);
+    assert_eq!(rs.stats().untrusted_timestamps, 1);
+    // Every later, honest item is still in order.
+    for i in 1..=20 {
+        let ts = now + f64::from(i) * 0.033;
+        assert_eq!(
+            rs.on_item(&stamped(json!(ts)), at(1 + i as u64)).len(),
+            1,
+            "item {i}"
+        );
+    }
+    assert_eq!(rs.stats().out_of_order, 0);
+    // Milliseconds far ahead are caught the same way.
+    let ms = (now + 86_400.0) * 1000.0;
+    assert_eq!(
+        rs.on_item(&item(json!({"type": "detection", "ts": ms})), at(30))
+            .len(),
+        1
+    );
+    assert_eq!(rs.stats().untrusted_timestamps, 2);
+    assert_eq!(rs.on_item(&stamped(json!(now + 1.0)), at(31)).len(), 1);
+    assert_eq!(rs.stats().out_of_order, 0);
+}
+
+/// A sender whose clock runs an hour ahead still drives the rules (its
+/// items are counted as untrusted), and within the tolerance a clock a few
+/// minutes ahead is still ordered by.
+#[test]
+fn a_sender_clock_ahead_is_tolerated_or_not_ordered_by() {
+    let at = clock();
+    let mut rs = ruleset(
+        json!([{"name": "any", "match": {"type": "detection"}, "then": [{"output": "log"}]}]),
+    );
+    let stamped = |ts: f64| item(json!({"type": "detection", "timestamp": ts}));
+    let now = rs.wall_at(at(0));
+    // Five minutes ahead: within FUTURE_TOLERANCE, ordered.
+    assert_eq!(rs.on_item(&stamped(now + 300.0), at(0)).len(), 1);
+    assert!(rs.on_item(&stamped(now + 299.0), at(1)).is_empty());
+    assert_eq!(rs.stats().out_of_order, 1);
+    assert_eq!(rs.stats().untrusted_timestamps, 0);
+    // An hour ahead, steadily: every item evaluated, none ordered by.
+    for i in 0..10 {
+        assert_eq!(
+            rs.on_item(&stamped(now + 3600.0 + f64::from(i)), at(2 + i as u64))
+                .len(),
+            1
+        );
+    }
+    assert_eq!(rs.stats().untrusted_timestamps, 10);
+    // The wall clock moves with `now`: what was ahead becomes trusted.
+    let later = at(0) + Duration::from_secs(3600);
+    assert_eq!(rs.on_item(&stamped(now + 3600.0), later).len(), 1);
+    assert_eq!(rs.stats().untrusted_timestamps, 10);
+}
+
 #[test]
 fn clock_jump_back_counts_as_no_time_passing() {
     let at = clock();

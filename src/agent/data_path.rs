@@ -18,7 +18,8 @@ use super::metrics::Histogram;
 use crate::actions::{Dispatched, Outputs};
 use crate::data::{DecodeLimits, DecodeStats, Item, SegmentDecoder};
 use crate::job::health::PipelineHealth;
-use crate::rules::{ChannelEvent, RuleSet};
+use crate::logging::WarnLimiter;
+use crate::rules::{ChannelEvent, RuleSet, RuleStats};
 use crate::shutdown::Shutdown;
 use crate::stage::StageHandle;
 use crate::trickle::Subscriber;
@@ -44,6 +45,11 @@ pub struct DataPathStats {
     /// Effects queued on outputs: one per action of a fire, plus releases.
     pub effects: AtomicU64,
     pub effects_dropped: AtomicU64,
+    /// Items a rule skipped as older than one it had seen on that channel.
+    pub out_of_order: AtomicU64,
+    /// Items whose timestamp was too far ahead to order by (see
+    /// [`crate::rules::FUTURE_TOLERANCE`]).
+    pub untrusted_timestamps: AtomicU64,
     /// From an item's arrival (its first byte decoded) to its effects queued.
     pub item_to_effect: Histogram,
     /// Unix time (ms) of the last item, for `/healthz`.
@@ -257,11 +263,21 @@ async fn run_rules(
     } = stage;
     let mut effects = rules.on_tick(Instant::now());
     // Fires of rule sets replaced by reloads, so the counter never goes back.
-    let mut fires_before = 0;
+    let mut before = RuleStats::default();
+    let mut ordering = OrderingWarnings::new();
     loop {
+        let now_stats = *rules.stats();
         stats
             .rule_fires
-            .store(fires_before + rules.stats().fires, Ordering::Relaxed);
+            .store(before.fires + now_stats.fires, Ordering::Relaxed);
+        stats.out_of_order.store(
+            before.out_of_order + now_stats.out_of_order,
+            Ordering::Relaxed,
+        );
+        stats.untrusted_timestamps.store(
+            before.untrusted_timestamps + now_stats.untrusted_timestamps,
+            Ordering::Relaxed,
+        );
         for effect in effects.drain(..) {
             stats.effects.fetch_add(1, Ordering::Relaxed);
             debug!(rule = %effect.rule, output = %effect.output, action = ?effect.action, "rule fired");
@@ -279,7 +295,10 @@ async fn run_rules(
             ev = rx.recv() => match ev {
                 Some(DataEvent::Item(item)) => {
                     let arrived = item.received_at;
-                    effects = rules.on_item(&item, Instant::now());
+                    let seen = *rules.stats();
+                    let now = Instant::now();
+                    effects = rules.on_item(&item, now);
+                    ordering.check(&seen, &rules, &item, now);
                     if !effects.is_empty() {
                         stats.item_to_effect.observe(arrived.elapsed().as_secs_f64());
                     }
@@ -290,7 +309,10 @@ async fn run_rules(
             _ = sleep_until_opt(deadline) => effects = rules.on_tick(Instant::now()),
             Some(r) = replace.recv() => {
                 info!("rules and outputs reloaded");
-                fires_before += rules.stats().fires;
+                let old_stats = *rules.stats();
+                before.fires += old_stats.fires;
+                before.out_of_order += old_stats.out_of_order;
+                before.untrusted_timestamps += old_stats.untrusted_timestamps;
                 rules = r.rules;
                 let old = std::mem::replace(&mut outputs, r.outputs);
                 let _ = retired.send(old);
@@ -300,6 +322,57 @@ async fn run_rules(
         }
     }
 }
+
+/// The rate-limited warnings for items the rules skipped or could not order,
+/// naming the item that caused each (the counters are in `/metrics`).
+struct OrderingWarnings {
+    out_of_order: WarnLimiter,
+    untrusted: WarnLimiter,
+}
+
+impl OrderingWarnings {
+    fn new() -> Self {
+        Self {
+            out_of_order: WarnLimiter::new(WARN_EVERY),
+            untrusted: WarnLimiter::new(WARN_EVERY),
+        }
+    }
+
+    /// Compares the rules' counters from before `item` with after it.
+    fn check(&mut self, before: &RuleStats, rules: &RuleSet, item: &Item, now: Instant) {
+        let after = rules.stats();
+        let ts = item
+            .json_payload()
+            .and_then(|v| v.get("timestamp").or_else(|| v.get("ts")))
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        if after.untrusted_timestamps > before.untrusted_timestamps
+            && let Some(held) = self.untrusted.hit(now)
+        {
+            warn!(
+                channel = %item.channel,
+                seq = item.seq,
+                timestamp = %ts,
+                held_back = held,
+                "item timestamp is far ahead of this machine's clock: not used for ordering (a broken sender clock, or this board's clock not yet set)"
+            );
+        }
+        if after.out_of_order > before.out_of_order
+            && let Some(held) = self.out_of_order.hit(now)
+        {
+            warn!(
+                channel = %item.channel,
+                seq = item.seq,
+                timestamp = %ts,
+                held_back = held,
+                "item skipped by rules: its timestamp is older than one already seen on this channel"
+            );
+        }
+    }
+}
+
+/// At most one warning of each kind per this period.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 async fn sleep_until_opt(deadline: Option<Instant>) {
     match deadline {

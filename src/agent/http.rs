@@ -153,6 +153,16 @@ pub fn metrics(stats: &AgentStats) -> String {
         c(&d.rule_fires),
     );
     e.counter(
+        "trickle_edge_items_out_of_order_total",
+        "Items rules skipped: timestamp older than one already seen on the channel.",
+        c(&d.out_of_order),
+    );
+    e.counter(
+        "trickle_edge_items_untrusted_timestamp_total",
+        "Items whose timestamp was too far ahead of this clock to order by.",
+        c(&d.untrusted_timestamps),
+    );
+    e.counter(
         "trickle_edge_effects_total",
         "Effects queued on outputs (each action of a fire, and releases).",
         c(&d.effects),

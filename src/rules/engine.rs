@@ -54,6 +54,10 @@ pub struct RuleStats {
     pub fires: u64,
     /// Items ignored because their timestamp was older than one already seen.
     pub out_of_order: u64,
+    /// Items whose timestamp was too far ahead of this machine's clock to
+    /// order by (more than [`FUTURE_TOLERANCE`]): evaluated as items without
+    /// one, so a single bad value cannot hold back every later item.
+    pub untrusted_timestamps: u64,
     pub suppressed_cooldown: u64,
     pub suppressed_rate_limit: u64,
     /// Calls whose `now` was earlier than a previous call's (treated as no time passing).
@@ -72,6 +76,21 @@ pub struct RuleSet {
     rules: Vec<Rule>,
     last_now: Option<Instant>,
     stats: RuleStats,
+    /// This machine's clock at one instant, to judge item timestamps by.
+    wall_anchor: (Instant, f64),
+}
+
+/// How far ahead of this machine's clock an item's timestamp may be and
+/// still order items. Beyond it the value is a broken or hostile sender's,
+/// and ordering by it would drop every later item as "out of order".
+/// Generous, because a board without a real-time clock can boot minutes
+/// behind until NTP catches up.
+pub const FUTURE_TOLERANCE: Duration = Duration::from_secs(600);
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 #[derive(Debug)]
@@ -116,6 +135,7 @@ impl RuleSet {
             rules,
             last_now: None,
             stats: RuleStats::default(),
+            wall_anchor: (Instant::now(), unix_now()),
         })
     }
 
@@ -126,7 +146,13 @@ impl RuleSet {
         // One shared copy of the item for all effects, made only if needed.
         let mut shared: Option<Arc<Item>> = None;
         let mut arc = || shared.get_or_insert_with(|| Arc::new(item.clone())).clone();
-        let ts = timestamp_secs(item);
+        let ts = timestamp_secs(item).filter(|&t| {
+            let trusted = t <= self.wall_at(now) + FUTURE_TOLERANCE.as_secs_f64();
+            if !trusted {
+                self.stats.untrusted_timestamps += 1;
+            }
+            trusted
+        });
         for rule in &mut self.rules {
             let Trigger::Items(matcher) = &rule.trigger else {
                 continue;
@@ -145,6 +171,22 @@ impl RuleSet {
             }
         }
         effects
+    }
+
+    /// This machine's Unix time at `now`, from the anchor taken at creation
+    /// (monotonic from there: a wall-clock step does not move it).
+    pub fn wall_at(&self, now: Instant) -> f64 {
+        let (at, unix) = self.wall_anchor;
+        if now >= at {
+            unix + (now - at).as_secs_f64()
+        } else {
+            unix - (at - now).as_secs_f64()
+        }
+    }
+
+    /// Re-reads this machine's clock (after NTP set it, say).
+    pub fn set_wall_clock(&mut self, at: Instant, unix_secs: f64) {
+        self.wall_anchor = (at, unix_secs);
     }
 
     /// Processes timers due by `now`: duration debounces, hold releases, no-data.

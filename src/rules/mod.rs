@@ -7,7 +7,11 @@
 //! Semantics, in the order they apply to an item:
 //! - An item whose numeric `timestamp`/`ts` (seconds, or milliseconds when
 //!   above 1e11) is older than the latest seen by the rule *on the same
-//!   channel* is ignored and counted (`RuleStats::out_of_order`).
+//!   channel* is ignored and counted (`RuleStats::out_of_order`). A
+//!   timestamp more than `FUTURE_TOLERANCE` (10 min) ahead of this machine's
+//!   clock is not ordered by: the item is evaluated as one without a
+//!   timestamp and counted (`RuleStats::untrusted_timestamps`), so one bad
+//!   value costs nothing to the items after it.
 //! - Match: `match.type` against `Item::item_type`; detections in the list
 //!   at `match.any` (default `/boxes`), where a box is in a zone if its
 //!   **centre** is inside it; then every `where` condition.
@@ -35,6 +39,6 @@ pub use config::{
     ActionConfig, ActionKind, ChannelCondition, ConditionConfig, Labels, MatchConfig, RuleConfig,
     ZoneConfig,
 };
-pub use engine::{ChannelEvent, Effect, OutputAction, RuleSet, RuleStats};
+pub use engine::{ChannelEvent, Effect, FUTURE_TOLERANCE, OutputAction, RuleSet, RuleStats};
 pub use error::{RuleError, RuleErrorKind};
 pub use timing::MAX_WINDOW;
