@@ -1,11 +1,18 @@
 //! Cuts the muxer's MPEG-TS output into one segment per GOP and hands the
 //! bytes on as they are produced, behind a bounded queue that drops whole GOPs.
 //!
+//! When the queue is full the *oldest waiting* GOP is dropped, not the new
+//! one: after an uplink outage the freshest media goes out first, which is
+//! what live AI wants (a detection on 20-second-old frames drives nothing
+//! useful). The GOP the consumer is already sending is never touched, and
+//! every segment still starts at a keyframe.
+//!
 //! The producer side ([`GopWriter`]) runs inside the appsink callback, so
-//! it never blocks: every call is a `try_send` or an unbounded send into a
-//! channel whose total size is bounded by the GOP count (see [`GopQueueLimits`]).
+//! it never blocks: a short lock on the queue, or an unbounded send into a
+//! GOP whose total size is bounded by the GOP count (see [`GopQueueLimits`]).
 
 use std::{
+    collections::VecDeque,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -15,7 +22,7 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 
 use crate::sync::LockIgnoringPoison;
 
@@ -29,7 +36,8 @@ const MAX_CHUNK: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GopQueueLimits {
-    /// GOPs that may wait for the consumer; a new GOP beyond this is dropped whole.
+    /// GOPs that may wait for the consumer; beyond this the oldest waiting
+    /// GOP is dropped whole to make room for the new one.
     pub capacity_gops: usize,
     /// A GOP larger than this is cut short, so a source that never sends a
     /// keyframe cannot grow memory without bound.
@@ -50,7 +58,7 @@ impl Default for GopQueueLimits {
 pub struct MediaStats {
     /// GOPs admitted to the queue.
     pub segments: AtomicU64,
-    /// GOPs dropped whole because the queue was full.
+    /// Waiting GOPs dropped whole to make room for a newer one.
     pub dropped_gops: AtomicU64,
     /// GOPs cut short for exceeding `max_gop_bytes`.
     pub oversized_gops: AtomicU64,
@@ -89,7 +97,8 @@ enum Chunk {
 /// Its bytes arrive while the GOP is still being encoded; read them with
 /// [`GopSegment::next_chunk`] until it returns `None`.
 pub struct GopSegment {
-    /// Increases by one per admitted segment, across pipeline rebuilds.
+    /// Increases by one per GOP admitted, across pipeline rebuilds; a gap
+    /// at the consumer means waiting GOPs were dropped for newer ones.
     pub seq: u64,
     /// Pipeline build this GOP came from; changes after a self-healing rebuild.
     pub generation: u64,
@@ -147,25 +156,46 @@ impl GopSegment {
     }
 }
 
+/// The GOPs waiting between producer and consumer.
+struct Waiting {
+    gops: Mutex<VecDeque<GopSegment>>,
+    /// One consumer: `notify_one` keeps a permit if it is not waiting yet.
+    pushed: Notify,
+}
+
 /// The consumer end: yields whole-GOP segments in order. Survives pipeline rebuilds.
 pub struct SegmentQueue {
-    rx: mpsc::Receiver<GopSegment>,
+    waiting: Arc<Waiting>,
+    /// Never carries a message: it ends when every producer handle is gone,
+    /// and its sender side sees it dropped (`SegmentSender::closed`).
+    producers: mpsc::Receiver<()>,
     stats: Arc<MediaStats>,
 }
 
 impl SegmentQueue {
-    /// The next GOP, or `None` once the camera has stopped for good.
+    /// The next GOP, or `None` once the camera has stopped for good and
+    /// every waiting GOP was taken.
     pub async fn next(&mut self) -> Option<GopSegment> {
-        self.rx.recv().await
+        loop {
+            if let Some(gop) = self.waiting.gops.lock_ignoring_poison().pop_front() {
+                return Some(gop);
+            }
+            tokio::select! {
+                _ = self.waiting.pushed.notified() => {}
+                None = self.producers.recv() => {
+                    return self.waiting.gops.lock_ignoring_poison().pop_front();
+                }
+            }
+        }
     }
 
     /// GOPs waiting (never more than `capacity_gops`).
     pub fn len(&self) -> usize {
-        self.rx.len()
+        self.waiting.gops.lock_ignoring_poison().len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rx.is_empty()
+        self.len() == 0
     }
 
     pub fn stats(&self) -> Arc<MediaStats> {
@@ -176,11 +206,12 @@ impl SegmentQueue {
 /// The producer end kept by the camera supervisor; makes one writer per pipeline build.
 #[derive(Clone)]
 pub struct SegmentSender {
-    tx: mpsc::Sender<GopSegment>,
+    producer: mpsc::Sender<()>,
     shared: Arc<Shared>,
 }
 
 struct Shared {
+    waiting: Arc<Waiting>,
     cfg: GopQueueLimits,
     stats: Arc<MediaStats>,
     next_seq: AtomicU64,
@@ -190,16 +221,28 @@ struct Shared {
 
 /// Creates the queue's two ends.
 pub fn segment_queue(cfg: GopQueueLimits) -> (SegmentSender, SegmentQueue) {
-    let (tx, rx) = mpsc::channel(cfg.capacity_gops.max(1));
+    let (producer, producers) = mpsc::channel(1);
     let stats = Arc::new(MediaStats::default());
+    let waiting = Arc::new(Waiting {
+        gops: Mutex::new(VecDeque::with_capacity(cfg.capacity_gops.max(1))),
+        pushed: Notify::new(),
+    });
     let shared = Arc::new(Shared {
+        waiting: waiting.clone(),
         cfg,
         stats: stats.clone(),
         next_seq: AtomicU64::new(0),
         last_drop_log: Mutex::new(None),
         consumer_gone_logged: AtomicBool::new(false),
     });
-    (SegmentSender { tx, shared }, SegmentQueue { rx, stats })
+    (
+        SegmentSender { producer, shared },
+        SegmentQueue {
+            waiting,
+            producers,
+            stats,
+        },
+    )
 }
 
 impl SegmentSender {
@@ -215,7 +258,7 @@ impl SegmentSender {
     ) -> GopWriter {
         GopWriter {
             keyframes,
-            tx: self.tx.clone(),
+            producer: self.producer.clone(),
             shared: self.shared.clone(),
             generation,
             current: None,
@@ -229,7 +272,7 @@ impl SegmentSender {
 
     /// Completes when the consumer has dropped its [`SegmentQueue`].
     pub async fn closed(&self) {
-        self.tx.closed().await
+        self.producer.closed().await
     }
 }
 
@@ -241,7 +284,9 @@ struct CurrentGop {
 /// Cuts one pipeline build's muxer output into GOPs and writes their bytes
 /// into the queue; fed from the appsink callback.
 pub struct GopWriter {
-    tx: mpsc::Sender<GopSegment>,
+    /// Held for its lifetime only: the queue ends when every writer and
+    /// sender is gone.
+    producer: mpsc::Sender<()>,
     shared: Arc<Shared>,
     keyframes: Option<mpsc::Sender<Option<Duration>>>,
     generation: u64,
@@ -298,27 +343,35 @@ impl GopWriter {
             rx,
             complete: false,
         };
-        // Reserve first so the seq is only consumed by admitted GOPs.
-        match self.tx.try_reserve() {
-            Ok(permit) => {
-                let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
-                permit.send(GopSegment { seq, ..seg });
-                self.shared.stats.segments.fetch_add(1, Ordering::Relaxed);
-                self.current = Some(CurrentGop {
-                    tx: chunk_tx,
-                    bytes: 0,
-                });
+        if self.producer.is_closed() {
+            if !self
+                .shared
+                .consumer_gone_logged
+                .swap(true, Ordering::Relaxed)
+            {
+                tracing::debug!("segment queue consumer gone; discarding media");
             }
-            Err(mpsc::error::TrySendError::Full(())) => self.note_drop(),
-            Err(mpsc::error::TrySendError::Closed(())) => {
-                if !self
-                    .shared
-                    .consumer_gone_logged
-                    .swap(true, Ordering::Relaxed)
-                {
-                    tracing::debug!("segment queue consumer gone; discarding media");
-                }
-            }
+            return;
+        }
+        let seq = self.shared.next_seq.fetch_add(1, Ordering::Relaxed);
+        let evicted = {
+            let mut gops = self.shared.waiting.gops.lock_ignoring_poison();
+            let evicted = (gops.len() >= self.shared.cfg.capacity_gops.max(1))
+                .then(|| gops.pop_front())
+                .flatten();
+            gops.push_back(GopSegment { seq, ..seg });
+            evicted
+        };
+        self.shared.waiting.pushed.notify_one();
+        self.shared.stats.segments.fetch_add(1, Ordering::Relaxed);
+        self.current = Some(CurrentGop {
+            tx: chunk_tx,
+            bytes: 0,
+        });
+        if let Some(old) = evicted {
+            // Dropped outside the lock; its bytes go with it.
+            drop(old);
+            self.note_drop();
         }
     }
 
@@ -361,7 +414,7 @@ impl GopWriter {
             *last = Some(Instant::now());
             tracing::warn!(
                 dropped_gops_total = total,
-                "uplink slower than camera: dropping whole GOPs"
+                "uplink slower than camera: dropping the oldest waiting GOPs"
             );
         }
     }
@@ -466,7 +519,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn drops_whole_gops_when_full_and_keeps_order() {
+    async fn drops_the_oldest_whole_gops_when_full_and_keeps_order() {
         let (tx, mut q) = segment_queue(GopQueueLimits {
             capacity_gops: 2,
             max_gop_bytes: 1 << 20,
@@ -481,21 +534,47 @@ mod tests {
         }
         assert_eq!(q.len(), 2);
         assert_eq!(q.stats().dropped_gops.load(Ordering::Relaxed), 3);
+        // The freshest two waited: the three oldest were dropped.
         let mut first = q.next().await.unwrap();
-        assert_eq!(first.seq, 0);
+        assert_eq!(first.seq, 3);
         assert_eq!(first.collect().await.len(), 3 * TS_PACKET);
         assert!(first.is_complete());
         // The queue has room again: the next GOP is admitted whole and starts with PAT.
         w.push(&pat(0x20), true, None);
         drop(w);
         let mut second = q.next().await.unwrap();
-        assert_eq!(second.seq, 1);
+        assert_eq!(second.seq, 4);
         second.collect().await;
         let mut third = q.next().await.unwrap();
-        assert_eq!(third.seq, 2);
+        assert_eq!(third.seq, 5);
         let bytes = third.collect().await;
         assert_eq!(pid(&bytes), Some(0));
         assert!(!third.is_complete(), "writer dropped mid-GOP");
+        // Every producer gone and nothing waiting: the queue ends.
+        drop(tx);
+        assert!(q.next().await.is_none());
+    }
+
+    /// The GOP the consumer is sending is its own: a full queue drops only
+    /// waiting ones, so the segment in flight still ends whole.
+    #[tokio::test]
+    async fn the_gop_being_sent_is_never_dropped() {
+        let (tx, mut q) = segment_queue(GopQueueLimits {
+            capacity_gops: 1,
+            max_gop_bytes: 1 << 20,
+        });
+        let mut w = tx.writer(1, None);
+        w.push(&pat(0x20), true, None);
+        w.push(&packet(0x41, true), false, None);
+        let mut sending = q.next().await.unwrap();
+        for _ in 0..4 {
+            w.push(&pat(0x20), true, None);
+            w.push(&packet(0x41, true), false, None);
+        }
+        assert_eq!(sending.collect().await.len(), 2 * TS_PACKET);
+        assert!(sending.is_complete());
+        assert_eq!(q.stats().dropped_gops.load(Ordering::Relaxed), 3);
+        assert_eq!(q.next().await.unwrap().seq, 4);
     }
 
     #[tokio::test]
