@@ -143,3 +143,36 @@ fn cli_check_exits_non_zero_with_the_message() {
         )
     );
 }
+
+/// Issue 15: a token file every user can read gave no warning.
+#[test]
+fn a_world_readable_token_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = temp_dir("token_perm");
+    let token_file = write(&d, "token", &format!("{TOKEN}\n"));
+    let file = write(
+        &d,
+        "config.toml",
+        &format!(
+            "[auth]\ntoken_file = \"{}\"\n\n[job]\nmode = \"worker\"\n",
+            token_file.display()
+        ),
+    );
+    let warned = |mode: u32| {
+        std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(mode)).unwrap();
+        config::load(&file)
+            .unwrap()
+            .warnings
+            .into_iter()
+            .find(|w| w.contains("readable by every user"))
+    };
+    let w = warned(0o644).expect("0644 is warned about");
+    assert!(w.contains("(mode 0644)") && w.contains("chmod o-r"), "{w}");
+    assert_eq!(warned(0o640), None, "group-readable is the packaged layout");
+    assert_eq!(warned(0o600), None);
+    // `check` shows it.
+    std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o604)).unwrap();
+    let printed = config::check(&file, None).unwrap();
+    assert!(printed.contains("# warning: auth.token_file"), "{printed}");
+    assert_hidden(&printed);
+}

@@ -100,8 +100,8 @@ pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, Co
     } else {
         crate::actions::CheckDepth::Config
     };
-    let warnings = validate::validate(&config, &check, depth)?;
-    let token = load_token(&config.auth, &check)?;
+    let mut warnings = validate::validate(&config, &check, depth)?;
+    let token = load_token(&config.auth, &check, &mut warnings)?;
     Ok(ResolvedConfig {
         path: path.to_owned(),
         preset: preset.map(|(file, _)| file),
@@ -421,9 +421,26 @@ fn type_hint(found: &str, expected: &str) -> Option<String> {
 
 /// Reads the bearer token from wherever `[auth]` says. Never puts the value
 /// in an error message.
+/// A warning when every user of the machine can read the token file: a
+/// bearer token there is anyone's. Group-readable is fine (the packaged
+/// layout is `root:trickle-edge 0640`).
+fn world_readable(file: &Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(file).ok()?.permissions().mode();
+    (mode & 0o004 != 0).then(|| {
+        format!(
+            "auth.token_file {} is readable by every user (mode {:04o}): `chmod o-r {}`",
+            file.display(),
+            mode & 0o7777,
+            file.display()
+        )
+    })
+}
+
 fn load_token(
     auth: &AuthConfig,
     check: &validate::Check<'_>,
+    warnings: &mut Vec<String>,
 ) -> Result<Option<Secret>, ConfigError> {
     if let Some(token) = &auth.token {
         return Ok(Some(token.clone()));
@@ -445,6 +462,9 @@ fn load_token(
                 format!("token file {} is empty", file.display()),
                 None,
             ));
+        }
+        if let Some(w) = world_readable(file) {
+            warnings.push(w);
         }
         return Ok(Some(Secret(token.to_owned())));
     }
