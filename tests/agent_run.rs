@@ -207,3 +207,87 @@ async fn worker_killed_mid_stream_gives_failsafe_then_a_restarted_job() {
     worker.shutdown().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A worker that accepts every call and then says nothing: the job starts,
+/// no event ever comes, the pipeline is declared dead again and again.
+async fn silent_worker(listener: tokio::net::TcpListener) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut sock, _)) = listener.accept().await else {
+            return;
+        };
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut got = 0;
+            // Headers, then as much body as Content-Length says.
+            loop {
+                let Ok(n) = sock.read(&mut buf[got..]).await else {
+                    return;
+                };
+                if n == 0 {
+                    return;
+                }
+                got += n;
+                let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let len = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0usize);
+                    if got >= end + 4 + len {
+                        break;
+                    }
+                }
+            }
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                .await;
+        });
+    }
+}
+
+/// Issue 14: the job backoff reset on the next tick after every restart, so
+/// a job that started and died silently was restarted at the shortest delay
+/// forever. It now grows until the job is heard from, and resets then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_restart_backoff_grows_until_the_job_is_heard_from() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(silent_worker(listener));
+    let dir = temp_dir("backoff");
+    let r = start_agent(config(
+        &format!("http://{addr}"),
+        "1s",
+        &dir.join("events.jsonl"),
+    ))
+    .await;
+    let h = r.handles.clone();
+    wait_until("three restarts without a word from the job", || {
+        h.stats.job_restarts_unheard.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert!(h.stats.job_restarts.load(Ordering::Relaxed) >= 3);
+
+    // A real worker on the same address: heard from, the backoff resets.
+    silent.abort();
+    let _ = silent.await;
+    let worker = WorkerHandle::start(addr, WorkerConfig::default())
+        .await
+        .unwrap();
+    wait_until("the job heard from again", || {
+        h.stats.job_restarts_unheard.load(Ordering::Relaxed) == 0
+    })
+    .await;
+    let addr = h.supervisor_addr.expect("supervisor endpoint");
+    let (_, body) = simple(addr, "GET", "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(health["job"]["restarts_unheard"], 0);
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    worker.shutdown().await;
+    std::fs::remove_dir_all(dir).ok();
+}

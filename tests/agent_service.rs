@@ -122,6 +122,13 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
         .reloads
         .load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(reloads, 1, "only the good config is applied");
+    // Only the rule changed: the output was kept as it ran, so the line,
+    // active since the first detection, never passed through failsafe.
+    assert_eq!(
+        handles.gpio.states_of("led"),
+        [false, true],
+        "the reload glitched the line"
+    );
     assert!(
         !service.is_finished(),
         "a refused config must not stop the agent"

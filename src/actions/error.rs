@@ -61,6 +61,9 @@ pub enum GpioDeviceError {
     NoLineOnChip { name: String, chip: PathBuf },
     #[error("no line named {name:?} on any GPIO chip")]
     NoLineAnywhere { name: String },
+    /// The simulated backend's EBUSY: another output holds the line.
+    #[error("simulated line {line:?} is already held by another output (busy)")]
+    SimulatedBusy { line: String },
     /// The kernel refused the line request (busy, bad offset, no permission).
     #[error("requesting line {line} on {}: {source}", chip.display())]
     Request {

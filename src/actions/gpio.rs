@@ -48,6 +48,9 @@ pub struct SimulatedGpio {
 struct SimState {
     transitions: Vec<GpioTransition>,
     stalled: HashSet<Arc<str>>,
+    /// Lines requested and not yet released: like the kernel, a second
+    /// request for a held line is refused (EBUSY).
+    held: HashSet<Arc<str>>,
 }
 
 impl SimulatedGpio {
@@ -95,6 +98,31 @@ impl SimulatedGpio {
         self.inner.1.notify_all();
     }
 
+    /// Whether a simulated output currently holds `line`.
+    pub fn is_held(&self, line: &str) -> bool {
+        self.inner.0.lock_ignoring_poison().held.contains(line)
+    }
+
+    fn request(&self, line: &Arc<str>) -> Result<(), GpioDeviceError> {
+        if self
+            .inner
+            .0
+            .lock_ignoring_poison()
+            .held
+            .insert(line.clone())
+        {
+            Ok(())
+        } else {
+            Err(GpioDeviceError::SimulatedBusy {
+                line: line.to_string(),
+            })
+        }
+    }
+
+    fn release(&self, line: &str) {
+        self.inner.0.lock_ignoring_poison().held.remove(line);
+    }
+
     fn write(&self, line: &Arc<str>, active: bool) {
         let mut st = self.inner.0.lock_ignoring_poison();
         while st.stalled.contains(line) {
@@ -112,20 +140,30 @@ enum Driver {
     Simulated {
         sim: SimulatedGpio,
         line: Arc<str>,
+        released: AtomicBool,
     },
     Cdev {
-        request: gpiocdev::Request,
+        /// `None` once released: the kernel may give the line to another
+        /// request (a reload's rebuilt output) while this value still lives.
+        request: Mutex<Option<gpiocdev::Request>>,
         offset: u32,
     },
 }
 
 impl Driver {
     /// Blocking: only ever called on the blocking pool or at drop. Only the
-    /// kernel can refuse a write; a simulated line records every one.
+    /// kernel can refuse a write; a simulated line records every one. A
+    /// released line is written no more.
     fn write(&self, active: bool) -> Result<(), gpiocdev::Error> {
         match self {
-            Driver::Simulated { sim, line } => {
-                sim.write(line, active);
+            Driver::Simulated {
+                sim,
+                line,
+                released,
+            } => {
+                if !released.load(Ordering::Acquire) {
+                    sim.write(line, active);
+                }
                 Ok(())
             }
             Driver::Cdev { request, offset } => {
@@ -134,8 +172,27 @@ impl Driver {
                 } else {
                     gpiocdev::line::Value::Inactive
                 };
-                request.set_value(*offset, v)
+                match &*request.lock_ignoring_poison() {
+                    Some(r) => r.set_value(*offset, v),
+                    None => Ok(()),
+                }
             }
+        }
+    }
+
+    /// Gives the line back (idempotent).
+    fn release(&self) {
+        match self {
+            Driver::Simulated {
+                sim,
+                line,
+                released,
+            } => {
+                if !released.swap(true, Ordering::AcqRel) {
+                    sim.release(line);
+                }
+            }
+            Driver::Cdev { request, .. } => drop(request.lock_ignoring_poison().take()),
         }
     }
 }
@@ -175,6 +232,12 @@ pub(crate) struct GpioLine {
     wake: Notify,
 }
 
+impl Drop for GpioLine {
+    fn drop(&mut self) {
+        self.driver.release();
+    }
+}
+
 /// Why one write to a line did not land (logged, counted as `failed`).
 #[derive(Debug, thiserror::Error)]
 enum WriteError {
@@ -207,9 +270,11 @@ impl GpioLine {
                     Some(spec) => spec.to_string().into(),
                     None => output.clone(),
                 };
+                sim.request(&line).map_err(|e| device(output, "line", e))?;
                 let d = Driver::Simulated {
                     sim: sim.clone(),
                     line: line.clone(),
+                    released: AtomicBool::new(false),
                 };
                 (d, line)
             }
@@ -232,7 +297,7 @@ impl GpioLine {
         });
         // The kernel request already set the failsafe value; the simulated
         // backend records it so the start-up state is visible in its log.
-        if let Driver::Simulated { sim, line } = &line.driver {
+        if let Driver::Simulated { sim, line, .. } = &line.driver {
             sim.write(line, failsafe);
         }
         Ok(line)
@@ -327,6 +392,14 @@ impl GpioLine {
     /// At drop: refuse every later effect write, then write the failsafe state
     /// synchronously. Waits briefly for an in-flight write; a line stuck in
     /// the kernel is reported and left alone.
+    /// Closes the line (failsafe state) and gives it back to the kernel at
+    /// once, before this value is dropped: what a reload does to an output
+    /// it replaces, so the replacement can request the same line.
+    pub(crate) fn release(&self) {
+        self.close();
+        self.driver.release();
+    }
+
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Release);
         for _ in 0..200 {
@@ -530,7 +603,13 @@ fn open_cdev(
         )
     })?;
     let label = format!("{}:{spec}", chip_path.display()).into();
-    Ok((Driver::Cdev { request, offset }, label))
+    Ok((
+        Driver::Cdev {
+            request: Mutex::new(Some(request)),
+            offset,
+        },
+        label,
+    ))
 }
 
 /// A chip by path (`/dev/gpiochip0`), device name (`gpiochip0`) or label.

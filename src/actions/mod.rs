@@ -52,8 +52,8 @@ mod queue;
 mod webhook;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::task::JoinHandle;
@@ -72,6 +72,7 @@ pub use json::{item_json, rfc3339};
 pub use mqtt::render_topic;
 
 use crate::rules::Effect;
+use crate::sync::LockIgnoringPoison;
 use counters::Counters;
 use queue::{DropPolicy, Pushed, Queue};
 
@@ -87,21 +88,51 @@ pub enum Dispatched {
     UnknownOutput,
 }
 
-/// One running output.
+/// One running output. Shared (`Arc`) by the `Outputs` of consecutive
+/// configs while its own config stays the same, so a reload that changes
+/// something else keeps its task, queue, counters and GPIO line handle.
 struct Running {
     kind: &'static str,
+    config: OutputConfig,
     queue: Arc<Queue>,
     counters: Arc<Counters>,
-    task: JoinHandle<()>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    line: Option<Arc<gpio::GpioLine>>,
 }
 
-/// All configured outputs, running. Dropping it stops their tasks and puts
-/// every GPIO line in its failsafe state.
+impl Running {
+    /// Stops the task, closes the line (failsafe) and gives it back to the
+    /// kernel at once, without waiting for the aborted task to drop it.
+    fn close(&self) {
+        self.queue.close();
+        if let Some(t) = self.task.lock_ignoring_poison().take() {
+            t.abort();
+        }
+        if let Some(line) = &self.line {
+            line.release();
+        }
+    }
+}
+
+/// All configured outputs, running. Dropping it stops the tasks of the
+/// outputs only it holds and puts their GPIO lines in failsafe.
 pub struct Outputs {
-    outputs: BTreeMap<Arc<str>, Running>,
-    gpio: Vec<Arc<gpio::GpioLine>>,
+    outputs: BTreeMap<Arc<str>, Arc<Running>>,
     simulated: SimulatedGpio,
     unrouted: AtomicU64,
+}
+
+/// What [`Outputs::reconcile`] made of a new config.
+pub struct Reconciled {
+    /// The outputs to run from now on: the new config's, or, when it was
+    /// refused, the old config's again.
+    pub outputs: Outputs,
+    /// Why the new config's outputs could not be built; `outputs` then
+    /// holds the old ones (restored where they had to be released).
+    pub refused: Option<ActionError>,
+    /// Old outputs that could not be restored after a refusal (their lines
+    /// were given back and re-requesting them failed).
+    pub not_restored: Vec<ActionError>,
 }
 
 impl Outputs {
@@ -160,16 +191,17 @@ impl Outputs {
         }
 
         let mut outputs = BTreeMap::new();
-        let mut lines = Vec::new();
         for (name, queue, counters, r) in ready {
+            let config = configs[&*name].clone();
+            let mut line = None;
             let (q, c, n) = (queue.clone(), counters.clone(), name.clone());
             let (kind, fut): (
                 &'static str,
                 std::pin::Pin<Box<dyn Future<Output = ()> + Send>>,
             ) = match r {
-                Ready::Gpio(line) => {
-                    lines.push(line.clone());
-                    ("gpio", Box::pin(gpio::run(line)))
+                Ready::Gpio(l) => {
+                    line = Some(l.clone());
+                    ("gpio", Box::pin(gpio::run(l)))
                 }
                 Ready::Log(cfg, file) => ("log", Box::pin(log::run(n, cfg, file, q, c))),
                 Ready::Exec(cfg) => ("exec", Box::pin(exec::run(n, cfg, q, c))),
@@ -182,20 +214,128 @@ impl Outputs {
             let task = tokio::spawn(fut.instrument(span));
             outputs.insert(
                 name,
-                Running {
+                Arc::new(Running {
                     kind,
+                    config,
                     queue,
                     counters,
-                    task,
-                },
+                    task: Mutex::new(Some(task)),
+                    line,
+                }),
             );
         }
         Ok(Outputs {
             outputs,
-            gpio: lines,
             simulated,
             unrouted: AtomicU64::new(0),
         })
+    }
+
+    /// The outputs of a reloaded config, built from these: an output whose
+    /// config did not change is kept as it runs (same task, queue, counters
+    /// and line handle: a held line never passes through failsafe); a
+    /// changed or removed one is stopped and its line released *before*
+    /// the new ones are requested, so a changed output can take the same
+    /// line (the kernel refuses a second request for a held line).
+    ///
+    /// If the new outputs cannot be built, the released old ones are built
+    /// again and [`Reconciled::refused`] says why: the agent keeps running
+    /// the old config. Effects dispatched to a released output meanwhile
+    /// are dropped and counted.
+    pub fn reconcile(&self, configs: &BTreeMap<String, OutputConfig>) -> Reconciled {
+        let same = |name: &str, cfg: &OutputConfig| {
+            self.outputs.get(name).is_some_and(|r| r.config == *cfg)
+        };
+        let to_build: BTreeMap<String, OutputConfig> = configs
+            .iter()
+            .filter(|(n, c)| !same(n, c))
+            .map(|(n, c)| (n.clone(), c.clone()))
+            .collect();
+        let to_release: Vec<(&Arc<str>, &Arc<Running>)> = self
+            .outputs
+            .iter()
+            .filter(|(n, r)| configs.get(&***n) != Some(&r.config))
+            .collect();
+        let kept = |outputs: &mut BTreeMap<Arc<str>, Arc<Running>>| {
+            for (name, r) in &self.outputs {
+                if configs.get(&**name) == Some(&r.config) {
+                    outputs.insert(name.clone(), r.clone());
+                }
+            }
+        };
+        // Refuse what the text alone shows before anything is released.
+        if let Err(e) = to_build
+            .iter()
+            .try_for_each(|(n, c)| check_output(n, c, CheckDepth::Config))
+        {
+            return self.unchanged(Some(e));
+        }
+        for (_, r) in &to_release {
+            r.close();
+        }
+        match Outputs::build_with(&to_build, self.simulated.clone()) {
+            Ok(built) => {
+                let mut outputs = built.take_all();
+                kept(&mut outputs);
+                Reconciled {
+                    outputs: self.with(outputs),
+                    refused: None,
+                    not_restored: Vec::new(),
+                }
+            }
+            Err(refused) => {
+                // Put back what was released, one by one, so one output
+                // that cannot come back does not keep the others away.
+                let mut outputs = BTreeMap::new();
+                let mut not_restored = Vec::new();
+                for (name, r) in &to_release {
+                    let one = BTreeMap::from([(name.to_string(), r.config.clone())]);
+                    match Outputs::build_with(&one, self.simulated.clone()) {
+                        Ok(b) => outputs.extend(b.take_all()),
+                        Err(e) => not_restored.push(e),
+                    }
+                }
+                kept(&mut outputs);
+                Reconciled {
+                    outputs: self.with(outputs),
+                    refused: Some(refused),
+                    not_restored,
+                }
+            }
+        }
+    }
+
+    /// A reconcile that changed nothing: every output shared as it runs.
+    fn unchanged(&self, refused: Option<ActionError>) -> Reconciled {
+        Reconciled {
+            outputs: self.with(self.outputs.clone()),
+            refused,
+            not_restored: Vec::new(),
+        }
+    }
+
+    fn with(&self, outputs: BTreeMap<Arc<str>, Arc<Running>>) -> Outputs {
+        Outputs {
+            outputs,
+            simulated: self.simulated.clone(),
+            unrouted: AtomicU64::new(0),
+        }
+    }
+
+    /// Moves every output out (they keep running), leaving nothing to close.
+    fn take_all(mut self) -> BTreeMap<Arc<str>, Arc<Running>> {
+        std::mem::take(&mut self.outputs)
+    }
+
+    fn lines(&self) -> impl Iterator<Item = &Arc<gpio::GpioLine>> {
+        self.outputs.values().filter_map(|r| r.line.as_ref())
+    }
+
+    /// Outputs no other `Outputs` shares: the ones this value stops.
+    fn owned(&self) -> impl Iterator<Item = (&Arc<str>, &Arc<Running>)> {
+        self.outputs
+            .iter()
+            .filter(|(_, r)| Arc::strong_count(r) == 1)
     }
 
     /// Hands an effect to the output it names. Never waits: a full queue
@@ -225,7 +365,7 @@ impl Outputs {
     /// this by at most that much.
     pub async fn failsafe(&self) {
         let mut writes = tokio::task::JoinSet::new();
-        for line in &self.gpio {
+        for line in self.lines() {
             let line = line.clone();
             writes.spawn(async move { line.failsafe().await });
         }
@@ -235,18 +375,26 @@ impl Outputs {
     /// Stops accepting effects, lets each output finish its queue (the log
     /// output also syncs its file) for up to `deadline`, aborts what is left,
     /// then applies GPIO failsafe states.
-    pub async fn shutdown(mut self, deadline: Duration) {
-        for out in self.outputs.values() {
+    /// Outputs a newer `Outputs` shares (kept by a reload) are left running.
+    pub async fn shutdown(self, deadline: Duration) {
+        for (_, out) in self.owned() {
             out.queue.close();
         }
         let until = tokio::time::Instant::now() + deadline;
-        for (name, out) in self.outputs.iter_mut() {
-            if tokio::time::timeout_at(until, &mut out.task).await.is_err() {
+        for (name, out) in self.owned() {
+            let task = out.task.lock_ignoring_poison().take();
+            if let Some(mut task) = task
+                && tokio::time::timeout_at(until, &mut task).await.is_err()
+            {
                 tracing::warn!(output = %name, kind = out.kind, "output did not finish before the shutdown deadline");
-                out.task.abort();
+                task.abort();
             }
         }
-        self.failsafe().await;
+        let mut writes = tokio::task::JoinSet::new();
+        for line in self.owned().filter_map(|(_, r)| r.line.clone()) {
+            writes.spawn(async move { line.failsafe().await });
+        }
+        while writes.join_next().await.is_some() {}
         // Drop then closes the lines (failsafe again, synchronously) and
         // aborts anything still running.
     }
@@ -282,12 +430,8 @@ impl Outputs {
 
 impl Drop for Outputs {
     fn drop(&mut self) {
-        for out in self.outputs.values() {
-            out.queue.close();
-            out.task.abort();
-        }
-        for line in &self.gpio {
-            line.close();
+        for (_, out) in self.owned() {
+            out.close();
         }
     }
 }

@@ -91,6 +91,7 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
         "job": {
             "mode": stats.job_mode,
             "restarts": stats.job_restarts.load(Ordering::Relaxed),
+            "restarts_unheard": stats.job_restarts_unheard.load(Ordering::Relaxed),
         },
     });
     (health.healthy, body)
@@ -181,6 +182,11 @@ pub fn metrics(stats: &AgentStats) -> String {
         "trickle_edge_job_restarts_total",
         "Job restarts after a dead pipeline.",
         c(&stats.job_restarts),
+    );
+    e.gauge(
+        "trickle_edge_job_restarts_unheard",
+        "Job restarts since the pipeline was last heard from (the restart backoff's step).",
+        c(&stats.job_restarts_unheard) as f64,
     );
     let outputs = stats.outputs();
     let counters = outputs.counters();

@@ -229,7 +229,6 @@ enum Flow {
 /// needs to rebuild them.
 struct Running {
     resolved: ResolvedConfig,
-    gpio: SimulatedGpio,
     runner: JobRunner,
     job: Job,
     stats: Arc<AgentStats>,
@@ -266,23 +265,40 @@ impl Running {
     async fn reload(&mut self, new: ResolvedConfig) -> Result<Flow, AgentError> {
         self.stats.reloads.fetch_add(1, Ordering::Relaxed);
         let diff = ConfigDiff::between(&self.resolved.config, &new.config);
-        self.resolved = new;
-        let n = &self.resolved.config;
+        let old = std::mem::replace(&mut self.resolved, new);
         if diff.rules_or_outputs() {
-            let outputs = Outputs::build_with(&n.outputs, self.gpio.clone());
-            match (outputs, RuleSet::new(n.rules.clone())) {
-                (Ok(outputs), Ok(rules)) => {
-                    let outputs = Arc::new(outputs);
-                    self.stats.replace_outputs(outputs.clone());
-                    let _ = self.rules.replace.send(Replace { rules, outputs }).await;
+            // Rules first: they are pure, so a refusal touches nothing.
+            let rules = match RuleSet::new(self.resolved.config.rules.clone()) {
+                Ok(r) => r,
+                Err(e) => {
+                    error!(error = %e, "reload refused: rules invalid; keeping the running config");
+                    self.resolved = old;
+                    return Ok(Flow::Continue);
                 }
-                (Err(e), _) => {
-                    error!(error = %e, "reload: outputs refused; keeping the running ones")
-                }
-                (_, Err(e)) => {
-                    error!(error = %e, "reload: rules refused; keeping the running ones")
-                }
+            };
+            let current = self.stats.outputs();
+            let r = current.reconcile(&self.resolved.config.outputs);
+            for e in &r.not_restored {
+                error!(error = %e, "reload: an output of the running config could not be restored");
             }
+            let refused = r.refused;
+            let outputs = Arc::new(r.outputs);
+            self.stats.replace_outputs(outputs.clone());
+            if let Some(e) = refused {
+                error!(error = %e, "reload refused: outputs invalid; keeping the running config");
+                // The old rules again, with the old outputs (restored).
+                // They were running, so they build; should they not, the
+                // rules task keeps its rules with the restored outputs.
+                match RuleSet::new(old.config.rules.clone()) {
+                    Ok(rules) => {
+                        let _ = self.rules.replace.send(Replace { rules, outputs }).await;
+                    }
+                    Err(e) => error!(error = %e, "reload: the running rules could not be rebuilt"),
+                }
+                self.resolved = old;
+                return Ok(Flow::Continue);
+            }
+            let _ = self.rules.replace.send(Replace { rules, outputs }).await;
         }
         match &diff.job {
             JobChange::Params(params) => {
@@ -513,7 +529,6 @@ pub async fn run(
     let mut watchdog = Watchdog::new(cfg.supervisor.watchdog_interval);
     let mut running = Running {
         resolved,
-        gpio,
         runner,
         job,
         stats,
@@ -548,9 +563,16 @@ pub async fn run(
                     if let Flow::Stop = running.restart_dead_job().await {
                         break;
                     }
-                } else if !running.stats.health.is_dead() {
+                } else if running.stats.health.heard_since_reset() {
+                    // Only a job heard from since its start resets the
+                    // backoff: one that starts and dies silently again
+                    // waits longer each time (up to 1 s, 2 s, … 60 s).
                     running.job_backoff.reset();
                 }
+                running.stats.job_restarts_unheard.store(
+                    u64::from(running.job_backoff.attempts()),
+                    Ordering::Relaxed,
+                );
                 watchdog.tick(&running.stats);
             }
         }

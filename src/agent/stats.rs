@@ -25,6 +25,9 @@ pub struct AgentStats {
     queue: std::sync::Mutex<Arc<crate::media::MediaStats>>,
     dropped_gops_before: AtomicU64,
     pub job_restarts: AtomicU64,
+    /// Restarts since the job was last heard from: the restart backoff's
+    /// step (each one waits up to twice as long as the one before).
+    pub job_restarts_unheard: AtomicU64,
     pub pipeline_deaths: AtomicU64,
     pub reloads: AtomicU64,
     pub health: Arc<PipelineHealth>,
@@ -51,6 +54,7 @@ impl AgentStats {
             queue: std::sync::Mutex::new(queue),
             dropped_gops_before: AtomicU64::new(0),
             job_restarts: AtomicU64::new(0),
+            job_restarts_unheard: AtomicU64::new(0),
             pipeline_deaths: AtomicU64::new(0),
             reloads: AtomicU64::new(0),
             health: Arc::new(PipelineHealth::new(cfg.supervisor.pipeline_dead_after)),

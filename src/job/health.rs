@@ -12,6 +12,9 @@ use crate::sync::LockIgnoringPoison;
 pub struct PipelineHealth {
     dead_after: Duration,
     last: Mutex<Instant>,
+    /// An event arrived since the last reset: the (re)started job proved
+    /// alive, which is what may reset the restart backoff.
+    heard: std::sync::atomic::AtomicBool,
 }
 
 impl PipelineHealth {
@@ -20,16 +23,25 @@ impl PipelineHealth {
         Self {
             dead_after,
             last: Mutex::new(Instant::now()),
+            heard: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     pub fn event_seen(&self) {
         *self.last.lock_ignoring_poison() = Instant::now();
+        self.heard.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// A restarted job gets a fresh grace period.
+    /// A restarted job gets a fresh grace period, and has to be heard again.
     pub fn reset(&self) {
-        self.event_seen();
+        *self.last.lock_ignoring_poison() = Instant::now();
+        self.heard
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether an event arrived since the last [`reset`](Self::reset).
+    pub fn heard_since_reset(&self) -> bool {
+        self.heard.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn silent_for(&self) -> Duration {
@@ -54,5 +66,17 @@ mod tests {
         assert!(h.is_dead());
         h.event_seen();
         assert!(!h.is_dead());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_job_must_be_heard_again() {
+        let h = PipelineHealth::new(Duration::from_secs(30));
+        h.event_seen();
+        assert!(h.heard_since_reset());
+        h.reset();
+        assert!(!h.heard_since_reset(), "a restart alone proves nothing");
+        assert!(!h.is_dead(), "but it gets a fresh grace period");
+        h.event_seen();
+        assert!(h.heard_since_reset());
     }
 }
