@@ -100,7 +100,11 @@ fn a_python_repr_string_is_named_as_such() {
     let bytes = fixture("bad/python-repr-batch.jsonl");
     let ((items, stats), warnings) = with_warnings(|| decode(&bytes, JSONL));
     assert_eq!(items.len(), 1, "the object element is kept");
-    assert_eq!((stats.invalid_json, stats.json_strings), (1, 0), "{stats:?}");
+    assert_eq!(
+        (stats.invalid_json, stats.json_strings),
+        (1, 0),
+        "{stats:?}"
+    );
     assert_eq!(warnings.len(), 1, "{warnings:?}");
     assert!(
         warnings[0].contains("Python repr") && warnings[0].contains("json.dumps"),
