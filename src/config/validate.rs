@@ -92,7 +92,7 @@ pub(crate) fn validate(c: &AgentConfig, check: &Check<'_>) -> Result<Vec<String>
             if p != "auto" && !path_ok {
                 return Err(check.invalid(
                     "job.api_prefix",
-                    format!("invalid API prefix {p:?}"),
+                    format!("invalid API prefix {p:?} for `job.api_prefix`"),
                     Some(
                         "use \"auto\", \"/\" (pytrickle's default routes) or a path such as \"/api\""
                             .into(),
