@@ -126,6 +126,10 @@ struct Agent {
     log: PathBuf,
 }
 
+/// Pipeline-dead timeout: pytrickle sends a heartbeat event every 10 s.
+const DEAD_AFTER: &str = "15s";
+
+#[allow(clippy::too_many_arguments)]
 fn write_config(
     path: &Path,
     worker: SocketAddr,
@@ -133,6 +137,7 @@ fn write_config(
     supervisor: u16,
     log: &Path,
     label: &str,
+    dead_after: &str,
 ) {
     let text = format!(
         r#"
@@ -151,8 +156,7 @@ channel_prefix = "pt"
 params = {{ label = "{label}" }}
 [supervisor]
 listen = "127.0.0.1:{supervisor}"
-# pytrickle sends a heartbeat event every 10 s.
-pipeline_dead_after = "15s"
+pipeline_dead_after = "{dead_after}"
 keepalive_interval = "1s"
 [outputs.led]
 type = "gpio"
@@ -176,11 +180,13 @@ then = [{{ output = "events" }}]
     std::fs::write(path, text).unwrap();
 }
 
-async fn start_agent(dir: &Path, worker: SocketAddr) -> Agent {
+async fn start_agent(dir: &Path, worker: SocketAddr, dead_after: &str) -> Agent {
     let (trickle, supervisor) = (free_port(), free_port());
     let config = dir.join("agent.toml");
     let log = dir.join("events.jsonl");
-    write_config(&config, worker, trickle, supervisor, &log, "ball");
+    write_config(
+        &config, worker, trickle, supervisor, &log, "ball", dead_after,
+    );
     let mut child = Command::new(BIN)
         .args(["run", "--config"])
         .arg(&config)
@@ -266,7 +272,7 @@ async fn default_routes_detections_reach_a_rule_and_a_reload_sends_params_once()
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = temp_dir("pytrickle-default");
     let worker = start_worker(false).await;
-    let agent = start_agent(&dir, worker.addr).await;
+    let agent = start_agent(&dir, worker.addr, DEAD_AFTER).await;
 
     wait_until("a detection fires the rule", || {
         !logged(&agent.log, "ball-seen").is_empty()
@@ -304,6 +310,7 @@ async fn default_routes_detections_reach_a_rule_and_a_reload_sends_params_once()
         agent.supervisor.port(),
         &agent.log,
         "cup",
+        DEAD_AFTER,
     );
     signal(&agent.child, "-HUP");
     wait_until("detections labelled by the new params", || {
@@ -335,7 +342,7 @@ async fn api_routes_a_stream_stopped_from_outside_is_restarted_once_on_fresh_cha
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = temp_dir("pytrickle-api");
     let mut worker = start_worker(true).await;
-    let mut agent = start_agent(&dir, worker.addr).await;
+    let mut agent = start_agent(&dir, worker.addr, DEAD_AFTER).await;
     wait_until("a detection fires the rule", || {
         !logged(&agent.log, "ball-seen").is_empty()
     })
@@ -388,7 +395,7 @@ async fn api_routes_sigterm_stops_the_stream_and_the_worker_then_exits() {
     let _one = ONE_AT_A_TIME.lock().await;
     let dir = temp_dir("pytrickle-stop");
     let worker = start_worker(true).await;
-    let agent = start_agent(&dir, worker.addr).await;
+    let agent = start_agent(&dir, worker.addr, DEAD_AFTER).await;
     wait_until("a detection fires the rule", || {
         logged(&agent.log, "ball-seen").len() >= 10
     })
@@ -428,4 +435,25 @@ async fn a_worker_without_a_stream_api_is_named_with_the_paths_tried() {
         );
         assert!(err.contains("job.api_prefix"), "{err}");
     }
+}
+
+/// A pipeline declared dead while the worker still streams (the agent waits
+/// less than pytrickle's 10 s heartbeat): each restart stops a running
+/// stream. Ending the ingest before each stop keeps the worker able to exit
+/// on SIGTERM afterwards; a stop mid-segment would wedge its decoder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarts_that_stop_a_streaming_worker_leave_it_able_to_exit() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = temp_dir("pytrickle-restarts");
+    let worker = start_worker(false).await;
+    let agent = start_agent(&dir, worker.addr, "6s").await;
+    // The third stream decodes frames: two running streams were stopped.
+    // SIGTERM then comes while the third runs (a stop racing pytrickle's
+    // own start leaves it half started, which is not what this checks).
+    wait_until_for(PATIENCE * 2, "frames of the third stream", || {
+        worker.out.starting_with("FIRST_FRAME").len() >= 3
+    })
+    .await;
+    stop_both(agent, worker, "").await;
+    std::fs::remove_dir_all(&dir).ok();
 }

@@ -13,6 +13,9 @@ mask, which removes the clock's thin strokes and keeps the disc.
 Each detection carries what the tests check: the frame size pytrickle handed
 over (`frame_w`, `frame_h`), the parameters it was started with
 (`start_params`), and how many parameter updates arrived (`param_updates`).
+Stdout says what happened, one word a line, for the tests to wait on:
+READY, STREAM_START, FIRST_FRAME (per stream), PARAMS, STREAM_STOP, SIGTERM,
+EXITING.
 
 Usage: pytrickle_worker.py PORT [--api]   (--api: route_prefix="/api")
 On SIGTERM it stops its server and returns from main, so the interpreter
@@ -40,12 +43,14 @@ class BallFinder(FrameProcessor):
         self.threshold = 160 / 255
         self.start_params = {}
         self.param_updates = 0
+        self.frames = 0
 
     async def load_model(self, **kwargs):
         pass
 
     async def on_stream_start(self, params):
         self.start_params = dict(params)
+        self.frames = 0
         self.label = params.get("label", "ball")
         print(f"STREAM_START {json.dumps(self.start_params)}", flush=True)
 
@@ -62,6 +67,9 @@ class BallFinder(FrameProcessor):
         return [frame]
 
     async def process_video_async(self, frame):
+        self.frames += 1
+        if self.frames == 1:
+            print("FIRST_FRAME", flush=True)
         detection = self.detect(frame.tensor)
         client = self.server.current_client if self.server else None
         if detection is not None and client is not None:
