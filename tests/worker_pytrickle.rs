@@ -254,9 +254,13 @@ async fn stop_both(mut agent: Agent, mut worker: Worker, prefix: &str) {
         "agent exit status {status}:\n{}",
         agent.err.all()
     );
+    // The stream no longer runs: its client is gone (`client_active` false)
+    // or its loops ended (`client_running` false). pytrickle's own
+    // bookkeeping can keep `client_active` when the ingest's end already
+    // stopped the client and the stop request only cancels what is left.
     let s = worker_status(&worker, prefix).await;
-    assert_eq!(
-        s["client_active"], false,
+    assert!(
+        s["client_active"] == false || s["client_running"] == false,
         "the worker's stream is stopped: {s}"
     );
     signal(&worker.child, "-TERM");
@@ -385,7 +389,11 @@ async fn api_routes_a_stream_stopped_from_outside_is_restarted_once_on_fresh_cha
     signal(&agent.child, "-TERM");
     let status = within("agent exit", agent.child.wait()).await.unwrap();
     assert!(status.success(), "agent exit status {status}");
-    assert_eq!(worker_status(&worker, "/api").await["client_active"], false);
+    let s = worker_status(&worker, "/api").await;
+    assert!(
+        s["client_active"] == false || s["client_running"] == false,
+        "the worker's stream is stopped: {s}"
+    );
     worker.child.kill().await.ok();
     std::fs::remove_dir_all(&dir).ok();
 }
