@@ -10,6 +10,11 @@
 //! third. Each GPIO activation is matched to the latest such entry before it.
 //! The two detectors see different resolutions, so an entry can be off by a
 //! frame (33 ms at 30 fps); the numbers say so.
+//!
+//! `GLASS_WORKER=pytrickle` runs the same chain against a real pytrickle
+//! 0.1.6 worker (`tests/interop/pytrickle_worker.py`, from
+//! `TRICKLE_EDGE_PYTRICKLE_PYTHON` or `target/pytrickle-venv`) instead of the
+//! reference worker.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +45,7 @@ fn main() {
     rt.block_on(async {
         let dir = std::env::temp_dir().join(format!("trickle-edge-glass-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default()).await.unwrap();
+        let worker = Worker::start().await;
         let config = demo_config(&worker.url(), &dir.join("events.jsonl")).unwrap();
         let (width, height) = (config.camera.width as usize, config.camera.height as usize);
         let resolved = ResolvedConfig { path: "bench".into(), preset: None, config, token: None, warnings: vec![] };
@@ -94,7 +99,7 @@ fn main() {
             gst::PadProbeReturn::Ok
         });
 
-        println!("# glass-to-action in the demo topology, {} s, 640x360 30 fps test camera, x264, 1 s GOP", seconds());
+        println!("# glass-to-action in the demo topology ({} worker), {} s, 640x360 30 fps test camera, x264, 1 s GOP", worker.name(), seconds());
         tokio::time::sleep(Duration::from_secs(seconds())).await;
         let activations: Vec<Instant> = handles
             .gpio
@@ -130,4 +135,80 @@ fn main() {
         worker.shutdown().await;
         std::fs::remove_dir_all(&dir).ok();
     });
+}
+
+/// The worker the agent is pointed at.
+enum Worker {
+    Reference(Box<WorkerHandle>),
+    /// A pytrickle worker process and its URL.
+    Pytrickle(std::process::Child, String),
+}
+
+impl Worker {
+    async fn start() -> Self {
+        if std::env::var("GLASS_WORKER").as_deref() != Ok("pytrickle") {
+            let w = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+                .await
+                .unwrap();
+            return Worker::Reference(Box::new(w));
+        }
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let python = std::env::var_os("TRICKLE_EDGE_PYTRICKLE_PYTHON")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| root.join("target/pytrickle-venv/bin/python"));
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = std::process::Command::new(&python)
+            .arg(root.join("tests/interop/pytrickle_worker.py"))
+            .arg(port.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e} (run ci/pytrickle-venv.sh)", python.display()));
+        let stdout = child.stdout.take().unwrap();
+        // Waits for READY, then keeps draining so the worker never blocks on a full pipe.
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("READY") {
+                    let _ = ready_tx.send(());
+                }
+            }
+        });
+        ready_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the pytrickle worker listens");
+        Worker::Pytrickle(child, format!("http://127.0.0.1:{port}"))
+    }
+
+    fn url(&self) -> String {
+        match self {
+            Worker::Reference(w) => w.url(),
+            Worker::Pytrickle(_, url) => url.clone(),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Worker::Reference(_) => "reference",
+            Worker::Pytrickle(..) => "pytrickle 0.1.6",
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Worker::Reference(w) => w.shutdown().await,
+            Worker::Pytrickle(mut child, _) => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
 }

@@ -2,7 +2,8 @@
 # Installs what the tests need, then runs every test: formatting and lints,
 # deployment checks (systemd units, Debian package, the install steps on a
 # bare Debian root, aarch64 build under qemu), then cargo's unit,
-# integration and interop tests (Livepeer's Python SDK) last, so the run
+# integration and interop tests (Livepeer's Python SDK, a real pytrickle
+# worker) last, so the run
 # ends with cargo's summary lines. Nothing is skipped silently: a stage that
 # cannot run fails the run under CI (CI set), and says so loudly elsewhere.
 set -euo pipefail
@@ -21,6 +22,9 @@ cargo clippy --locked --all-targets -- -D warnings
 
 TRICKLE_EDGE_INTEROP_PYTHON="$(bash ci/interop-venv.sh)"
 export TRICKLE_EDGE_INTEROP_PYTHON
+stage "pytrickle 0.1.6 worker venv (ci/pytrickle-venv.sh)"
+TRICKLE_EDGE_PYTRICKLE_PYTHON="$(bash ci/pytrickle-venv.sh)"
+export TRICKLE_EDGE_PYTRICKLE_PYTHON
 
 stage "systemd units (ci/systemd-check.sh)"
 bash ci/systemd-check.sh

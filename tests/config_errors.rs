@@ -265,6 +265,21 @@ fn bad_url_and_port() {
 }
 
 #[test]
+fn bad_api_prefix() {
+    let (e, f) = fail(
+        "bad_api_prefix",
+        "[job]\nmode = \"worker\"\napi_prefix = \"api\"\n",
+    );
+    expect(
+        &e,
+        &f,
+        "3:1",
+        "invalid API prefix \"api\" for `job.api_prefix`",
+        "use \"auto\", \"/\" (pytrickle's default routes) or a path such as \"/api\"",
+    );
+}
+
+#[test]
 fn rule_referencing_an_unknown_output() {
     let text = "[outputs.door]\ntype = \"gpio\"\nbackend = \"simulated\"\n\n[outputs.events]\ntype = \"log\"\npath = \"/tmp/e.jsonl\"\n\n[[rules]]\nname = \"person\"\nthen = [{ output = \"dor\", action = \"set\" }]\n";
     let (e, f) = fail("unknown_output", text);

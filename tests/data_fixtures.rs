@@ -48,8 +48,9 @@ fn json_of(item: &Item) -> &serde_json::Value {
 
 #[test]
 fn good_fixtures_decode_without_warnings() {
-    let cases: [(&str, Option<&str>, usize); 8] = [
+    let cases: [(&str, Option<&str>, usize); 9] = [
         ("data-batches.jsonl", JSONL, 3),
+        ("data-string-batches.jsonl", JSONL, 2),
         ("data-objects.jsonl", JSONL, 2),
         ("event-detection.json", JSON, 1),
         ("event-heartbeat.json", JSON, 1),
@@ -80,6 +81,36 @@ fn data_batches_are_flattened_and_keepalive_counted() {
     assert_eq!(json_of(&items[0])["boxes"][0]["label"], "person");
     assert_eq!(json_of(&items[1])["timestamp"], 12.5);
     assert_eq!(json_of(&items[2])["text"], "hello");
+}
+
+/// pytrickle's `send_data(str)` / `publish_data(json.dumps(...))` puts the
+/// caller's JSON text into the batch as strings: decoded, and counted.
+#[test]
+fn string_batch_elements_holding_json_objects_are_items() {
+    let (items, stats) = decode(&fixture("good/data-string-batches.jsonl"), JSONL);
+    assert_eq!(stats.json_strings, 1, "{stats:?}");
+    assert_eq!(stats.keepalive, 1);
+    assert_eq!(items[0].item_type(), Some("detection"));
+    assert_eq!(json_of(&items[0])["boxes"][0]["box"][3], 0.4);
+    assert_eq!(items[1].item_type(), Some("metrics"));
+}
+
+#[test]
+fn a_python_repr_string_is_named_as_such() {
+    let bytes = fixture("bad/python-repr-batch.jsonl");
+    let ((items, stats), warnings) = with_warnings(|| decode(&bytes, JSONL));
+    assert_eq!(items.len(), 1, "the object element is kept");
+    assert_eq!(
+        (stats.invalid_json, stats.json_strings),
+        (1, 0),
+        "{stats:?}"
+    );
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Python repr") && warnings[0].contains("json.dumps"),
+        "{}",
+        warnings[0]
+    );
 }
 
 #[test]
@@ -147,13 +178,14 @@ fn json_fixtures_sniff_the_same_without_content_type() {
 
 /// Bad fixtures, each fed as the channel that would carry it declares:
 /// `.jsonl` on the data channel, `.json`/`.bin` on the events channel (JSON).
-const BAD: [(&str, Option<&str>, usize, &str); 8] = [
+const BAD: [(&str, Option<&str>, usize, &str); 9] = [
     ("binary.bin", JSON, 0, "invalid_utf8"),
     ("broken-line.jsonl", JSONL, 2, "invalid_json"),
     ("empty.json", JSON, 0, "empty"),
     ("invalid-utf8.json", JSON, 0, "invalid_utf8"),
     ("mixed-array.jsonl", JSONL, 1, "non_object"),
     ("nan.json", JSON, 0, "invalid_json"),
+    ("python-repr-batch.jsonl", JSONL, 1, "invalid_json"),
     ("truncated.json", JSON, 0, "truncated"),
     ("wrong-types.json", JSON, 1, "wrong_types"),
 ];
@@ -221,7 +253,7 @@ fn segment_after_a_bad_one_decodes_normally() {
         total.add(&stats);
     }
     assert_eq!(total.warnings(), BAD.len() as u64);
-    assert_eq!(total.items, 3 * BAD.len() as u64 + 4);
+    assert_eq!(total.items, 3 * BAD.len() as u64 + 5);
 }
 
 #[test]

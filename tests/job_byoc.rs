@@ -204,10 +204,11 @@ async fn refusals_are_shown_with_their_status_and_body() {
     let orch = ByocOrchestrator::start(offer(&worker.url())).await;
     let mode = byoc_mode(&orch.url);
     let opts = ClientOptions::default();
+    let camera = trickle_edge::media::CameraConfig::default();
 
     // No capacity: the orchestrator's own words come through.
     orch.set_offer(|o| o.capacity = 0);
-    let e = trickle_edge::job::start(&mode, None, &opts)
+    let e = trickle_edge::job::start(&mode, &camera, None, 1, &opts)
         .await
         .unwrap_err();
     match &e {
@@ -227,7 +228,7 @@ async fn refusals_are_shown_with_their_status_and_body() {
         o.capacity = 1;
         o.capability = "something-else".into();
     });
-    let e = trickle_edge::job::start(&mode, None, &opts)
+    let e = trickle_edge::job::start(&mode, &camera, None, 1, &opts)
         .await
         .unwrap_err();
     assert!(
@@ -241,7 +242,7 @@ async fn refusals_are_shown_with_their_status_and_body() {
         o.price_per_unit = 3;
     });
     let starts_before = orch.calls_to("/ai/stream/start").len();
-    let e = trickle_edge::job::start(&mode, None, &opts)
+    let e = trickle_edge::job::start(&mode, &camera, None, 1, &opts)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("priced (3 wei per 1 units)"), "{e}");
@@ -253,7 +254,7 @@ async fn refusals_are_shown_with_their_status_and_body() {
         o.price_per_unit = 0;
         o.worker_url = "http://127.0.0.1:9".into();
     });
-    let e = trickle_edge::job::start(&mode, None, &opts)
+    let e = trickle_edge::job::start(&mode, &camera, None, 1, &opts)
         .await
         .unwrap_err();
     assert!(
@@ -263,7 +264,7 @@ async fn refusals_are_shown_with_their_status_and_body() {
 
     // An orchestrator that is not there: the address, not a hang.
     let gone = byoc_mode("http://127.0.0.1:9");
-    let e = trickle_edge::job::start(&gone, None, &opts)
+    let e = trickle_edge::job::start(&gone, &camera, None, 1, &opts)
         .await
         .unwrap_err();
     assert!(e.to_string().contains("127.0.0.1:9"), "{e}");

@@ -37,6 +37,9 @@ pub struct DataPathStats {
     pub segments: AtomicU64,
     pub items: AtomicU64,
     pub keepalives: AtomicU64,
+    /// Items that came as JSON text inside a batch string (pytrickle's
+    /// `send_data(str)`), so a user can see their worker sends strings.
+    pub json_strings: AtomicU64,
     pub decode_errors: AtomicU64,
     pub broken_segments: AtomicU64,
     pub reconnects: AtomicU64,
@@ -61,6 +64,8 @@ impl DataPathStats {
     /// finished segment's counters.
     fn add_decode(&self, st: &DecodeStats) {
         self.keepalives.fetch_add(st.keepalive, Ordering::Relaxed);
+        self.json_strings
+            .fetch_add(st.json_strings, Ordering::Relaxed);
         self.decode_errors
             .fetch_add(st.warnings(), Ordering::Relaxed);
     }

@@ -219,7 +219,7 @@ pub async fn run_demo(
                     if let Some(s) = &h.server {
                         writeln!(
                             out,
-                            "{}trickle server: {}  (channels demo-in, demo-out, demo-control, demo-events, demo-data)",
+                            "{}trickle server: {}  (channels demo-<n>-in, -out, -control, -events, -data; n counts job starts)",
                             if tty { "\r\x1b[2K" } else { "" },
                             s.base_url()
                         )?;

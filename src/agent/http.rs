@@ -83,6 +83,7 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
             "items": stats.data.items.load(Ordering::Relaxed),
             "last_item_unix_ms": (last_item_ms > 0).then_some(last_item_ms),
             "decode_errors": stats.data.decode_errors.load(Ordering::Relaxed),
+            "json_strings": stats.data.json_strings.load(Ordering::Relaxed),
         },
         "pipeline": {
             "state": if dead { "dead" } else { "alive" },
@@ -147,6 +148,11 @@ pub fn metrics(stats: &AgentStats) -> String {
         "trickle_edge_decode_errors_total",
         "Lines or payloads skipped as undecodable.",
         c(&d.decode_errors),
+    );
+    e.counter(
+        "trickle_edge_data_json_strings_total",
+        "Items decoded from batch elements that were strings holding JSON.",
+        c(&d.json_strings),
     );
     e.counter(
         "trickle_edge_rule_fires_total",

@@ -22,6 +22,7 @@ use crate::actions::{Outputs, SimulatedGpio};
 use crate::backoff::Backoff;
 use crate::config::{AgentConfig, JobMode, ResolvedConfig};
 use crate::job::{self, Job, JobRunner, JobUrls, control::ControlChannel};
+use crate::media::CameraConfig;
 use crate::rules::{ChannelEvent, RuleSet};
 use crate::shutdown::Shutdown;
 use crate::stage::StageHandle;
@@ -180,6 +181,7 @@ fn camera_publisher(
 /// Starts a job, retrying with backoff until it works or shutdown.
 async fn start_job(
     mode: &JobMode,
+    camera: &CameraConfig,
     runner: &JobRunner,
     client: &ClientOptions,
     shutdown: &mut Shutdown,
@@ -189,7 +191,7 @@ async fn start_job(
     let mut logged = false;
     loop {
         let attempt = tokio::select! {
-            r = runner.start(mode, client) => r,
+            r = runner.start(mode, camera, client) => r,
             _ = shutdown.recv() => return None,
         };
         match attempt {
@@ -216,6 +218,20 @@ async fn start_job(
 fn notify(state: &[sd_notify::NotifyState<'_>]) {
     // Outside systemd NOTIFY_SOCKET is unset and this is a no-op.
     let _ = sd_notify::notify(false, state);
+}
+
+/// Ends a job in the order a worker can follow: the camera stops (its
+/// segment ends), the ingest channel closes (the worker's subscriber sees the
+/// end of the stream), then the worker is asked to stop. The job's other
+/// channels stay until its successor runs.
+async fn retire_job(camera: Option<CameraPublisher>, job: &Job) {
+    if let Some(m) = camera {
+        let _ = m.stop().await;
+    }
+    job.end_ingest();
+    if let Err(e) = job.stop().await {
+        warn!(error = %e, "worker did not take the stop request");
+    }
 }
 
 /// Whether the loop goes on after a step.
@@ -301,33 +317,15 @@ impl Running {
             let _ = self.rules.replace.send(Replace { rules, outputs }).await;
         }
         match &diff.job {
-            JobChange::Params(params) => {
-                info!("reload: sending new parameters to the job");
-                if let Err(e) = self.job.update_params(params).await {
-                    warn!(error = %e, "reload: the job refused the parameters");
-                }
-                // A BYOC stream takes parameters only through the
-                // orchestrator (as Livepeer's gateway sends them): the
-                // control channel would deliver them a second time.
-                if self.job.byoc().is_none()
-                    && let Some(c) = &self.channels
-                {
-                    let _ = c.params.try_send(serde_json::Value::Object(params.clone()));
-                }
-            }
+            JobChange::Params(params) => self.send_params(params).await,
             JobChange::Restart => {
                 info!("reload: job settings changed; restarting the job");
-                if let Some(c) = self.channels.take() {
-                    c.stop().await;
-                }
-                if let Some(m) = self.camera.take() {
-                    let _ = m.stop().await;
-                }
-                let _ = self.job.stop().await;
+                self.retire_job().await;
                 let client = self.client();
-                let mode = &self.resolved.config.job;
+                let cfg = &self.resolved.config;
                 let started = start_job(
-                    mode,
+                    &cfg.job,
+                    &cfg.camera,
                     &self.runner,
                     &client,
                     &mut self.shutdown,
@@ -336,17 +334,7 @@ impl Running {
                 let Some(job) = started.await else {
                     return Ok(Flow::Stop);
                 };
-                self.job = job;
-                self.restart_camera().await?;
-                let cfg = &self.resolved.config;
-                self.channels = Some(ChannelStages::spawn(
-                    cfg,
-                    &self.job,
-                    &client,
-                    &self.items,
-                    &self.stats,
-                    &self.shutdown,
-                )?);
+                self.replace_job(job).await?;
                 self.stats.health.reset();
             }
             JobChange::Unchanged => {}
@@ -361,10 +349,60 @@ impl Running {
         Ok(Flow::Continue)
     }
 
+    /// New parameters for the running job, delivered once: on the control
+    /// channel when the job has one, else to the worker's HTTP API. A
+    /// pytrickle worker applies both, so sending both would apply twice.
+    async fn send_params(&self, params: &serde_json::Map<String, serde_json::Value>) {
+        // A BYOC stream takes parameters through the orchestrator's
+        // `/ai/stream/update`, as Livepeer's gateway sends them; its control
+        // channel carries keepalives only.
+        if self.job.byoc().is_none()
+            && let (Some(c), Some(_)) = (&self.channels, &self.job.urls.control)
+        {
+            info!("reload: sending new parameters on the control channel");
+            let update = serde_json::Value::Object(params.clone());
+            if c.params.send(update).await.is_err() {
+                warn!("reload: control channel gone; parameters not sent");
+            }
+            return;
+        }
+        info!("reload: sending new parameters to the job's API");
+        if let Err(e) = self.job.update_params(params).await {
+            warn!(error = %e, "reload: the job refused the parameters");
+        }
+    }
+
+    /// Ends the running job: see [`retire_job`].
+    async fn retire_job(&mut self) {
+        retire_job(self.camera.take(), &self.job).await;
+    }
+
+    /// Moves every stage to `job`'s channels: the camera publishes to its
+    /// ingest, new readers follow its data and events channels, and only
+    /// then are the old job's channels closed and removed.
+    async fn replace_job(&mut self, job: Job) -> Result<(), AgentError> {
+        let old = std::mem::replace(&mut self.job, job);
+        if let Some(c) = self.channels.take() {
+            c.stop().await;
+        }
+        self.restart_camera().await?;
+        let client = self.client();
+        self.channels = Some(ChannelStages::spawn(
+            &self.resolved.config,
+            &self.job,
+            &client,
+            &self.items,
+            &self.stats,
+            &self.shutdown,
+        )?);
+        old.close_channels();
+        Ok(())
+    }
+
     /// The pipeline went silent: outputs to failsafe, rules told, the job
-    /// stopped and started again after a backoff that grows while it keeps
-    /// dying. Channels stay: a restarted job writes to the same ones.
-    async fn restart_dead_job(&mut self) -> Flow {
+    /// stopped and started again on fresh channels after a backoff that
+    /// grows while it keeps dying.
+    async fn restart_dead_job(&mut self) -> Result<Flow, AgentError> {
         if !self.dead_logged {
             warn!(
                 silent_s = self.stats.health.silent_for().as_secs(),
@@ -377,28 +415,29 @@ impl Running {
         let _ = self
             .items
             .try_send(DataEvent::Channel(ChannelEvent::PipelineDead));
-        let _ = self.job.stop().await;
+        self.retire_job().await;
         tokio::select! {
             _ = self.job_backoff.wait() => {}
-            _ = self.shutdown.recv() => return Flow::Stop,
+            _ = self.shutdown.recv() => return Ok(Flow::Stop),
         }
+        let cfg = &self.resolved.config;
         let restarted = self
             .runner
-            .start(&self.resolved.config.job, &self.client())
+            .start(&cfg.job, &cfg.camera, &self.client())
             .await;
         self.job_start
             .record(restarted.as_ref().err().map(|e| e.to_string()));
         match restarted {
             Ok(j) => {
                 self.stats.job_restarts.fetch_add(1, Ordering::Relaxed);
-                info!("job restarted");
-                self.job = j;
+                info!(publish = %j.urls.publish, "job restarted");
+                self.replace_job(j).await?;
                 self.dead_logged = false;
             }
             Err(e) => warn!(error = %e, "job restart failed; will retry"),
         }
         self.stats.health.reset();
-        Flow::Continue
+        Ok(Flow::Continue)
     }
 
     /// Releases the outputs a reload replaced (failsafe, then their tasks).
@@ -411,7 +450,9 @@ impl Running {
     }
 
     /// Stop: the rules task first (nothing may drive an output after its
-    /// failsafe), outputs to failsafe, then the job, channels and camera.
+    /// failsafe), outputs to failsafe, then the job (camera, ingest, worker:
+    /// see [`retire_job`]), the channel stages, and the
+    /// channels themselves.
     /// Every stage already saw the agent's shutdown; this bounds and orders
     /// the waiting.
     async fn stop(mut self) {
@@ -421,12 +462,9 @@ impl Running {
             self.rules.stage.stop(Duration::from_secs(1)).await;
             outputs.failsafe().await;
             notify(&[sd_notify::NotifyState::Stopping]);
-            let _ = self.job.stop().await;
+            retire_job(self.camera.take(), &self.job).await;
             if let Some(c) = self.channels.take() {
                 c.stop().await;
-            }
-            if let Some(m) = self.camera.take() {
-                let _ = m.stop().await;
             }
             self.runner.close_channels();
         })
@@ -479,7 +517,14 @@ pub async fn run(
     let runner = JobRunner::prepare(&cfg.job).await?;
     let mut shutdown = control.shutdown.clone();
     let job_start = control.job_start.clone();
-    let started = start_job(&cfg.job, &runner, &client, &mut shutdown, &job_start);
+    let started = start_job(
+        &cfg.job,
+        &cfg.camera,
+        &runner,
+        &client,
+        &mut shutdown,
+        &job_start,
+    );
     let Some(job) = started.await else {
         outputs.failsafe().await;
         return Ok(());
@@ -560,7 +605,7 @@ pub async fn run(
             }
             _ = tick.tick() => {
                 if running.stats.health().pipeline_dead {
-                    if let Flow::Stop = running.restart_dead_job().await {
+                    if let Flow::Stop = running.restart_dead_job().await? {
                         break;
                     }
                 } else if running.stats.health.heard_since_reset() {

@@ -111,11 +111,19 @@ pub struct WorkerJob {
     /// Base URL of the worker's HTTP API (`POST /api/stream/start`).
     #[serde(default = "default_worker_url")]
     pub worker_url: String,
+    /// Where the worker's stream routes live: `"/api"` (our reference worker,
+    /// pytrickle with `route_prefix="/api"`), `"/"` (pytrickle's default), or
+    /// `"auto"` (the default): try `/api/stream/start`, `/stream/start`, then
+    /// `/live-video-to-video`, and use what answered for stop and params.
+    #[serde(default = "default_api_prefix")]
+    pub api_prefix: String,
     /// Address of the agent's own trickle server, which the worker reads from
     /// and writes to.
     #[serde(default = "default_trickle_listen")]
     pub listen: SocketAddr,
-    /// Channel names on that server are `<prefix>-in`, `<prefix>-data`, ….
+    /// Channel names on that server are `<prefix>-<n>-in`,
+    /// `<prefix>-<n>-data`, …, with `n` counting job starts (fresh channels
+    /// for every start, as Livepeer's gateway makes them).
     #[serde(default = "default_channel_prefix")]
     pub channel_prefix: String,
     /// Passed to the worker as JSON when the stream starts (prompt, model, …).
@@ -125,6 +133,9 @@ pub struct WorkerJob {
 
 fn default_worker_url() -> String {
     "http://127.0.0.1:8000".into()
+}
+fn default_api_prefix() -> String {
+    "auto".into()
 }
 fn default_trickle_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 2939))
@@ -137,6 +148,7 @@ impl Default for WorkerJob {
     fn default() -> Self {
         Self {
             worker_url: default_worker_url(),
+            api_prefix: default_api_prefix(),
             listen: default_trickle_listen(),
             channel_prefix: default_channel_prefix(),
             params: serde_json::Map::new(),

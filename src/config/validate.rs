@@ -88,6 +88,21 @@ pub(crate) fn validate(
         }
         JobMode::Worker(w) => {
             check_url(check, "job.worker_url", &w.worker_url)?;
+            let p = w.api_prefix.as_str();
+            let path_ok = p.starts_with('/')
+                && !p.contains("//")
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "/-_.".contains(c));
+            if p != "auto" && !path_ok {
+                return Err(check.invalid(
+                    "job.api_prefix",
+                    format!("invalid API prefix {p:?} for `job.api_prefix`"),
+                    Some(
+                        "use \"auto\", \"/\" (pytrickle's default routes) or a path such as \"/api\""
+                            .into(),
+                    ),
+                ));
+            }
             let ok = |ch: char| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_';
             if w.channel_prefix.is_empty() || !w.channel_prefix.chars().all(ok) {
                 return Err(check.invalid(

@@ -312,8 +312,10 @@ impl SegmentDecoder {
     }
 
     /// Turns one parsed value into items. Arrays are pytrickle batches and
-    /// are flattened; `[]` is a keepalive. Batch elements must be objects:
-    /// the others are dropped with one warning for the whole line. Any other
+    /// are flattened; `[]` is a keepalive. Batch elements must be objects,
+    /// or strings holding one JSON object: pytrickle's `send_data(str)` puts
+    /// the caller's `json.dumps(...)` into the batch as a string. Other
+    /// elements are dropped with one warning for the whole line. Any other
     /// top-level value (object or scalar) is one item.
     fn emit(&mut self, value: Value, now: Instant, out: &mut Vec<Item>) {
         let Value::Array(elements) = value else {
@@ -325,12 +327,38 @@ impl SegmentDecoder {
         }
         let total = elements.len();
         let mut dropped = 0;
+        let mut python_repr = 0;
+        let mut too_deep = 0;
         for element in elements {
-            if element.is_object() {
-                self.emit_value(element, now, out);
-            } else {
-                dropped += 1;
+            match element {
+                Value::Object(_) => self.emit_value(element, now, out),
+                Value::String(text) => match string_element(&text, self.limits.max_depth) {
+                    StringElement::Object(v) => {
+                        self.stats.json_strings += 1;
+                        self.emit_value(v, now, out);
+                    }
+                    StringElement::PythonRepr => python_repr += 1,
+                    StringElement::TooDeep => too_deep += 1,
+                    StringElement::Other => dropped += 1,
+                },
+                _ => dropped += 1,
             }
+        }
+        if python_repr > 0 {
+            self.skip(
+                SkipReason::InvalidJson,
+                format!(
+                    "{python_repr} of {total} batch elements are strings that look like a \
+                     Python repr ({{'key': ...}}), not JSON: the worker should send \
+                     json.dumps(obj), not str(obj)"
+                ),
+            );
+        }
+        if too_deep > 0 {
+            let max = self.limits.max_depth;
+            let detail =
+                format!("{too_deep} of {total} string batch elements nest deeper than {max}");
+            self.skip(SkipReason::TooDeep, detail);
         }
         if dropped > 0 {
             self.skip(
@@ -382,6 +410,32 @@ impl SegmentDecoder {
             %detail,
             "data payload problem"
         );
+    }
+}
+
+/// What a string element of a batch holds.
+enum StringElement {
+    /// A JSON object, decoded.
+    Object(Value),
+    /// Not JSON, but shaped like a Python dict's repr (`{'a': 1}`).
+    PythonRepr,
+    /// Nested deeper than the decoder's limit.
+    TooDeep,
+    Other,
+}
+
+fn string_element(text: &str, max_depth: usize) -> StringElement {
+    let trimmed = text.trim();
+    if !trimmed.starts_with('{') {
+        return StringElement::Other;
+    }
+    if exceeds_depth(trimmed.as_bytes(), max_depth) {
+        return StringElement::TooDeep;
+    }
+    match serde_json::from_str::<Value>(trimmed) {
+        Ok(v @ Value::Object(_)) => StringElement::Object(v),
+        _ if trimmed.ends_with('}') && trimmed.contains('\'') => StringElement::PythonRepr,
+        _ => StringElement::Other,
     }
 }
 

@@ -46,6 +46,9 @@ pub struct DecodeStats {
     pub items: u64,
     /// Empty `[]` lines (pytrickle keepalives): no item, but proof of life.
     pub keepalive: u64,
+    /// Batch elements that were strings holding a JSON object (pytrickle's
+    /// `send_data(str)`), decoded into items (counted in `items` too).
+    pub json_strings: u64,
     pub oversize: u64,
     pub too_deep: u64,
     pub invalid_json: u64,
@@ -71,7 +74,8 @@ impl DecodeStats {
         } += 1;
     }
 
-    /// Total warnings: every counter except `items` and `keepalive`.
+    /// Total warnings: every counter except `items`, `keepalive` and
+    /// `json_strings`.
     /// Each of them was logged exactly once.
     pub fn warnings(&self) -> u64 {
         self.oversize
@@ -88,6 +92,7 @@ impl DecodeStats {
     pub fn add(&mut self, other: &DecodeStats) {
         self.items += other.items;
         self.keepalive += other.keepalive;
+        self.json_strings += other.json_strings;
         self.oversize += other.oversize;
         self.too_deep += other.too_deep;
         self.invalid_json += other.invalid_json;

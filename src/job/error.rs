@@ -19,6 +19,28 @@ pub enum JobError {
         status: u16,
         body: String,
     },
+    /// The worker answered with an error status; kept apart so a 404 can
+    /// send the caller to the next candidate path.
+    #[error("worker {url}: {method} {path} answered {status}: {body}")]
+    Status {
+        url: String,
+        method: http::Method,
+        path: String,
+        status: http::StatusCode,
+        body: String,
+    },
+    #[error(
+        "worker {url}: no stream API found: POST {tried} all answered 404 \
+         (set job.api_prefix to the worker's route prefix)"
+    )]
+    NoStreamApi { url: String, tried: String },
     #[error(transparent)]
     Client(#[from] crate::trickle::ClientError),
+}
+
+impl JobError {
+    /// The worker has no such path (so another may be tried).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, JobError::Status { status, .. } if *status == http::StatusCode::NOT_FOUND)
+    }
 }

@@ -11,8 +11,12 @@ pub mod probe;
 pub mod worker_client;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tracing::info;
 
 use crate::config::{JobMode, StaticJob, WorkerJob};
+use crate::media::CameraConfig;
 use crate::trickle::server::{self, RunningServer, ServerConfig};
 use crate::trickle::{ClientOptions, HttpClient};
 use byoc::ByocStream;
@@ -36,14 +40,20 @@ pub struct Job {
     pub urls: JobUrls,
     /// The agent's own trickle server (worker mode), kept for the job's life.
     pub server: Option<Arc<RunningServer>>,
-    worker: Option<WorkerClient>,
+    worker: Option<WorkerApi>,
     byoc: Option<ByocStream>,
+    /// This job's channel names on `server` (worker mode), closed when the
+    /// job is replaced or the agent stops.
+    channels: Vec<String>,
     pub request_id: String,
     /// Where readers of this job's data and events channels start: `-2` (the
     /// segment being written, from its start) on our own server, whose
     /// channels hold only this job's segments; `-1` (the next segment)
     /// elsewhere, where the current one may hold stale items.
     pub reader_start_seq: i64,
+    /// Set once the worker was asked to stop, so a job that stays dead is
+    /// not stopped again on every retry.
+    stopped: AtomicBool,
 }
 
 impl std::fmt::Debug for Job {
@@ -52,6 +62,67 @@ impl std::fmt::Debug for Job {
             .field("urls", &self.urls)
             .field("request_id", &self.request_id)
             .finish()
+    }
+}
+
+/// The worker's stream API as this job found it: the client, and the paths
+/// its stop and params requests go to (derived from the start path that
+/// answered, so a worker on pytrickle's default routes is not sent to
+/// `/api/...`).
+#[derive(Debug, Clone)]
+pub struct WorkerApi {
+    pub client: WorkerClient,
+    /// The start path that answered.
+    pub start_path: String,
+    stop_paths: Vec<String>,
+    params_paths: Vec<String>,
+}
+
+/// Start paths to try for `api_prefix`, in order.
+pub fn start_paths(api_prefix: &str) -> Vec<String> {
+    match api_prefix {
+        "auto" => vec![
+            "/api/stream/start".into(),
+            "/stream/start".into(),
+            "/live-video-to-video".into(),
+        ],
+        p => vec![format!("{}/stream/start", p.trim_end_matches('/'))],
+    }
+}
+
+/// The paths of `stop` or `params` (`route`) once `start_path` answered.
+/// pytrickle serves `/live-video-to-video` at the root whatever its route
+/// prefix, so that alias says nothing about where the rest lives: both
+/// known prefixes are tried.
+fn sibling_paths(start_path: &str, route: &str) -> Vec<String> {
+    match start_path.strip_suffix("/stream/start") {
+        Some(prefix) => vec![format!("{prefix}/stream/{route}")],
+        None => vec![format!("/api/stream/{route}"), format!("/stream/{route}")],
+    }
+}
+
+impl WorkerApi {
+    /// POSTs the start request to each candidate path until one is not a 404.
+    async fn start(
+        client: WorkerClient,
+        api_prefix: &str,
+        body: &serde_json::Value,
+    ) -> Result<Self, JobError> {
+        let candidates = start_paths(api_prefix);
+        let paths: Vec<&str> = candidates.iter().map(String::as_str).collect();
+        let (start_path, _) = client.post_first(&paths, body).await?;
+        let start_path = start_path.to_string();
+        Ok(Self {
+            client,
+            stop_paths: sibling_paths(&start_path, "stop"),
+            params_paths: sibling_paths(&start_path, "params"),
+            start_path,
+        })
+    }
+
+    async fn post(&self, paths: &[String], body: &serde_json::Value) -> Result<(), JobError> {
+        let paths: Vec<&str> = paths.iter().map(String::as_str).collect();
+        self.client.post_first(&paths, body).await.map(|_| ())
     }
 }
 
@@ -65,37 +136,66 @@ fn static_urls(s: &StaticJob) -> JobUrls {
     }
 }
 
-/// Channel names of a worker job on the agent's server.
-pub fn worker_channels(prefix: &str) -> [(String, &'static str); 5] {
+/// Channel names of the `n`th start of a worker job on the agent's server:
+/// `<prefix>-<n>-in`, `-out`, `-control`, `-events`, `-data`. Fresh names
+/// for every start, as Livepeer's gateway does, so a restarted worker
+/// publishes from seq 0 onto empty channels and our readers never wait on a
+/// sequence number the old stream left behind.
+pub fn worker_channels(prefix: &str, n: u64) -> [(String, &'static str); 5] {
     [
-        (format!("{prefix}-in"), "video/MP2T"),
-        (format!("{prefix}-out"), "video/MP2T"),
-        (format!("{prefix}-control"), "application/json"),
-        (format!("{prefix}-events"), "application/json"),
-        (format!("{prefix}-data"), "application/jsonl"),
+        (format!("{prefix}-{n}-in"), "video/MP2T"),
+        (format!("{prefix}-{n}-out"), "video/MP2T"),
+        (format!("{prefix}-{n}-control"), "application/json"),
+        (format!("{prefix}-{n}-events"), "application/json"),
+        (format!("{prefix}-{n}-data"), "application/jsonl"),
     ]
 }
 
 /// Starts the agent's trickle server for a worker job (once per agent run:
-/// it outlives job restarts so readers and writers keep their sockets).
+/// it outlives job restarts; each job start adds its own channels).
 pub async fn start_worker_server(w: &WorkerJob) -> Result<Arc<RunningServer>, JobError> {
     let config = ServerConfig {
         listen: w.listen,
-        channels: worker_channels(&w.channel_prefix)
-            .into_iter()
-            .map(|(n, ct)| (n, Some(ct.to_string())))
-            .collect(),
         ..Default::default()
     };
     Ok(Arc::new(server::start(config).await?))
 }
 
+/// The job's parameters as sent at start: the config's `params`, plus the
+/// camera's `width`, `height` and `fps` where the config does not set them.
+/// pytrickle scales and centre-crops every frame to `width`x`height`
+/// (512x512 when absent), which would move every zone a rule checks.
+pub fn start_params(
+    w: &WorkerJob,
+    camera: &CameraConfig,
+) -> serde_json::Map<String, serde_json::Value> {
+    with_camera_size(&w.params, camera)
+}
+
+/// `params` with the camera's `width`, `height` and `fps` added where they
+/// are not set (BYOC streams usually reach a pytrickle worker too).
+pub fn with_camera_size(
+    params: &serde_json::Map<String, serde_json::Value>,
+    camera: &CameraConfig,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut params = params.clone();
+    for (key, value) in [
+        ("width", camera.width),
+        ("height", camera.height),
+        ("fps", camera.fps),
+    ] {
+        params.entry(key).or_insert(value.into());
+    }
+    params
+}
+
 /// What a job mode keeps for the agent's whole run, so the agent asks the
 /// job instead of matching on its mode: in worker mode, the agent's own
-/// trickle server, started once so that readers and writers keep their
-/// sockets across job restarts.
+/// trickle server, started once so that its address stays the same across
+/// job restarts, and the count of job starts that names each job's channels.
 pub struct JobRunner {
     server: Option<Arc<RunningServer>>,
+    starts: AtomicU64,
 }
 
 impl JobRunner {
@@ -105,12 +205,22 @@ impl JobRunner {
             JobMode::Worker(w) => Some(start_worker_server(w).await?),
             JobMode::Static(_) | JobMode::Byoc(_) => None,
         };
-        Ok(Self { server })
+        Ok(Self {
+            server,
+            starts: AtomicU64::new(0),
+        })
     }
 
-    /// Starts one job of `mode` (which a reload may have changed).
-    pub async fn start(&self, mode: &JobMode, client: &ClientOptions) -> Result<Job, JobError> {
-        start(mode, self.server.clone(), client).await
+    /// Starts one job of `mode` (which a reload may have changed) for a
+    /// camera configured as `camera`.
+    pub async fn start(
+        &self,
+        mode: &JobMode,
+        camera: &CameraConfig,
+        client: &ClientOptions,
+    ) -> Result<Job, JobError> {
+        let n = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+        start(mode, camera, self.server.clone(), n, client).await
     }
 
     /// The agent's own trickle server, in worker mode.
@@ -151,11 +261,13 @@ pub fn params_only_change(
     }
 }
 
-/// Starts a job. In worker mode the channels are (re)created on `server` and
-/// the worker is asked to start a stream against them.
+/// Starts a job. In worker mode the `n`th start's channels are created on
+/// `server` and the worker is asked to start a stream against them.
 pub async fn start(
     mode: &JobMode,
+    camera: &CameraConfig,
     server: Option<Arc<RunningServer>>,
+    n: u64,
     client: &ClientOptions,
 ) -> Result<Job, JobError> {
     let request_id = format!(
@@ -169,22 +281,27 @@ pub async fn start(
             server: None,
             worker: None,
             byoc: None,
+            channels: Vec::new(),
             request_id,
             reader_start_seq: -1,
+            stopped: AtomicBool::new(false),
         }),
         JobMode::Byoc(b) => {
             // The stream id names the orchestrator's channels, so each start
             // gets new ones, holding only this job's segments: readers start
             // at the current segment.
             let http = HttpClient::new(client)?;
-            let (stream, urls) = ByocStream::start(b, &b.params, http, &request_id).await?;
+            let params = with_camera_size(&b.params, camera);
+            let (stream, urls) = ByocStream::start(b, &params, http, &request_id).await?;
             Ok(Job {
                 urls,
                 server: None,
                 worker: None,
                 byoc: Some(stream),
+                channels: Vec::new(),
                 request_id,
                 reader_start_seq: -2,
+                stopped: AtomicBool::new(false),
             })
         }
         JobMode::Worker(w) => {
@@ -192,17 +309,18 @@ pub async fn start(
                 Some(s) => s,
                 None => start_worker_server(w).await?,
             };
-            for (name, ct) in worker_channels(&w.channel_prefix) {
-                server.state.create_channel(&name, Some(ct.to_string()))?;
+            let channels = worker_channels(&w.channel_prefix, n);
+            for (name, ct) in &channels {
+                server.state.create_channel(name, Some(ct.to_string()))?;
             }
+            let names: Vec<String> = channels.iter().map(|(n, _)| n.clone()).collect();
             // The worker reaches our server by the address we listen on.
             let base = format!(
                 "http://{}{}",
                 server.local_addr(),
                 server.state.config().base_path
             );
-            let [ingest, out, control, events, data] =
-                worker_channels(&w.channel_prefix).map(|(n, _)| format!("{base}{n}"));
+            let [ingest, out, control, events, data] = channels.map(|(n, _)| format!("{base}{n}"));
             let urls = JobUrls {
                 publish: ingest.clone(),
                 subscribe: Some(out.clone()),
@@ -210,7 +328,7 @@ pub async fn start(
                 events: Some(events.clone()),
                 data: Some(data.clone()),
             };
-            let worker = WorkerClient::new(&w.worker_url, HttpClient::new(client)?);
+            let client = WorkerClient::new(&w.worker_url, HttpClient::new(client)?);
             // From the worker's side: it subscribes to our ingest and
             // publishes to our output, events and data channels.
             let body = serde_json::json!({
@@ -220,27 +338,51 @@ pub async fn start(
                 "events_url": events,
                 "data_url": data,
                 "gateway_request_id": request_id,
-                "params": w.params,
+                "params": start_params(w, camera),
             });
-            worker.post("/api/stream/start", &body).await?;
+            let worker = match WorkerApi::start(client, &w.api_prefix, &body).await {
+                Ok(api) => api,
+                Err(e) => {
+                    // Nobody will use this start's channels.
+                    for name in &names {
+                        server.state.close_channel(name);
+                    }
+                    return Err(e);
+                }
+            };
+            info!(path = %worker.start_path, "worker stream API found");
             Ok(Job {
                 urls,
                 server: Some(server),
                 worker: Some(worker),
                 byoc: None,
+                channels: names,
                 request_id,
                 reader_start_seq: -2,
+                stopped: AtomicBool::new(false),
             })
         }
     }
 }
 
 impl Job {
-    /// Stops the worker's stream (worker mode). Channels stay: the next job
-    /// start reuses them.
+    /// Ends the ingest channel (worker mode): the segment being written ends
+    /// and the worker's subscriber sees the stream end. Done before
+    /// [`stop`](Self::stop): pytrickle asked to stop while an ingest segment
+    /// still streams leaves its decoder blocked on that segment for good.
+    pub fn end_ingest(&self) {
+        if let (Some(server), Some(ingest)) = (&self.server, self.channels.first()) {
+            server.state.close_channel(ingest);
+        }
+    }
+
+    /// Stops the worker's stream (worker mode) or the BYOC stream, once.
     pub async fn stop(&self) -> Result<(), JobError> {
+        if self.stopped.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
         if let Some(w) = &self.worker {
-            w.post("/api/stream/stop", &serde_json::json!({})).await?;
+            w.post(&w.stop_paths, &serde_json::json!({})).await?;
         }
         if let Some(b) = &self.byoc {
             b.stop().await?;
@@ -248,18 +390,26 @@ impl Job {
         Ok(())
     }
 
-    /// Sends new parameters to the worker's API (the control channel gets
-    /// them separately, from the control task).
+    /// Closes and removes this job's channels on our server, once the next
+    /// job's readers have moved to theirs.
+    pub fn close_channels(&self) {
+        if let Some(server) = &self.server {
+            for name in &self.channels {
+                server.state.close_channel(name);
+            }
+        }
+    }
+
+    /// Sends new parameters to the worker's HTTP API, or a BYOC stream's
+    /// `/ai/stream/update`. For a worker only without a control channel: a
+    /// worker given both (pytrickle) applies each.
     pub async fn update_params(
         &self,
         params: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<(), JobError> {
         if let Some(w) = &self.worker {
-            w.post(
-                "/api/stream/params",
-                &serde_json::Value::Object(params.clone()),
-            )
-            .await?;
+            let body = serde_json::Value::Object(params.clone());
+            w.post(&w.params_paths, &body).await?;
         }
         if let Some(b) = &self.byoc {
             b.update_params(params).await?;
@@ -272,7 +422,60 @@ impl Job {
         self.byoc.as_ref()
     }
 
-    pub fn worker(&self) -> Option<&WorkerClient> {
+    pub fn worker(&self) -> Option<&WorkerApi> {
         self.worker.as_ref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_tries_api_then_root_then_the_alias() {
+        assert_eq!(
+            start_paths("auto"),
+            ["/api/stream/start", "/stream/start", "/live-video-to-video"]
+        );
+        assert_eq!(start_paths("/"), ["/stream/start"]);
+        assert_eq!(start_paths("/api/"), ["/api/stream/start"]);
+    }
+
+    #[test]
+    fn stop_and_params_follow_the_start_that_answered() {
+        assert_eq!(sibling_paths("/stream/start", "stop"), ["/stream/stop"]);
+        assert_eq!(
+            sibling_paths("/api/stream/start", "params"),
+            ["/api/stream/params"]
+        );
+        assert_eq!(
+            sibling_paths("/live-video-to-video", "stop"),
+            ["/api/stream/stop", "/stream/stop"]
+        );
+    }
+
+    #[test]
+    fn camera_size_is_sent_unless_params_set_it() {
+        let camera = CameraConfig {
+            width: 320,
+            height: 240,
+            fps: 15,
+            ..Default::default()
+        };
+        let mut w = WorkerJob::default();
+        w.params.insert("width".into(), 640.into());
+        let p = start_params(&w, &camera);
+        assert_eq!(p["width"], 640);
+        assert_eq!(p["height"], 240);
+        assert_eq!(p["fps"], 15);
+    }
+
+    #[test]
+    fn each_start_gets_its_own_channel_names() {
+        let [a, ..] = worker_channels("cam", 1);
+        let [b, .., d] = worker_channels("cam", 2);
+        assert_eq!(a.0, "cam-1-in");
+        assert_eq!(b.0, "cam-2-in");
+        assert_eq!(d, ("cam-2-data".to_string(), "application/jsonl"));
     }
 }

@@ -59,10 +59,13 @@ impl WorkerClient {
                 .to_bytes();
             let value = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
             if !status.is_success() {
-                return Err(self.err(format!(
-                    "{method} {path} answered {status}: {}",
-                    String::from_utf8_lossy(&bytes).trim()
-                )));
+                return Err(JobError::Status {
+                    url: self.base.clone(),
+                    method: method.clone(),
+                    path: path.to_string(),
+                    status,
+                    body: String::from_utf8_lossy(&bytes).trim().to_string(),
+                });
             }
             Ok(value)
         };
@@ -77,6 +80,27 @@ impl WorkerClient {
         body: &serde_json::Value,
     ) -> Result<serde_json::Value, JobError> {
         self.call(Method::POST, path, json_body(body)).await
+    }
+
+    /// POSTs `body` to each path in turn until one is not a 404; answers
+    /// the path that took it. A 404 on every path is [`JobError::NoStreamApi`]
+    /// naming them all.
+    pub async fn post_first<'p>(
+        &self,
+        paths: &[&'p str],
+        body: &serde_json::Value,
+    ) -> Result<(&'p str, serde_json::Value), JobError> {
+        for path in paths {
+            match self.post(path, body).await {
+                Err(e) if e.is_not_found() => continue,
+                Err(e) => return Err(e),
+                Ok(v) => return Ok((path, v)),
+            }
+        }
+        Err(JobError::NoStreamApi {
+            url: self.base.clone(),
+            tried: paths.join(", "),
+        })
     }
 
     pub async fn get(&self, path: &str) -> Result<serde_json::Value, JobError> {
