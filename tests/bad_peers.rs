@@ -50,7 +50,7 @@ async fn client_that_sends_headers_then_stalls_its_body() {
     // successful claim is released at once (no byte was written).
     let ch = s.state.channel("bad").unwrap();
     wait_until("seq 0 released by the stalled POST", || {
-        match ch.for_write(0, false, None) {
+        match ch.for_write(0, false) {
             WriteSlot::Claimed(seg) => {
                 seg.detach_writer();
                 true

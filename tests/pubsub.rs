@@ -141,7 +141,7 @@ async fn publisher_preconnects_the_next_post() {
     .await;
     // ...and it holds seq 1: a second writer is refused (`Taken` claims
     // nothing, so this probe leaves the slot to the preconnected POST).
-    let probe = ch.for_write(1, false, None);
+    let probe = ch.for_write(1, false);
     assert!(
         matches!(probe, WriteSlot::Taken { seq: 1 }),
         "seq 1 is not held by a preconnected POST: {probe:?}"

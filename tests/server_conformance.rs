@@ -231,6 +231,8 @@ async fn get_ahead_of_the_live_edge_is_470() {
     let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/5"), &[]).await;
     assert_eq!(h.status, 470);
     assert_eq!(h.num("lp-trickle-latest"), Some(1));
+    // Early, not left behind by a restart: no hint to go back.
+    assert_eq!(h.header("lp-trickle-reset"), None);
 }
 
 #[tokio::test]
@@ -368,13 +370,137 @@ async fn empty_post_still_advances_the_write_position() {
 }
 
 #[tokio::test]
-async fn second_post_to_a_written_seq_does_not_replace_it() {
+async fn segment_that_ended_empty_answers_200_with_an_empty_body() {
     let s = start_server(test_config(), &["conf"]).await;
-    post(s.local_addr(), &format!("{CH}/0"), b"original", &[]).await;
-    let (h, _) = post(s.local_addr(), &format!("{CH}/0"), b"impostor", &[]).await;
-    assert_eq!(h.status, 409);
+    post(s.local_addr(), &format!("{CH}/0"), b"", &[]).await;
+    let (h, body) = simple(s.local_addr(), "GET", &format!("{CH}/0"), &[]).await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.num("lp-trickle-seq"), Some(0));
+    assert_eq!(h.header("lp-trickle-closed"), None);
+    assert!(body.is_empty(), "{body:?}");
+    // A reader already waiting when the POST ends empty gets the same.
+    let mut r = Raw::connect(s.local_addr()).await;
+    r.request("GET", &format!("{CH}/1"), &[]).await;
+    readers_waiting(&s, "conf", 1, 1).await;
+    post(s.local_addr(), &format!("{CH}/1"), b"", &[]).await;
+    let (h, _) = within("the waiting reader's answer", r.final_head()).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(1)));
+    assert!(r.body(&h).await.is_empty());
+}
+
+#[tokio::test]
+async fn post_to_a_held_seq_is_a_restart_and_keeps_the_new_bytes() {
+    let s = start_server(test_config(), &["conf"]).await;
+    for seq in 0..3 {
+        post(s.local_addr(), &format!("{CH}/{seq}"), b"old", &[]).await;
+    }
+    // A publisher restarted at 0 without Lp-Trickle-Reset, as pytrickle and
+    // Go's publisher do.
+    let (h, _) = post(s.local_addr(), &format!("{CH}/0"), b"new-0", &[]).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(0)));
     let (_, body) = simple(s.local_addr(), "GET", &format!("{CH}/0"), &[]).await;
-    assert_eq!(body, b"original");
+    assert_eq!(body, b"new-0");
+    let (_, next) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
+    assert_eq!(next, b"1", "the write position moved back");
+    let (h, _) = post(s.local_addr(), &format!("{CH}/1"), b"new-1", &[]).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(1)));
+    let (_, body) = simple(s.local_addr(), "GET", &format!("{CH}/1"), &[]).await;
+    assert_eq!(body, b"new-1");
+}
+
+#[tokio::test]
+async fn post_to_an_evicted_older_seq_moves_the_position_back() {
+    let s = start_server(test_config(), &["conf"]).await;
+    for seq in 0..12 {
+        post(s.local_addr(), &format!("{CH}/{seq}"), b"old", &[]).await;
+    }
+    let (h, _) = post(s.local_addr(), &format!("{CH}/0"), b"new-0", &[]).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(0)));
+    let (_, next) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
+    assert_eq!(next, b"1");
+    let (h, body) = simple(s.local_addr(), "GET", &format!("{CH}/-2"), &[]).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(0)));
+    assert_eq!(body, b"new-0");
+}
+
+#[tokio::test]
+async fn reader_parked_above_a_restarted_publisher_is_sent_back_to_it() {
+    let s = start_server(test_config(), &["conf"]).await;
+    for seq in 0..41 {
+        post(s.local_addr(), &format!("{CH}/{seq}"), b"old", &[]).await;
+    }
+    let mut parked = Raw::connect(s.local_addr()).await;
+    parked.request("GET", &format!("{CH}/41"), &[]).await;
+    readers_waiting(&s, "conf", 41, 1).await;
+    // The publisher restarts at 0; its first POST is open, no byte sent yet.
+    let mut w = Raw::connect(s.local_addr()).await;
+    w.start_post(&format!("{CH}/0"), &[("Content-Type", "video/MP2T")])
+        .await;
+    let (h, _) = within("the parked reader woken", parked.final_head()).await;
+    assert_eq!(h.status, 470);
+    assert_eq!(h.num("lp-trickle-seq"), Some(41));
+    assert_eq!(h.num("lp-trickle-latest"), Some(0));
+    assert_eq!(h.header("lp-trickle-reset"), Some("1"));
+    // A reader arriving late at the old edge is told the same.
+    let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/41"), &[]).await;
+    assert_eq!(h.status, 470);
+    assert_eq!(h.header("lp-trickle-reset"), Some("1"));
+    // Going back to `latest` gets the new run.
+    let mut r = Raw::connect(s.local_addr()).await;
+    r.request("GET", &format!("{CH}/0"), &[]).await;
+    w.chunk(b"new-0").await;
+    w.end().await;
+    let (h, _) = within("the new run's seq 0", r.final_head()).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(0)));
+    assert_eq!(r.body(&h).await, b"new-0");
+    assert_eq!(w.final_head().await.0.status, 200);
+}
+
+#[tokio::test]
+async fn retried_post_of_a_seq_that_got_no_byte_is_not_a_restart() {
+    let s = start_server(test_config(), &["conf"]).await;
+    post(s.local_addr(), &format!("{CH}/0"), b"zero", &[]).await;
+    // POST 1 ends empty (the position moves on to 2), a reader waits at 2,
+    // and the publisher posts 1 again.
+    post(s.local_addr(), &format!("{CH}/1"), b"", &[]).await;
+    let mut r = Raw::connect(s.local_addr()).await;
+    r.request("GET", &format!("{CH}/2"), &[]).await;
+    readers_waiting(&s, "conf", 2, 1).await;
+    let (h, _) = post(s.local_addr(), &format!("{CH}/1"), b"one", &[]).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(1)));
+    let (_, next) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
+    assert_eq!(next, b"2", "a retry does not move the position back");
+    let (_, body) = simple(s.local_addr(), "GET", &format!("{CH}/0"), &[]).await;
+    assert_eq!(body, b"zero", "a retry closes nothing");
+    // The reader at 2 was not woken: it gets seq 2 when it is written.
+    post(s.local_addr(), &format!("{CH}/2"), b"two", &[]).await;
+    let (h, _) = within("reader at 2", r.final_head()).await;
+    assert_eq!((h.status, h.num("lp-trickle-seq")), (200, Some(2)));
+    assert_eq!(r.body(&h).await, b"two");
+}
+
+#[tokio::test]
+async fn get_answers_the_channel_type_not_the_posts() {
+    let s = start_server(test_config(), &[]).await;
+    let (h, _) = simple(
+        s.local_addr(),
+        "POST",
+        "/ai/trickle/events",
+        &[("Expect-Content", "application/json")],
+    )
+    .await;
+    assert_eq!(h.status, 200);
+    // Go's publisher names video/MP2T on every channel.
+    let mp2t = [("Content-Type", "video/MP2T")];
+    post(s.local_addr(), "/ai/trickle/events/0", b"{}", &mp2t).await;
+    let (h, _) = simple(s.local_addr(), "GET", "/ai/trickle/events/0", &[]).await;
+    assert_eq!(h.header("content-type"), Some("application/json"));
+    // A channel made without a type answers an empty one, as Livepeer's does.
+    simple(s.local_addr(), "POST", "/ai/trickle/untyped", &[]).await;
+    post(s.local_addr(), "/ai/trickle/untyped/0", b"{}", &mp2t).await;
+    let (h, _) = simple(s.local_addr(), "GET", "/ai/trickle/untyped/0", &[]).await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.header("content-type"), Some(""));
 }
 
 #[tokio::test]

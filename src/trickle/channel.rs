@@ -17,17 +17,31 @@ pub const RING_SIZE: usize = 5;
 pub enum ReadSlot {
     /// The segment exists (or was pre-created for a reader at the live edge).
     Found(Arc<Segment>),
-    /// Not held: answer 470 with `seq` asked and `latest` (next write seq).
-    Missing { seq: i64, latest: i64 },
+    /// Not held: answer 470.
+    Missing(Missing),
     /// The channel is closing: end of stream.
     Closed { seq: i64, latest: i64 },
+}
+
+/// A seq the channel does not hold, as a 470 tells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missing {
+    /// The seq asked.
+    pub seq: i64,
+    /// Where the reader should go on: the next write seq, or (when
+    /// `rewound`) the oldest held segment of the restarted publisher's run.
+    pub latest: i64,
+    /// The seq was the live edge before a publisher restarted below it: the
+    /// reader must go back to `latest` rather than wait for the new run to
+    /// climb up to it.
+    pub rewound: bool,
 }
 
 /// Outcome of resolving a POST.
 #[derive(Debug)]
 pub enum WriteSlot {
     Claimed(Arc<Segment>),
-    /// The seq already holds data or another POST: it is never replaced.
+    /// Another POST holds this seq and has not sent a byte yet.
     Taken {
         seq: i64,
     },
@@ -38,9 +52,67 @@ pub enum WriteSlot {
 struct ChannelState {
     ring: [Option<Arc<Segment>>; RING_SIZE],
     next_write: i64,
+    /// The highest `next_write` ever reached. Above `next_write` only after
+    /// a publisher restarted at an older seq: seqs in between were the live
+    /// edge of the run that stopped.
+    high_water: i64,
+    /// The seq the last restart below the write position began at.
+    rewound_to: i64,
     /// Last time a segment began (first byte of a POST) or the channel was made.
     last_write: Instant,
     closed: bool,
+}
+
+impl ChannelState {
+    fn set_next_write(&mut self, seq: i64) {
+        self.next_write = seq;
+        self.high_water = self.high_water.max(seq);
+    }
+
+    /// Whether `seq` was the live edge of a run that a publisher restarted
+    /// below.
+    fn left_behind(&self, seq: i64) -> bool {
+        seq > self.next_write && seq <= self.high_water
+    }
+
+    /// A reader left behind by a restart is sent to the first segment of
+    /// the new run that the ring still holds, not to the write position: by
+    /// the time it asks, the new run may be several segments on.
+    fn missing(&self, seq: i64) -> Missing {
+        if !self.left_behind(seq) {
+            return Missing {
+                seq,
+                latest: self.next_write,
+                rewound: false,
+            };
+        }
+        let oldest_held = self.next_write - (RING_SIZE as i64 - 1);
+        Missing {
+            seq,
+            latest: self.rewound_to.max(oldest_held).min(self.next_write),
+            rewound: true,
+        }
+    }
+
+    /// Takes out of the ring every segment `retire` picks, waking its
+    /// readers: one that holds data is closed (readers finish what it
+    /// holds); one that never got a byte is evicted, so its readers get a
+    /// 470 naming the live edge instead of an empty segment that would send
+    /// them on to the next seq.
+    fn retire(&mut self, retire: impl Fn(&Segment) -> bool) {
+        for entry in self.ring.iter_mut() {
+            let Some(seg) = entry.as_ref() else { continue };
+            if !retire(seg) {
+                continue;
+            }
+            if seg.is_empty() {
+                seg.evict();
+                *entry = None;
+            } else {
+                seg.close();
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -62,6 +134,8 @@ impl Channel {
             state: Mutex::new(ChannelState {
                 ring: Default::default(),
                 next_write: 0,
+                high_water: 0,
+                rewound_to: 0,
                 last_write: Instant::now(),
                 closed: false,
             }),
@@ -72,6 +146,8 @@ impl Channel {
         &self.name
     }
 
+    /// The type given at creation (`Expect-Content`): what every GET answers,
+    /// whatever type the publisher's POSTs name.
     pub fn content_type(&self) -> Option<&str> {
         self.content_type.as_deref()
     }
@@ -86,6 +162,11 @@ impl Channel {
 
     pub fn last_write(&self) -> Instant {
         self.state.lock_ignoring_poison().last_write
+    }
+
+    /// How a 470 for `seq` reads now (for a reader whose segment was evicted).
+    pub fn missing(&self, seq: i64) -> Missing {
+        self.state.lock_ignoring_poison().missing(seq)
     }
 
     /// Resolves `-1` (next write) and `-2` (current write) to a real seq.
@@ -119,32 +200,44 @@ impl Channel {
             }
             return ReadSlot::Found(seg);
         }
-        ReadSlot::Missing { seq, latest }
+        ReadSlot::Missing(st.missing(seq))
     }
 
-    /// Finds or creates the segment a POST writes. `reset` closes every other
-    /// segment so readers stuck on a dead publisher's positions wake up.
-    pub fn for_write(&self, seq: i64, reset: bool, content_type: Option<String>) -> WriteSlot {
+    /// Finds or creates the segment a POST writes.
+    ///
+    /// A seq that holds no byte yet (waiting for its POST, or whose POST died
+    /// first or ended empty) is the same publisher trying it again: it gets
+    /// that segment. Any other POST below the write position is a publisher
+    /// that restarted without saying so (Go's and pytrickle's start again at
+    /// 0): like `reset`, it retires the older segments, and it also wakes the
+    /// readers parked above it and moves the write position back to its seq,
+    /// so live readers follow the new run. A seq that holds data is never
+    /// written into: the POST gets a fresh segment in its place.
+    pub fn for_write(&self, seq: i64, reset: bool) -> WriteSlot {
         let mut st = self.state.lock_ignoring_poison();
         if st.closed {
             return WriteSlot::Closed;
         }
         let seq = if seq == -1 { st.next_write } else { seq };
-        if reset {
+        let pos = slot(seq);
+        let held = st.ring[pos].as_ref().filter(|s| s.seq() == seq).cloned();
+        let retry = held.as_ref().is_some_and(|s| s.is_empty());
+        let rewind = seq < st.next_write && !retry;
+        if reset || rewind {
             // Only older segments: the same publisher's preconnected POSTs for
             // later seqs may already be waiting and must survive.
-            for s in st.ring.iter().flatten() {
-                if s.seq() < seq {
-                    s.close();
-                }
-            }
-            st.next_write = seq;
+            st.retire(|s| s.seq() < seq);
+            st.set_next_write(seq);
         }
-        let pos = slot(seq);
-        let seg = match &st.ring[pos] {
-            // A segment that ended empty holds nothing to protect: a new POST
-            // for its seq starts it afresh.
-            Some(existing) if existing.seq() == seq && !existing.ended_empty() => existing.clone(),
+        if rewind {
+            // Readers parked above the new seq wait for the run that stopped.
+            // A POST waiting right above it may be the new run's preconnect;
+            // one further up is the old run's and goes too.
+            st.retire(|s| s.seq() > seq && s.is_empty() && (s.seq() > seq + 1 || s.is_unclaimed()));
+            st.rewound_to = seq;
+        }
+        let seg = match held {
+            Some(existing) if existing.is_empty() && !existing.is_closed() => existing,
             _ => {
                 let seg = Segment::new(seq);
                 if let Some(old) = st.ring[pos].replace(seg.clone()) {
@@ -153,19 +246,35 @@ impl Channel {
                 seg
             }
         };
-        let content_type = content_type.or_else(|| self.content_type.clone());
-        if seg.attach_writer(content_type) {
+        if seg.attach_writer() {
             WriteSlot::Claimed(seg)
         } else {
             WriteSlot::Taken { seq }
         }
     }
 
+    /// Releases a segment whose POST failed before its first byte, so a retry
+    /// can claim it. One the old run left above a restarted publisher is
+    /// retired instead: no one will write it, and its readers must go back.
+    pub fn writer_failed(&self, seg: &Arc<Segment>) {
+        seg.detach_writer();
+        let mut st = self.state.lock_ignoring_poison();
+        if st.left_behind(seg.seq()) && seg.is_unclaimed() {
+            st.retire(|s| std::ptr::eq(s, seg.as_ref()));
+        }
+    }
+
     /// Called when a POST delivers its first byte, or ends empty: either way
-    /// the next write position moves past `seq`.
+    /// the next write position moves past `seq`. Not for a segment retired
+    /// from the ring: a restart below it moved the position on purpose.
     pub fn advance_past(&self, seq: i64) {
         let mut st = self.state.lock_ignoring_poison();
-        st.next_write = st.next_write.max(seq + 1);
+        let held = st.ring[slot(seq)].as_ref().is_some_and(|s| s.seq() == seq);
+        if !held {
+            return;
+        }
+        let next = st.next_write.max(seq + 1);
+        st.set_next_write(next);
         st.last_write = Instant::now();
     }
 
@@ -208,7 +317,7 @@ mod tests {
     use bytes::Bytes;
 
     fn write(ch: &Channel, seq: i64, data: &'static [u8]) -> Arc<Segment> {
-        let WriteSlot::Claimed(seg) = ch.for_write(seq, false, None) else {
+        let WriteSlot::Claimed(seg) = ch.for_write(seq, false) else {
             panic!("seq {seq} not claimed");
         };
         ch.advance_past(seg.seq());
@@ -226,12 +335,16 @@ mod tests {
         assert_eq!(ch.next_write(), 8);
         assert!(matches!(
             ch.for_read(2),
-            ReadSlot::Missing { seq: 2, latest: 8 }
+            ReadSlot::Missing(Missing {
+                seq: 2,
+                latest: 8,
+                rewound: false
+            })
         ));
         assert!(matches!(ch.for_read(3), ReadSlot::Found(s) if s.seq() == 3));
         assert!(matches!(ch.for_read(-2), ReadSlot::Found(s) if s.seq() == 7));
         assert!(matches!(ch.for_read(-1), ReadSlot::Found(s) if s.seq() == 8));
-        assert!(matches!(ch.for_read(10), ReadSlot::Missing { .. }));
+        assert!(matches!(ch.for_read(10), ReadSlot::Missing(_)));
     }
 
     #[tokio::test]
@@ -239,18 +352,91 @@ mod tests {
         let ch = Channel::new("c".into(), None);
         assert!(matches!(ch.for_read(0), ReadSlot::Found(_)));
         assert!(matches!(ch.for_read(1), ReadSlot::Found(_)));
-        assert!(matches!(ch.for_read(2), ReadSlot::Missing { .. }));
+        assert!(matches!(ch.for_read(2), ReadSlot::Missing(_)));
         assert!(matches!(ch.for_read(-2), ReadSlot::Found(s) if s.seq() == 0));
     }
 
     #[tokio::test]
-    async fn written_seq_is_not_replaced() {
+    async fn a_waiting_post_keeps_its_seq_from_a_second_one() {
         let ch = Channel::new("c".into(), None);
-        write(&ch, 0, b"first");
+        let WriteSlot::Claimed(_waiting) = ch.for_write(0, false) else {
+            panic!()
+        };
         assert!(matches!(
-            ch.for_write(0, false, None),
+            ch.for_write(0, false),
             WriteSlot::Taken { seq: 0 }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_seq_that_got_no_byte_is_claimed_again_without_a_rewind() {
+        let ch = Channel::new("c".into(), None);
+        write(&ch, 0, b"a");
+        // POST 1 ends empty: the position moves on, then the publisher retries 1.
+        let WriteSlot::Claimed(empty) = ch.for_write(1, false) else {
+            panic!()
+        };
+        empty.detach_writer();
+        empty.close();
+        ch.advance_past(1);
+        let ReadSlot::Found(waiting) = ch.for_read(2) else {
+            panic!()
+        };
+        let WriteSlot::Claimed(again) = ch.for_write(1, false) else {
+            panic!("seq 1 not claimed again")
+        };
+        assert_eq!(again.seq(), 1);
+        assert_eq!(ch.next_write(), 2);
+        assert!(!waiting.is_closed(), "a retry is not a restart");
+    }
+
+    #[tokio::test]
+    async fn a_post_below_the_position_rewinds_and_wakes_parked_readers() {
+        let ch = Channel::new("c".into(), None);
+        for seq in 0..8 {
+            write(&ch, seq, b"old");
+        }
+        let ReadSlot::Found(parked) = ch.for_read(8) else {
+            panic!()
+        };
+        let WriteSlot::Claimed(seg) = ch.for_write(0, false) else {
+            panic!("restart at 0 refused")
+        };
+        assert_eq!(seg.seq(), 0);
+        assert!(parked.is_closed());
+        assert_eq!(ch.next_write(), 0);
+        assert_eq!(
+            ch.missing(8),
+            Missing {
+                seq: 8,
+                latest: 0,
+                rewound: true
+            }
+        );
+        assert!(matches!(ch.for_read(8), ReadSlot::Missing(m) if m.rewound));
+        // The new run's preconnect above it is not taken for the old run's.
+        let WriteSlot::Claimed(next) = ch.for_write(1, false) else {
+            panic!()
+        };
+        assert!(!next.is_closed());
+        ch.advance_past(0);
+        ch.advance_past(1);
+        assert_eq!(ch.next_write(), 2);
+        // Readers left behind go back to where the new run began.
+        assert_eq!(ch.missing(8).latest, 0);
+    }
+
+    #[tokio::test]
+    async fn a_post_to_a_held_seq_gets_a_fresh_segment() {
+        let ch = Channel::new("c".into(), None);
+        let old = write(&ch, 0, b"old");
+        write(&ch, 1, b"old");
+        let WriteSlot::Claimed(seg) = ch.for_write(0, false) else {
+            panic!("held seq refused")
+        };
+        assert!(!Arc::ptr_eq(&seg, &old));
+        assert!(seg.is_empty());
+        assert_eq!(ch.next_write(), 0);
     }
 
     #[tokio::test]
@@ -261,7 +447,7 @@ mod tests {
             panic!()
         };
         assert!(!waiting.is_closed());
-        let WriteSlot::Claimed(seg) = ch.for_write(5, true, None) else {
+        let WriteSlot::Claimed(seg) = ch.for_write(5, true) else {
             panic!()
         };
         assert!(waiting.is_closed());
@@ -278,6 +464,6 @@ mod tests {
         ch.close();
         assert!(waiting.is_closed());
         assert!(matches!(ch.for_read(3), ReadSlot::Closed { .. }));
-        assert!(matches!(ch.for_write(-1, false, None), WriteSlot::Closed));
+        assert!(matches!(ch.for_write(-1, false), WriteSlot::Closed));
     }
 }

@@ -1,10 +1,13 @@
 //! Publishing segments to a trickle channel, the way Livepeer's clients do.
 //!
 //! While segment N streams, the POST for N+1 is already open with no body, so
-//! switching segments costs no round trip. A POST that failed before any of
-//! its body was consumed is retried once on the same seq; 404 is terminal
-//! (the channel does not exist); so are `max_consecutive_failures` failed
-//! segments in a row. A write that cannot hand its bytes to the HTTP body
+//! switching segments costs no round trip. A POST that failed before the
+//! server took any of its body is retried on the same seq every
+//! `unsent_retry_interval`, up to `unsent_retries` times, with the bytes it
+//! never sent: as go-livepeer's publisher does, this rides out a server
+//! restart of a second or two. 404 is terminal (the channel does not exist);
+//! so are `max_consecutive_failures` failed segments in a row (a segment
+//! counts once, however often it was retried). A write that cannot hand its bytes to the HTTP body
 //! within `write_timeout` fails the segment rather than blocking the caller.
 
 use std::io;
@@ -40,6 +43,11 @@ pub struct PublisherOptions {
     pub max_consecutive_failures: u32,
     /// Pause between a failed segment and the next attempt.
     pub retry: BackoffConfig,
+    /// Pause before posting a segment again whose POST failed before the
+    /// server took a byte (refused while the server restarts, say).
+    pub unsent_retry_interval: Duration,
+    /// How often one such segment is posted again before it fails.
+    pub unsent_retries: u32,
     /// How long to wait for the server's answer once a body has ended.
     pub response_timeout: Duration,
 }
@@ -54,6 +62,8 @@ impl Default for PublisherOptions {
             max_consecutive_failures: 3,
             retry: BackoffConfig::new(Duration::from_millis(100), Duration::from_secs(2))
                 .expect("static backoff bounds are valid"),
+            unsent_retry_interval: Duration::from_millis(250),
+            unsent_retries: 8,
             response_timeout: Duration::from_secs(30),
         }
     }
@@ -155,7 +165,8 @@ enum PostError {
     NoAnswer(Duration),
 }
 
-/// Request body fed from a bounded channel; records whether hyper took any bytes.
+/// Request body fed from a bounded channel; records whether hyper took any
+/// bytes (only then may the server have seen some of the segment).
 struct ChannelBody {
     rx: mpsc::Receiver<Result<Bytes, io::Error>>,
     consumed: Arc<AtomicBool>,
@@ -186,6 +197,8 @@ struct PendingPost {
     seq: i64,
     tx: mpsc::Sender<Result<Bytes, io::Error>>,
     consumed: Arc<AtomicBool>,
+    /// The body was ended on purpose to read the answer.
+    finishing: bool,
     response: JoinHandle<Result<PostOutcome, ClientError>>,
 }
 
@@ -201,7 +214,7 @@ impl Drop for PendingPost {
         // would publish an empty segment and move the server's position.
         // The body gets an error, not a clean end: hyper then resets the
         // request rather than sending the terminating chunk.
-        if !self.consumed.load(Ordering::Acquire) {
+        if !self.finishing && !self.consumed.load(Ordering::Acquire) {
             let _ = self
                 .tx
                 .try_send(Err(io::Error::other("preconnect abandoned")));
@@ -252,6 +265,7 @@ impl Poster {
             seq,
             tx,
             consumed,
+            finishing: false,
             response,
         }
     }
@@ -402,6 +416,13 @@ impl Publisher {
         })
     }
 
+    /// Whether the POST for the next segment is open and not known to have
+    /// failed. One that died with its server is noticed only once its
+    /// socket reports it; a segment started on it before then may fail.
+    pub fn preconnect_alive(&self) -> bool {
+        self.preconnected.as_ref().is_some_and(|p| !p.is_dead())
+    }
+
     fn check_terminal(&self) -> Result<(), PublishError> {
         if let Some(reason) = self.shared.terminal.lock_ignoring_poison().clone() {
             return Err(PublishError::Segment {
@@ -461,7 +482,9 @@ impl Publisher {
             post: Some(post),
             seq,
             reset,
-            retried: false,
+            unsent: Vec::new(),
+            retries_left: self.opts.unsent_retries,
+            retry_interval: self.opts.unsent_retry_interval,
             bytes: 0,
             write_timeout: self.opts.write_timeout,
             response_timeout: self.opts.response_timeout,
@@ -504,7 +527,11 @@ pub struct SegmentUpload {
     post: Option<PendingPost>,
     seq: i64,
     reset: bool,
-    retried: bool,
+    /// Bytes handed to a POST that has not taken any yet: what a retry of
+    /// the same seq must send. Emptied once the POST takes a byte.
+    unsent: Vec<Bytes>,
+    retries_left: u32,
+    retry_interval: Duration,
     bytes: u64,
     write_timeout: Duration,
     response_timeout: Duration,
@@ -552,6 +579,11 @@ impl SegmentUpload {
             };
             match tokio::time::timeout(self.write_timeout, post.tx.send(Ok(data.clone()))).await {
                 Ok(Ok(())) => {
+                    if post.consumed.load(Ordering::Acquire) {
+                        self.unsent.clear();
+                    } else {
+                        self.unsent.push(data.clone());
+                    }
                     self.bytes += data.len() as u64;
                     self.shared
                         .stats
@@ -561,18 +593,14 @@ impl SegmentUpload {
                 }
                 Ok(Err(_)) => {
                     // The POST ended under us. If the server never saw a byte,
-                    // the same seq can safely be tried once more.
-                    let consumed = post.consumed.load(Ordering::Acquire);
+                    // the same seq can safely be tried again.
                     let post = self.post.take().expect("checked above");
+                    let consumed = post.consumed.clone();
                     let outcome = post_outcome(post).await;
                     if let Some(err) = self.terminal_from(&outcome) {
                         return Err(err);
                     }
-                    if !consumed && self.bytes == 0 && !self.retried {
-                        self.retried = true;
-                        self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
-                        debug!(url = %self.poster.url, seq = self.seq, "POST failed before its body; retrying once");
-                        self.post = Some(self.poster.open(self.seq, self.reset));
+                    if !consumed.load(Ordering::Acquire) && self.post_again(&outcome).await {
                         continue;
                     }
                     return Err(self.fail(describe(&outcome)));
@@ -594,6 +622,27 @@ impl SegmentUpload {
         }
     }
 
+    /// After a POST that failed before the server took a byte: waits
+    /// `retry_interval`, opens the same seq again and hands it the bytes the
+    /// failed one never sent. False once this segment's retries are spent.
+    async fn post_again(&mut self, outcome: &Result<PostOutcome, PostError>) -> bool {
+        if self.retries_left == 0 {
+            return false;
+        }
+        self.retries_left -= 1;
+        self.shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        debug!(url = %self.poster.url, seq = self.seq, reason = %describe(outcome), left = self.retries_left, "POST failed before its body; posting it again");
+        tokio::time::sleep(self.retry_interval).await;
+        let post = self.poster.open(self.seq, self.reset);
+        // No more chunks than the failed POST's queue held, so there is room;
+        // should this POST die too, the next send or `finish` finds out.
+        for chunk in &self.unsent {
+            let _ = post.tx.try_send(Ok(chunk.clone()));
+        }
+        self.post = Some(post);
+        true
+    }
+
     fn terminal_from(&mut self, outcome: &Result<PostOutcome, PostError>) -> Option<PublishError> {
         let url = self.poster.url.to_string();
         match outcome {
@@ -613,16 +662,32 @@ impl SegmentUpload {
 
     /// Ends the segment and waits for the server to confirm it.
     pub async fn finish(mut self) -> Result<SegmentReport, PublishError> {
-        let Some(post) = self.post.take() else {
-            return Err(self.fail("segment already failed".into()));
-        };
-        let outcome = match tokio::time::timeout(self.response_timeout, post_outcome(post)).await {
-            Ok(o) => o,
-            Err(_) => Err(PostError::NoAnswer(self.response_timeout)),
-        };
-        if let Some(err) = self.terminal_from(&outcome) {
-            return Err(err);
+        loop {
+            let Some(post) = self.post.take() else {
+                return Err(self.fail("segment already failed".into()));
+            };
+            let consumed = post.consumed.clone();
+            let outcome =
+                match tokio::time::timeout(self.response_timeout, post_outcome(post)).await {
+                    Ok(o) => o,
+                    Err(_) => Err(PostError::NoAnswer(self.response_timeout)),
+                };
+            if let Some(err) = self.terminal_from(&outcome) {
+                return Err(err);
+            }
+            let answered = matches!(&outcome, Ok(o) if o.status == StatusCode::OK);
+            if !answered && !consumed.load(Ordering::Acquire) && self.post_again(&outcome).await {
+                continue;
+            }
+            return self.report(outcome);
         }
+    }
+
+    /// The segment's result from its POST's final answer.
+    fn report(
+        &mut self,
+        outcome: Result<PostOutcome, PostError>,
+    ) -> Result<SegmentReport, PublishError> {
         match outcome {
             Ok(o) if o.status == StatusCode::OK => {
                 if let Some(server_seq) = o.seq {
@@ -660,7 +725,7 @@ impl SegmentUpload {
 
 /// Ends the body (if still open) and waits for the server's answer.
 async fn post_outcome(mut post: PendingPost) -> Result<PostOutcome, PostError> {
-    post.consumed.store(true, Ordering::Release);
+    post.finishing = true;
     // Replace the sender with a closed one so the body ends.
     let (closed_tx, _) = mpsc::channel(1);
     drop(std::mem::replace(&mut post.tx, closed_tx));

@@ -25,7 +25,6 @@ struct SegmentState {
     evicted: bool,
     /// A POST currently owns this segment (preconnected or streaming).
     writer_attached: bool,
-    content_type: Option<String>,
 }
 
 /// A segment shared between one writer and many readers.
@@ -75,27 +74,22 @@ impl Segment {
         self.state.lock_ignoring_poison().closed
     }
 
-    /// Closed before any byte arrived, with no writer holding it.
-    pub fn ended_empty(&self) -> bool {
+    /// Open, empty and claimed by no POST: a segment pre-created for readers
+    /// that nobody is writing.
+    pub fn is_unclaimed(&self) -> bool {
         let st = self.state.lock_ignoring_poison();
-        st.closed && st.len == 0 && !st.writer_attached
-    }
-
-    pub fn content_type(&self) -> Option<String> {
-        self.state.lock_ignoring_poison().content_type.clone()
+        !st.closed && st.len == 0 && !st.writer_attached
     }
 
     /// Claims the segment for a POST. Fails when another POST holds it or when
-    /// it already holds data: a second POST never replaces a written segment.
-    pub fn attach_writer(&self, content_type: Option<String>) -> bool {
+    /// it already holds data or ended: the channel decides when a POST gets a
+    /// fresh segment instead.
+    pub fn attach_writer(&self) -> bool {
         let mut st = self.state.lock_ignoring_poison();
         if st.writer_attached || st.len > 0 || st.closed {
             return false;
         }
         st.writer_attached = true;
-        if content_type.is_some() {
-            st.content_type = content_type;
-        }
         true
     }
 
@@ -273,10 +267,10 @@ mod tests {
     #[test]
     fn second_writer_is_refused() {
         let seg = Segment::new(0);
-        assert!(seg.attach_writer(None));
-        assert!(!seg.attach_writer(None));
+        assert!(seg.attach_writer());
+        assert!(!seg.attach_writer());
         let written = Segment::new(1);
         written.append(Bytes::from_static(b"x"));
-        assert!(!written.attach_writer(None));
+        assert!(!written.attach_writer());
     }
 }

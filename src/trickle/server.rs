@@ -24,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::channel::{Channel, ReadSlot, WriteSlot};
+use super::channel::{Channel, Missing, ReadSlot, WriteSlot};
 use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use super::interim::{InterimHandle, InterimIo};
 use super::segment::ReadEvent;
@@ -238,10 +238,11 @@ impl RunningServer {
         let _ = self.sweep_task.await;
     }
 
-    /// Stops at once, like a crash: connections are dropped mid-stream.
+    /// Stops at once, like a crash: connections are dropped mid-stream,
+    /// channels are not closed. Returns once every socket is closed, so a
+    /// peer's next move meets a dead server, not one still dying.
     pub async fn kill(self) {
         self.stop.trigger();
-        self.serve_task.abort();
         self.sweep_task.abort();
         let _ = self.serve_task.await;
         let _ = self.sweep_task.await;
@@ -544,10 +545,18 @@ fn closed_response(seq: i64) -> Response<Body> {
     r
 }
 
-fn missing_response(seq: i64, latest: i64) -> Response<Body> {
+/// The 470 answer. A seq that was the live edge before the publisher
+/// restarted below it also carries `Lp-Trickle-Reset: 1`, our own hint that
+/// `latest` is behind because the run began again, not because the reader
+/// is early.
+fn missing_response(m: Missing) -> Response<Body> {
     let mut r = text(status_470(), "Entry not found");
-    set_num(&mut r, HDR_SEQ, seq);
-    set_num(&mut r, HDR_LATEST, latest);
+    set_num(&mut r, HDR_SEQ, m.seq);
+    set_num(&mut r, HDR_LATEST, m.latest);
+    if m.rewound {
+        r.headers_mut()
+            .insert(HDR_RESET, HeaderValue::from_static("1"));
+    }
     r
 }
 
@@ -558,7 +567,7 @@ async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response
     let latest_at_request = ch.next_write();
     let seg = match ch.for_read(seq) {
         ReadSlot::Found(seg) => seg,
-        ReadSlot::Missing { seq, latest } => return missing_response(seq, latest),
+        ReadSlot::Missing(m) => return missing_response(m),
         ReadSlot::Closed { seq, .. } => return closed_response(seq),
     };
     let Some(mut reader) = seg.add_reader(state.config.max_readers_per_segment) else {
@@ -568,18 +577,10 @@ async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response
     // preconnected reader learns nothing until the segment really begins.
     let first = match reader.next().await {
         ReadEvent::Data(b) => b,
-        ReadEvent::End | ReadEvent::Evicted => {
-            return if ch.is_closed() {
-                closed_response(seg.seq())
-            } else {
-                missing_response(seg.seq(), ch.next_write())
-            };
-        }
+        _ if ch.is_closed() => return closed_response(seg.seq()),
+        ReadEvent::End => return ended_empty_response(seg.seq(), ch.next_write()),
+        ReadEvent::Evicted => return missing_response(ch.missing(seg.seq())),
     };
-    let content_type = seg
-        .content_type()
-        .or_else(|| ch.content_type().map(str::to_string))
-        .unwrap_or_else(|| "application/octet-stream".to_string());
     let stats_state = state.clone();
     let first_len = first.len() as u64;
     state
@@ -615,9 +616,26 @@ async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response
     if seg.seq() != latest_at_request {
         set_num(&mut r, HDR_LATEST, latest_at_request);
     }
-    if let Ok(v) = HeaderValue::from_str(&content_type) {
-        r.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, channel_content_type(&ch));
+    r
+}
+
+/// The channel's type, whatever the POST said (Go's publisher sends
+/// `video/MP2T` on JSON channels too); empty for a channel made without one,
+/// as Livepeer's server answers, so readers sniff rather than trust a POST.
+fn channel_content_type(ch: &Channel) -> HeaderValue {
+    ch.content_type()
+        .and_then(|t| HeaderValue::from_str(t).ok())
+        .unwrap_or(HeaderValue::from_static(""))
+}
+
+/// A segment whose POST ended without a byte, on an open channel: 200 with
+/// an empty body, so readers go on to the next seq without an error.
+fn ended_empty_response(seq: i64, latest: i64) -> Response<Body> {
+    let mut r = Response::new(full(Bytes::new()));
+    set_num(&mut r, HDR_SEQ, seq);
+    set_num(&mut r, HDR_LATEST, latest);
     r
 }
 
@@ -639,17 +657,12 @@ async fn post_segment(
         .headers()
         .get(HDR_RESET)
         .is_some_and(|v| v.as_bytes() == b"1" || v.as_bytes().eq_ignore_ascii_case(b"true"));
-    let content_type = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let seg = match ch.for_write(seq, reset, content_type) {
+    let seg = match ch.for_write(seq, reset) {
         WriteSlot::Claimed(seg) => seg,
         WriteSlot::Taken { seq } => {
             let mut r = text(
                 StatusCode::CONFLICT,
-                &format!("Segment {seq} already written"),
+                &format!("Segment {seq} is held by another POST"),
             );
             r.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -704,7 +717,7 @@ async fn post_segment(
             Some(Err(e)) => {
                 debug!(channel = name, seq, error = %e, bytes = total, "POST body failed");
                 if total == 0 {
-                    seg.detach_writer();
+                    ch.writer_failed(&seg);
                 } else {
                     seg.close();
                 }

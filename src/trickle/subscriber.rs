@@ -2,7 +2,9 @@
 //!
 //! As soon as segment N's headers arrive, the GET for N+1 is opened, so the
 //! next segment starts streaming the moment the publisher begins it. A 470
-//! jumps to the server's live edge (or waits, when we are ahead of it); 404
+//! jumps to the server's live edge (or waits, when we are ahead of it, unless
+//! the server says with `Lp-Trickle-Reset` that the publisher restarted
+//! below us: then back to its live edge); 404
 //! and `Lp-Trickle-Closed` end the stream; anything else is retried with
 //! exponential backoff and full jitter. A preconnect that has waited
 //! `idle_reissue` without an answer is re-issued, so an idle channel never
@@ -18,7 +20,7 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::client::{ClientError, ClientOptions, HttpClient, empty_body, header_i64};
-use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_SEQ};
+use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use crate::backoff::BackoffConfig;
 
 #[derive(Debug, Clone)]
@@ -132,9 +134,11 @@ impl IncomingSegment {
 /// What one GET attempt produced.
 enum Attempt {
     Segment(IncomingSegment),
-    /// 470: not held; `latest` is the server's next write seq.
+    /// 470: not held; `latest` is the server's next write seq; `restarted`
+    /// when the server says the publisher began again below the seq asked.
     Missing {
         latest: Option<i64>,
+        restarted: bool,
     },
     EndOfStream,
     Failed(String),
@@ -177,6 +181,7 @@ async fn get(client: HttpClient, url: String, seq: i64) -> Attempt {
     if status.as_u16() == 470 {
         return Attempt::Missing {
             latest: header_i64(&resp, HDR_LATEST),
+            restarted: resp.headers().contains_key(HDR_RESET),
         };
     }
     if status != StatusCode::OK {
@@ -275,7 +280,12 @@ impl Subscriber {
                     self.ended = true;
                     return Ok(None);
                 }
-                Attempt::Missing { latest } => match latest {
+                Attempt::Missing { latest, restarted } => match latest {
+                    Some(latest) if restarted => {
+                        // The publisher began again below us: follow it back.
+                        info!(url = %self.url, asked = seq, latest, "publisher restarted; following it back");
+                        self.next_seq = latest;
+                    }
                     Some(latest) if seq >= 0 && latest < seq => {
                         // Ahead of the live edge (e.g. the server restarted):
                         // the seq will exist soon; ask again shortly.

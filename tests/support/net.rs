@@ -31,14 +31,29 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
-/// Starts `config` with `channels` declared up front as MPEG-TS channels.
+/// Starts `config` with `channels` declared up front, each with the type a
+/// job start gives it (see [`conventional_type`]): GETs answer the
+/// channel's type, not the POST's.
 pub async fn start_server(mut config: ServerConfig, channels: &[&str]) -> RunningServer {
     for c in channels {
         config
             .channels
-            .push((c.to_string(), Some("video/MP2T".into())));
+            .push((c.to_string(), Some(conventional_type(c).into())));
     }
     server::start(config).await.expect("server starts")
+}
+
+/// The content type of a channel by Livepeer's naming: `<id>-events` and
+/// `<id>-control` carry JSON, `<id>-data` (or `data`) JSON lines, anything
+/// else MPEG-TS.
+pub fn conventional_type(channel: &str) -> &'static str {
+    if channel.ends_with("-events") || channel.ends_with("-control") {
+        "application/json"
+    } else if channel == "data" || channel.ends_with("-data") {
+        "application/jsonl"
+    } else {
+        "video/MP2T"
+    }
 }
 
 /// Waits until at least `n` GETs are parked on segment `seq` of `channel`
