@@ -4,16 +4,14 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::agent::{resolved, start_agent};
+
 use std::sync::atomic::Ordering;
 
 use support::http::simple;
 use support::time::{wait_until, within};
 use support::tmp::temp_dir;
-use tokio::sync::{mpsc, oneshot};
-use trickle_edge::agent::runtime::{AgentControl, AgentError, AgentHandles, run};
-use trickle_edge::config::{AgentConfig, ResolvedConfig};
-use trickle_edge::shutdown::ShutdownTrigger;
+use trickle_edge::config::ResolvedConfig;
 use trickle_edge::worker::{WorkerConfig, WorkerHandle};
 
 fn config(worker_url: &str, dead_after: &str, log: &std::path::Path) -> ResolvedConfig {
@@ -50,43 +48,7 @@ then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
 "#,
         log = log.display()
     );
-    let config: AgentConfig = toml::from_str(&text).unwrap();
-    ResolvedConfig {
-        path: PathBuf::from("test"),
-        preset: None,
-        config,
-        token: None,
-        warnings: vec![],
-    }
-}
-
-struct Running {
-    stop: ShutdownTrigger,
-    agent: tokio::task::JoinHandle<Result<(), AgentError>>,
-    handles: AgentHandles,
-    _reload: mpsc::Sender<ResolvedConfig>,
-}
-
-async fn start_agent(cfg: ResolvedConfig) -> Running {
-    let (stop, shutdown) = ShutdownTrigger::new();
-    let (reload, reload_rx) = mpsc::channel(1);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let agent = tokio::spawn(run(
-        cfg,
-        AgentControl {
-            shutdown,
-            reload: reload_rx,
-            job_start: Default::default(),
-        },
-        Some(ready_tx),
-    ));
-    let handles = within("agent ready", ready_rx).await.expect("agent starts");
-    Running {
-        stop,
-        agent,
-        handles,
-        _reload: reload,
-    }
+    resolved(&text)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,17 +7,14 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::agent::{resolved, start_agent};
 
 use base64::Engine;
 use support::byoc::{ByocOrchestrator, Offer};
 use support::time::{wait_for_some, wait_until, within};
 use support::tmp::temp_dir;
-use tokio::sync::{mpsc, oneshot};
-use trickle_edge::agent::runtime::{AgentControl, AgentError, AgentHandles, run};
-use trickle_edge::config::{AgentConfig, JobMode, ResolvedConfig};
+use trickle_edge::config::{JobMode, ResolvedConfig};
 use trickle_edge::job::JobError;
-use trickle_edge::shutdown::ShutdownTrigger;
 use trickle_edge::trickle::ClientOptions;
 use trickle_edge::worker::{WorkerConfig, WorkerHandle};
 
@@ -57,14 +54,7 @@ then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
 "#,
         log = log.display()
     );
-    let config: AgentConfig = toml::from_str(&text).unwrap();
-    ResolvedConfig {
-        path: PathBuf::from("test"),
-        preset: None,
-        config,
-        token: None,
-        warnings: vec![],
-    }
+    resolved(&text)
 }
 
 fn offer(worker_url: &str) -> Offer {
@@ -73,35 +63,6 @@ fn offer(worker_url: &str) -> Offer {
         price_per_unit: 0,
         capacity: 1,
         worker_url: worker_url.into(),
-    }
-}
-
-struct Running {
-    stop: ShutdownTrigger,
-    agent: tokio::task::JoinHandle<Result<(), AgentError>>,
-    handles: AgentHandles,
-    reload: mpsc::Sender<ResolvedConfig>,
-}
-
-async fn start_agent(cfg: ResolvedConfig) -> Running {
-    let (stop, shutdown) = ShutdownTrigger::new();
-    let (reload, reload_rx) = mpsc::channel(1);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let agent = tokio::spawn(run(
-        cfg,
-        AgentControl {
-            shutdown,
-            reload: reload_rx,
-            job_start: Default::default(),
-        },
-        Some(ready_tx),
-    ));
-    let handles = within("agent ready", ready_rx).await.expect("agent starts");
-    Running {
-        stop,
-        agent,
-        handles,
-        reload,
     }
 }
 

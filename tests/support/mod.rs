@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod actions;
+pub mod agent;
 pub mod byoc;
 pub mod config;
 pub mod http;
