@@ -465,3 +465,110 @@ async fn restarts_that_stop_a_streaming_worker_leave_it_able_to_exit() {
     stop_both(agent, worker, "").await;
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `job.mode = "byoc"` (issue 12): the agent starts a stream on an
+/// orchestrator — the stand-in of `tests/support/byoc.rs`, written from
+/// go-livepeer's BYOC handlers — which hosts the channels and forwards the
+/// start, params and stop to this real pytrickle worker on its default
+/// `/stream/*` routes. The whole path is real except the orchestrator.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn byoc_stream_through_an_orchestrator_to_a_real_pytrickle_worker() {
+    use support::agent::{resolved, start_agent};
+    use support::byoc::{ByocOrchestrator, Offer};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut worker = start_worker(false).await;
+    let orch = ByocOrchestrator::start(Offer {
+        capability: "ball-detector".into(),
+        price_per_unit: 0,
+        capacity: 1,
+        worker_url: format!("http://{}", worker.addr),
+    })
+    .await;
+    let config = |params: &str| {
+        resolved(&format!(
+            r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 15
+[encoder]
+kind = "auto"
+bitrate_kbps = 500
+[job]
+mode = "byoc"
+orchestrator_url = "{}"
+capability = "ball-detector"
+params = {params}
+[supervisor]
+listen = "127.0.0.1:0"
+pipeline_dead_after = "{DEAD_AFTER}"
+keepalive_interval = "1s"
+[outputs.led]
+type = "gpio"
+backend = "simulated"
+line = "led"
+[[rules]]
+name = "ball-seen"
+match = {{ type = "detection", label = "ball" }}
+then = [{{ output = "led", action = "set" }}]
+"#,
+            orch.url
+        ))
+    };
+    let r = start_agent(config(r#"{ label = "ball" }"#)).await;
+    let h = r.handles.clone();
+    wait_until_for(
+        PATIENCE * 2,
+        "a pytrickle detection, through the orchestrator's data channel, sets the line",
+        || h.gpio.states_of("led").contains(&true),
+    )
+    .await;
+    // The worker was started through the orchestrator, with the camera's
+    // size added to the params.
+    let starts = worker.out.starting_with("STREAM_START");
+    assert_eq!(starts.len(), 1, "{}", worker.out.all());
+    assert!(
+        starts[0].contains("\"width\": 320") && starts[0].contains("\"label\": \"ball\""),
+        "{}",
+        starts[0]
+    );
+    assert_eq!(orch.calls_to("/ai/stream/start").len(), 1);
+
+    // New params: through /ai/stream/update to the worker's /stream/params,
+    // once (the control channel carries only keepalives).
+    r.reload
+        .send(config(r#"{ label = "ball", note = 1 }"#))
+        .await
+        .unwrap();
+    wait_until("the worker got the new params", || {
+        !worker.out.starting_with("PARAMS").is_empty()
+    })
+    .await;
+    assert_eq!(orch.calls_to("/ai/stream/update").len(), 1);
+    // Keepalives go out every second: three more of them show whether the
+    // control channel also carried the update.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    assert_eq!(
+        worker.out.starting_with("PARAMS").len(),
+        1,
+        "params delivered once:\n{}",
+        worker.out.all()
+    );
+
+    // Stop: the orchestrator is told and stops the worker's stream; the
+    // worker then exits on its own SIGTERM.
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    assert_eq!(orch.calls_to("/ai/stream/stop").len(), 1);
+    wait_until("the worker's stream stopped", || {
+        !worker.out.starting_with("STREAM_STOP").is_empty()
+    })
+    .await;
+    signal(&worker.child, "-TERM");
+    let status = within("the worker exits on SIGTERM", worker.child.wait())
+        .await
+        .unwrap();
+    assert!(status.success(), "worker exit status {status}");
+    orch.stop();
+}
