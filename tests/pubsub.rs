@@ -307,3 +307,35 @@ async fn slow_subscriber_jumps_to_the_live_edge() {
     assert!(sub.skipped > 0, "the reader skipped evicted segments");
     producer.await.unwrap();
 }
+
+/// Issue 15: a subscriber with a wrong or missing token retried its 401
+/// forever. A refusal of credentials is terminal, with a message that says
+/// where the token comes from; the `subscribe` command exits with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_ends_the_subscription_with_a_clear_error() {
+    let mut cfg = test_config();
+    cfg.bearer_token = Some("s3cret".into());
+    let server = start_server(cfg, &["data"]).await;
+    let url = format!("{}data", server.base_url());
+    for token in [None, Some("wrong")] {
+        let mut opts = SubscriberOptions::default();
+        opts.client.bearer_token = token.map(str::to_string);
+        let mut sub = Subscriber::new(&url, opts).unwrap();
+        let e = within("the refusal", sub.next_segment()).await.unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("answered 401"), "{text}");
+        assert!(text.contains("check the bearer token"), "{text}");
+        assert!(sub.next_segment().await.unwrap().is_none(), "ended");
+    }
+    let out = within(
+        "subscribe exits",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+            .args(["subscribe", &url, "--count", "1"])
+            .output(),
+    )
+    .await
+    .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("answered 401"), "{stderr}");
+}

@@ -582,6 +582,15 @@ async fn bad_paths_and_methods() {
     assert_eq!(h.status, 404);
     let (h, _) = simple(s.local_addr(), "PUT", &format!("{CH}/0"), &[]).await;
     assert_eq!(h.status, 405);
+    // Issue 15: `.` and `..` were accepted as channel names (test_config
+    // allows creating channels on first use).
+    for name in [".", ".."] {
+        let (h, _) = simple(s.local_addr(), "POST", &format!("/ai/trickle/{name}"), &[]).await;
+        assert_eq!(h.status, 400, "channel {name:?}");
+        let (h, _) = simple(s.local_addr(), "GET", &format!("/ai/trickle/{name}/0"), &[]).await;
+        assert_eq!(h.status, 400, "channel {name:?}");
+    }
+    assert!(s.state.create_channel("..", None).is_err());
 }
 
 #[tokio::test]

@@ -113,7 +113,11 @@ pub struct ServerState {
 }
 
 pub fn valid_channel_name(name: &str) -> bool {
+    // `.` and `..` are path segments, not names: a proxy or a URL library
+    // normalises them away, so such a channel is not reliably addressable.
     !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.len() <= 128
         && name
             .bytes()

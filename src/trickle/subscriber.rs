@@ -5,7 +5,8 @@
 //! jumps to the server's live edge (or waits, when we are ahead of it, unless
 //! the server says with `Lp-Trickle-Reset` that the publisher restarted
 //! below us: then back to its live edge); 404
-//! and `Lp-Trickle-Closed` end the stream; anything else is retried with
+//! and `Lp-Trickle-Closed` end the stream; 401 and 403 end it with an error
+//! (the same credentials again cannot help); anything else is retried with
 //! exponential backoff and full jitter. A preconnect that has waited
 //! `idle_reissue` without an answer is re-issued, so an idle channel never
 //! hangs on a connection that silently died.
@@ -61,6 +62,17 @@ pub enum SubscribeError {
         url: String,
         attempts: u32,
         last: String,
+    },
+    /// The server refused our credentials: terminal, since a retry sends
+    /// the same ones.
+    #[error(
+        "GET {url} answered {status}: {body} (check the bearer token: `[auth]` in the config, \
+         or --token-file)"
+    )]
+    Unauthorized {
+        url: String,
+        status: StatusCode,
+        body: String,
     },
     #[error("segment {seq} of {url} broke off after {bytes} bytes: {reason}")]
     Body {
@@ -141,6 +153,11 @@ enum Attempt {
         restarted: bool,
     },
     EndOfStream,
+    /// 401/403: asking again with the same credentials cannot help.
+    Refused {
+        status: StatusCode,
+        body: String,
+    },
     Failed(String),
 }
 
@@ -191,6 +208,12 @@ async fn get(client: HttpClient, url: String, seq: i64) -> Attempt {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+            return Attempt::Refused {
+                status,
+                body: String::from_utf8_lossy(&body).trim().to_string(),
+            };
+        }
         return Attempt::Failed(format!(
             "GET {seg_url} answered {status}: {}",
             String::from_utf8_lossy(&body).trim()
@@ -302,6 +325,14 @@ impl Subscriber {
                         tokio::time::sleep(self.opts.ahead_retry).await;
                     }
                 },
+                Attempt::Refused { status, body } => {
+                    self.ended = true;
+                    return Err(SubscribeError::Unauthorized {
+                        url: format!("{}/{}", self.url, seq),
+                        status,
+                        body,
+                    });
+                }
                 Attempt::Failed(reason) => {
                     failures += 1;
                     self.reconnects += 1;
