@@ -606,3 +606,20 @@ async fn memory_is_bounded_by_the_ring() {
     assert!(held <= 5 * 64 * 1024, "held {held} bytes");
     assert_eq!(held, 5 * chunk.len());
 }
+
+/// Issue 15: a malformed chunked body was answered 500, as if the server
+/// had failed. It is the client's: 400, naming the problem.
+#[tokio::test]
+async fn a_malformed_chunked_body_is_400_not_500() {
+    let s = start_server(test_config(), &["conf"]).await;
+    for bad in [&b"zz\r\nhello\r\n"[..], &b"5\r\nhelloXX"[..]] {
+        let mut c = Raw::connect(s.local_addr()).await;
+        c.start_post(&format!("{CH}/-1"), &[]).await;
+        c.send(bad).await;
+        let (h, _) = within("the answer", c.final_head()).await;
+        assert_eq!(h.status, 400, "{:?}", String::from_utf8_lossy(bad));
+    }
+    // The channel still takes a good segment.
+    let (h, _) = post(s.local_addr(), &format!("{CH}/-1"), b"fine", &[]).await;
+    assert_eq!(h.status, 200);
+}

@@ -725,7 +725,15 @@ async fn post_segment(
                 } else {
                     seg.close();
                 }
-                return text(StatusCode::INTERNAL_SERVER_ERROR, "Server error");
+                // The client's body broke (bad chunked framing, or the
+                // client went away mid-body): its fault, not the server's.
+                let mut r = text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("Malformed request body: {e}"),
+                );
+                r.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                return r;
             }
             Some(Ok(frame)) => {
                 if let Ok(data) = frame.into_data()
