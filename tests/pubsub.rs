@@ -339,3 +339,67 @@ async fn a_refused_token_ends_the_subscription_with_a_clear_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("answered 401"), "{stderr}");
 }
+
+/// Issue 15: a hostile server answering `Lp-Trickle-Seq:
+/// 9223372036854775807` must not make our subscriber count past `i64::MAX`:
+/// the header is refused and the subscriber keeps its own position.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_seq_header_is_not_believed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let log = asked.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 4096];
+                let mut got = 0;
+                while !String::from_utf8_lossy(&buf[..got]).contains("\r\n\r\n") {
+                    match sock.read(&mut buf[got..]).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => got += n,
+                    }
+                }
+                let text = String::from_utf8_lossy(&buf[..got]).to_string();
+                let path = text
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or_default()
+                    .to_string();
+                log.lock().unwrap().push(path);
+                let _ = sock
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nlp-trickle-seq: 9223372036854775807\r\nlp-trickle-latest: 9223372036854775807\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}",
+                    )
+                    .await;
+            });
+        }
+    });
+    let url = format!("http://{addr}/ai/trickle/ch");
+    let opts = SubscriberOptions {
+        start_seq: 0,
+        ..Default::default()
+    };
+    let mut sub = Subscriber::new(&url, opts).unwrap();
+    for want in 0..3 {
+        let seg = within("a segment", sub.next_segment())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(seg.seq, want, "our own position, not the server's");
+    }
+    let asked = asked.lock().unwrap().clone();
+    assert!(asked.iter().all(|p| !p.contains('-')), "{asked:?}");
+    assert!(asked.contains(&"/ai/trickle/ch/2".to_string()), "{asked:?}");
+    // A start seq out of range is refused up front.
+    let opts = SubscriberOptions {
+        start_seq: i64::MAX,
+        ..Default::default()
+    };
+    assert!(Subscriber::new(&url, opts).is_err());
+}

@@ -623,3 +623,28 @@ async fn a_malformed_chunked_body_is_400_not_500() {
     let (h, _) = post(s.local_addr(), &format!("{CH}/-1"), b"fine", &[]).await;
     assert_eq!(h.status, 200);
 }
+
+/// Issue 15: one POST at `9223372036854775806` made `seq + 1` wrap, after
+/// which every publish failed with `Invalid idx` and subscribers asked for
+/// a negative seq forever. Seqs beyond `MAX_SEQ` are refused; the channel
+/// keeps working.
+#[tokio::test]
+async fn a_seq_near_i64_max_is_refused_and_the_channel_keeps_working() {
+    let s = start_server(test_config(), &["conf"]).await;
+    for seq in [
+        i64::MAX - 1,
+        i64::MAX,
+        trickle_edge::trickle::headers::MAX_SEQ + 1,
+    ] {
+        let (h, _) = post(s.local_addr(), &format!("{CH}/{seq}"), b"x", &[]).await;
+        assert_eq!(h.status, 400, "POST {seq}");
+        let (h, _) = simple(s.local_addr(), "GET", &format!("{CH}/{seq}"), &[]).await;
+        assert_eq!(h.status, 400, "GET {seq}");
+    }
+    let (h, _) = post(s.local_addr(), &format!("{CH}/-1"), b"fine", &[]).await;
+    assert_eq!(h.status, 200);
+    assert_eq!(h.num("lp-trickle-seq"), Some(0));
+    let (h, body) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
+    assert_eq!(h.status, 200);
+    assert_eq!(String::from_utf8_lossy(&body).trim(), "1");
+}

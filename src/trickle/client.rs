@@ -170,10 +170,13 @@ impl HttpClient {
     }
 }
 
-/// Reads a numeric trickle header.
+/// Reads a seq header (`Lp-Trickle-Seq`, `Lp-Trickle-Latest`). A value
+/// outside [`valid_seq`](super::headers::valid_seq) counts as absent: a
+/// hostile or broken server cannot make us count past `i64::MAX`.
 pub fn header_i64(resp: &Response<Incoming>, name: &str) -> Option<i64> {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse().ok())
+        .filter(|s| super::headers::valid_seq(*s))
 }

@@ -326,6 +326,16 @@ impl Publisher {
                 url: url.to_string(),
                 reason: format!("content type {:?} is not a valid header", opts.content_type),
             })?;
+        if let Some(seq) = opts.start_seq.filter(|s| !super::headers::valid_seq(*s)) {
+            return Err(ClientError::BadUrl {
+                url: url.to_string(),
+                reason: format!(
+                    "start seq {seq} is out of range (-2 to {})",
+                    super::headers::MAX_SEQ
+                ),
+            }
+            .into());
+        }
         let (next_seq, send_reset) = match opts.start_seq {
             // -1: let the server place each segment until it tells us where.
             Some(seq) if seq < 0 => (None, false),
@@ -387,7 +397,14 @@ impl Publisher {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        let seq = header.or_else(|| std::str::from_utf8(&body).ok()?.trim().parse().ok());
+        let seq = header.or_else(|| {
+            std::str::from_utf8(&body)
+                .ok()?
+                .trim()
+                .parse()
+                .ok()
+                .filter(|s| super::headers::valid_seq(*s))
+        });
         match (status, seq) {
             (StatusCode::OK, Some(seq)) => {
                 info!(url, seq, "resuming at the server's position");

@@ -436,7 +436,7 @@ fn parse_target<'a>(base: &str, path: &'a str) -> Result<Target<'a>, RouteError>
         (Some(seq), None) => seq
             .parse::<i64>()
             .ok()
-            .filter(|s| *s >= -2)
+            .filter(|s| super::headers::valid_seq(*s))
             .map(|s| Target::Segment(name, s))
             .ok_or(RouteError::BadIndex),
         _ => Err(RouteError::NotFound),

@@ -237,6 +237,17 @@ async fn get(client: HttpClient, url: String, seq: i64) -> Attempt {
 impl Subscriber {
     pub fn new(url: &str, opts: SubscriberOptions) -> Result<Self, SubscribeError> {
         super::client::parse_url(url)?;
+        if !super::headers::valid_seq(opts.start_seq) {
+            return Err(ClientError::BadUrl {
+                url: url.to_string(),
+                reason: format!(
+                    "start seq {} is out of range (-2 to {})",
+                    opts.start_seq,
+                    super::headers::MAX_SEQ
+                ),
+            }
+            .into());
+        }
         Ok(Self {
             client: HttpClient::new(&opts.client)?,
             url: url.trim_end_matches('/').to_string(),
