@@ -648,3 +648,21 @@ async fn a_seq_near_i64_max_is_refused_and_the_channel_keeps_working() {
     assert_eq!(h.status, 200);
     assert_eq!(String::from_utf8_lossy(&body).trim(), "1");
 }
+
+/// A late duplicate of an older seq (a client retrying a segment whose bytes
+/// did arrive) is not a restart: 409, the position stays, the ring keeps the
+/// original. Seen from Livepeer's Python SDK on a loaded machine, where
+/// treating it as a restart sent our subscriber back two segments.
+#[tokio::test]
+async fn a_late_duplicate_of_an_older_seq_is_409_not_a_restart() {
+    let s = start_server(test_config(), &["conf"]).await;
+    for seq in 0..5 {
+        post(s.local_addr(), &format!("{CH}/{seq}"), b"orig", &[]).await;
+    }
+    let (h, _) = post(s.local_addr(), &format!("{CH}/3"), b"dup", &[]).await;
+    assert_eq!(h.status, 409);
+    let (_, next) = simple(s.local_addr(), "GET", &format!("{CH}/next"), &[]).await;
+    assert_eq!(String::from_utf8_lossy(&next).trim(), "5");
+    let (_, body) = simple(s.local_addr(), "GET", &format!("{CH}/3"), &[]).await;
+    assert_eq!(body, b"orig");
+}

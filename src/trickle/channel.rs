@@ -207,9 +207,10 @@ impl Channel {
     ///
     /// A seq that holds no byte yet (waiting for its POST, or whose POST died
     /// first or ended empty) is the same publisher trying it again: it gets
-    /// that segment. Any other POST below the write position is a publisher
+    /// that segment. A POST at 0 below the write position is a publisher
     /// that restarted without saying so (Go's and pytrickle's start again at
-    /// 0): like `reset`, it retires the older segments, and it also wakes the
+    /// 0; any other older seq is a late duplicate and is refused as taken):
+    /// like `reset`, it retires the older segments, and it also wakes the
     /// readers parked above it and moves the write position back to its seq,
     /// so live readers follow the new run. A seq that holds data is never
     /// written into: the POST gets a fresh segment in its place.
@@ -222,7 +223,14 @@ impl Channel {
         let pos = slot(seq);
         let held = st.ring[pos].as_ref().filter(|s| s.seq() == seq).cloned();
         let retry = held.as_ref().is_some_and(|s| s.is_empty());
-        let rewind = seq < st.next_write && !retry;
+        // Restarted publishers (Go's, pytrickle's) begin again at 0. A POST
+        // to another seq below the position is a late duplicate, such as a
+        // client's retry of a segment whose bytes did arrive: it must
+        // neither send live readers back nor evict a newer segment.
+        let rewind = seq < st.next_write && !retry && seq == 0;
+        if seq < st.next_write && !retry && !rewind && !reset {
+            return WriteSlot::Taken { seq };
+        }
         if reset || rewind {
             // Only older segments: the same publisher's preconnected POSTs for
             // later seqs may already be waiting and must survive.
