@@ -4,6 +4,7 @@
 mod support;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -21,6 +22,14 @@ fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
+/// Every decoder of these tests: the decoder logs, and a capture on one
+/// test's thread needs the kit's global floor under it (see
+/// `support::tracing::install_floor`) from before the first log line.
+fn decoder(channel: Arc<str>, seq: i64, ct: Option<&str>, limits: DecodeLimits) -> SegmentDecoder {
+    support::tracing::install_floor();
+    SegmentDecoder::new(channel, seq, ct, limits)
+}
+
 /// Decodes `bytes` as one segment in chunks of `chunk` bytes.
 fn decode_chunked(
     bytes: &[u8],
@@ -28,7 +37,7 @@ fn decode_chunked(
     chunk: usize,
     now: Instant,
 ) -> (Vec<Item>, DecodeStats) {
-    let mut dec = SegmentDecoder::new("data".into(), 7, ct, DecodeLimits::default());
+    let mut dec = decoder("data".into(), 7, ct, DecodeLimits::default());
     let mut items = Vec::new();
     for c in bytes.chunks(chunk.max(1)) {
         items.extend(dec.push(c, now));
@@ -282,7 +291,7 @@ fn four_mib_line_is_skipped_without_being_held() {
     input.extend_from_slice(b"\"}\n{\"type\":\"after\"}\n");
     let chunk = 64 * 1024;
     let ((items, stats), warnings) = with_warnings(|| {
-        let mut dec = SegmentDecoder::new("data".into(), 1, JSONL, limits);
+        let mut dec = decoder("data".into(), 1, JSONL, limits);
         let mut items = Vec::new();
         for c in input.chunks(chunk) {
             items.extend(dec.push(c, Instant::now()));
@@ -347,7 +356,7 @@ fn depth_limit_is_exact() {
 #[tokio::test(start_paused = true)]
 async fn never_ending_segment_emits_each_line_as_it_completes() {
     let input = b"{\"n\":1}\n[]\n[{\"n\":2},{\"n\":3}]\n{\"n\":4}\n";
-    let mut dec = SegmentDecoder::new("data".into(), 3, JSONL, DecodeLimits::default());
+    let mut dec = decoder("data".into(), 3, JSONL, DecodeLimits::default());
     let mut emitted = Vec::new();
     for (i, byte) in input.iter().enumerate() {
         tokio::time::advance(Duration::from_millis(10)).await;
@@ -411,7 +420,7 @@ fn every_chunk_boundary_gives_identical_results() {
     );
     for i in 0..=input.len() {
         for j in i..=input.len() {
-            let mut dec = SegmentDecoder::new("data".into(), 7, JSONL, DecodeLimits::default());
+            let mut dec = decoder("data".into(), 7, JSONL, DecodeLimits::default());
             let mut items = dec.push(&input[..i], now);
             items.extend(dec.push(&input[i..j], now));
             items.extend(dec.push(&input[j..], now));
@@ -434,7 +443,7 @@ fn text_and_json_segments_have_limits_too() {
     };
     let run = |bytes: &[u8], ct: Option<&str>| {
         with_warnings(|| {
-            let mut dec = SegmentDecoder::new("events".into(), 2, ct, limits);
+            let mut dec = decoder("events".into(), 2, ct, limits);
             let mut items = dec.push(bytes, Instant::now());
             let (rest, stats) = dec.finish(Instant::now());
             items.extend(rest);
@@ -503,7 +512,7 @@ fn random_inputs_and_chunkings_agree_and_never_panic() {
     };
     let now = Instant::now();
     let run = |input: &[u8], cuts: &[usize]| {
-        let mut dec = SegmentDecoder::new("data".into(), 0, JSONL, limits);
+        let mut dec = decoder("data".into(), 0, JSONL, limits);
         let mut items = Vec::new();
         let mut start = 0;
         for &cut in cuts.iter().chain([input.len()].iter()) {
