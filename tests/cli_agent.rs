@@ -6,6 +6,7 @@ mod support;
 use std::process::Stdio;
 
 use bytes::Bytes;
+use support::http::Raw;
 use support::net::{free_addr, start_server, test_config};
 use support::time::{wait_until, within};
 use support::tmp::temp_dir;
@@ -231,5 +232,84 @@ async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
         "{}",
         warned[0]
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A data segment whose writer hangs mid-segment must not hold back the
+/// segments after it: once a newer one has begun, it is read on past the
+/// stalled one (warned once), and the stalled one still delivers what its
+/// writer sends later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_data_segment_is_overtaken_by_a_newer_one_and_still_drained() {
+    let server = start_server(test_config(), &["data"]).await;
+    let url = format!("{}data", server.base_url());
+    let dir = temp_dir("overtake");
+    let log = dir.join("fires.jsonl");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[outputs.fires]\ntype = \"log\"\npath = \"{}\"\nfsync_interval = \"100ms\"\n\n[[rules]]\nname = \"any\"\nmatch = {{ type = \"detection\" }}\nthen = [{{ output = \"fires\" }}]\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args(["subscribe", &url, "--from", "0", "--rules"])
+        .arg(&rules)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let fired = |n: u32| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(&format!("\"n\":{n}"))
+    };
+    let item = |n: u32| format!("[{{\"type\":\"detection\",\"n\":{n}}}]\n");
+
+    // Seq 0: one item, then its writer goes quiet with the segment open.
+    let path = url.trim_start_matches(&format!("http://{}", server.local_addr()));
+    let mut stalled = Raw::connect(server.local_addr()).await;
+    stalled
+        .start_post(
+            &format!("{path}/0"),
+            &[("Content-Type", "application/jsonl")],
+        )
+        .await;
+    stalled.chunk(item(0).as_bytes()).await;
+    wait_until("item 0 acted on", || fired(0)).await;
+
+    // Seq 1 begins and ends while seq 0 is still open.
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            content_type: "application/jsonl".into(),
+            start_seq: Some(1),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from(item(1))).await.unwrap();
+    w.finish().await.unwrap();
+    wait_until("item 1 acted on past the stalled seq 0", || fired(1)).await;
+    assert!(!fired(2));
+
+    // The stalled writer wakes up: what it sends still arrives.
+    stalled.chunk(item(2).as_bytes()).await;
+    stalled.end().await;
+    wait_until("item 2 of the overtaken seq 0 acted on", || fired(2)).await;
+
+    child.kill().await.ok();
+    let out = child.wait_with_output().await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let warned: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("segment stalled while a newer one began"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{stderr}");
+    assert!(warned[0].contains("seq=0"), "{}", warned[0]);
     std::fs::remove_dir_all(&dir).ok();
 }

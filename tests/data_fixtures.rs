@@ -187,10 +187,15 @@ fn json_fixtures_sniff_the_same_without_content_type() {
 
 /// Bad fixtures, each fed as the channel that would carry it declares:
 /// `.jsonl` on the data channel, `.json`/`.bin` on the events channel (JSON).
-const BAD: [(&str, Option<&str>, usize, &str); 9] = [
+const BAD: [(&str, Option<&str>, usize, &str); 14] = [
     ("binary.bin", JSON, 0, "invalid_utf8"),
     ("broken-line.jsonl", JSONL, 2, "invalid_json"),
     ("empty.json", JSON, 0, "empty"),
+    ("gzip-body.json", JSON, 0, "invalid_utf8"),
+    ("lone-surrogate.json", JSON, 0, "invalid_json"),
+    ("utf16-bom.json", JSON, 0, "invalid_utf8"),
+    ("utf16-no-bom.json", JSON, 0, "invalid_json"),
+    ("utf8-bom.json", JSON, 0, "invalid_json"),
     ("invalid-utf8.json", JSON, 0, "invalid_utf8"),
     ("mixed-array.jsonl", JSONL, 1, "non_object"),
     ("nan.json", JSON, 0, "invalid_json"),
@@ -233,6 +238,28 @@ fn each_bad_fixture_costs_one_warning_and_one_counter() {
             }
         }
     }
+}
+
+/// The parser says what is wrong ("expected value at line 1 column 1");
+/// these say why, for mistakes a sender's code makes.
+#[test]
+fn decode_errors_name_the_likely_cause() {
+    let cases = [
+        ("utf8-bom.json", "UTF-8 byte-order mark"),
+        ("utf16-bom.json", "UTF-16 byte-order mark"),
+        ("utf16-no-bom.json", "UTF-16 text without a byte-order mark"),
+        ("gzip-body.json", "gzip's magic bytes"),
+        ("lone-surrogate.json", "lone surrogate"),
+    ];
+    for (name, hint) in cases {
+        let bytes = fixture(&format!("bad/{name}"));
+        let (_, warnings) = with_warnings(|| decode(&bytes, JSON));
+        assert_eq!(warnings.len(), 1, "{name}: {warnings:?}");
+        assert!(warnings[0].contains(hint), "{name}: {}", warnings[0]);
+    }
+    // No hint where none applies: a plain syntax error stays as it was.
+    let (_, warnings) = with_warnings(|| decode(&fixture("bad/nan.json"), JSON));
+    assert!(!warnings[0].contains("hint:"), "{}", warnings[0]);
 }
 
 #[test]

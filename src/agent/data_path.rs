@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -22,7 +23,7 @@ use crate::logging::WarnLimiter;
 use crate::rules::{ChannelEvent, RuleSet, RuleStats};
 use crate::shutdown::Shutdown;
 use crate::stage::StageHandle;
-use crate::trickle::Subscriber;
+use crate::trickle::{IncomingSegment, Subscriber};
 
 /// What channel readers hand to the rules task.
 #[derive(Debug)]
@@ -48,6 +49,10 @@ pub struct DataPathStats {
     /// Effects queued on outputs: one per action of a fire, plus releases.
     pub effects: AtomicU64,
     pub effects_dropped: AtomicU64,
+    /// Segments a newer one overtook while they stalled ([`STALL_OVERTAKE`]).
+    pub stalled_overtaken: AtomicU64,
+    /// Overtaken segments still open when another stalled: their rest is lost.
+    pub stalled_abandoned: AtomicU64,
     /// Items a rule skipped as older than one it had seen on that channel.
     pub out_of_order: AtomicU64,
     /// Items whose timestamp was too far ahead to order by (see
@@ -84,6 +89,139 @@ pub struct ChannelReader {
     pub health: Option<Arc<PipelineHealth>>,
 }
 
+/// How long a segment may be silent, while a newer one on the same channel
+/// has begun, before the newer one overtakes it. A publisher that starts
+/// segment N+1 has given up on N (its headers reach us only with N+1's first
+/// byte), so N is a straggler: its writer hung, or a restarted publisher left
+/// it open. Items are independent of each other, so nothing is gained by
+/// waiting, and everything behind it would wait too (up to the ring's
+/// eviction, five segments later). Long enough not to overtake a segment
+/// whose writer merely paused between two lines.
+pub const STALL_OVERTAKE: Duration = Duration::from_secs(2);
+
+/// How a segment's reading ended.
+enum SegmentEnd {
+    /// Read to its end, or it broke off (already counted and logged).
+    Done,
+    /// Silent for [`STALL_OVERTAKE`] while a newer segment began: handed back
+    /// still open, to be drained beside the newer ones.
+    Overtaken(Box<OpenSegment>),
+    /// Shutdown, or the rules task is gone.
+    Stop,
+}
+
+/// A segment being read and decoded.
+struct OpenSegment {
+    seg: IncomingSegment,
+    decoder: SegmentDecoder,
+    keepalives: u64,
+}
+
+/// What every segment reader of one channel shares.
+#[derive(Clone)]
+struct ChannelSink {
+    channel: Arc<str>,
+    items: mpsc::Sender<DataEvent>,
+    stats: Arc<DataPathStats>,
+    health: Option<Arc<PipelineHealth>>,
+}
+
+impl ChannelSink {
+    fn seen(&self) {
+        if let Some(h) = &self.health {
+            h.event_seen();
+        }
+    }
+
+    /// Counts and sends decoded items; false once the rules task is gone.
+    async fn send_items(&self, items: Vec<Item>) -> bool {
+        if items.is_empty() {
+            return true;
+        }
+        self.seen();
+        self.stats
+            .items
+            .fetch_add(items.len() as u64, Ordering::Relaxed);
+        self.stats
+            .last_item_unix_ms
+            .store(unix_ms(), Ordering::Relaxed);
+        for item in items {
+            if self.items.send(DataEvent::Item(item)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    async fn send_channel(&self, event: ChannelEvent) -> bool {
+        self.items.send(DataEvent::Channel(event)).await.is_ok()
+    }
+
+    /// Reads `open` to its end. With `newer` (the channel's subscriber), a
+    /// silent segment is handed back once a newer one has begun.
+    async fn read(
+        &self,
+        mut open: OpenSegment,
+        newer: Option<&Subscriber>,
+        shutdown: &mut Shutdown,
+    ) -> SegmentEnd {
+        let mut last_byte = Instant::now();
+        let check = tokio::time::sleep_until(last_byte + STALL_OVERTAKE);
+        tokio::pin!(check);
+        loop {
+            let chunk = tokio::select! {
+                c = open.seg.chunk() => c,
+                _ = &mut check, if newer.is_some() => {
+                    let silent = last_byte.elapsed();
+                    if silent >= STALL_OVERTAKE && newer.is_some_and(Subscriber::newer_segment_began) {
+                        return SegmentEnd::Overtaken(Box::new(open));
+                    }
+                    let next = if silent >= STALL_OVERTAKE {
+                        Instant::now() + STALL_OVERTAKE / 4
+                    } else {
+                        last_byte + STALL_OVERTAKE
+                    };
+                    check.as_mut().reset(next);
+                    continue;
+                }
+                _ = shutdown.recv() => return SegmentEnd::Stop,
+            };
+            match chunk {
+                Ok(Some(bytes)) => {
+                    last_byte = Instant::now();
+                    let items = open.decoder.push(&bytes, last_byte);
+                    // A keepalive line is proof of life for `no_data` rules.
+                    let k = open.decoder.stats().keepalive;
+                    if k > open.keepalives {
+                        open.keepalives = k;
+                        if !self.send_channel(ChannelEvent::Data).await {
+                            return SegmentEnd::Stop;
+                        }
+                    }
+                    if !self.send_items(items).await {
+                        return SegmentEnd::Stop;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    // The items already decoded stand; the rest of this
+                    // segment is lost, the next one is read normally.
+                    self.stats.broken_segments.fetch_add(1, Ordering::Relaxed);
+                    warn!(channel = %self.channel, seq = open.seg.seq, error = %e, "segment broke off");
+                    break;
+                }
+            }
+        }
+        let (items, seg_stats) = open.decoder.finish(Instant::now());
+        self.stats.add_decode(&seg_stats);
+        if self.send_items(items).await {
+            SegmentEnd::Done
+        } else {
+            SegmentEnd::Stop
+        }
+    }
+}
+
 impl ChannelReader {
     /// Follows the channel until it ends, its reader gives up, the rules
     /// task is gone, or `shutdown` fires.
@@ -96,111 +234,91 @@ impl ChannelReader {
             subscriber: mut sub,
             channel,
             limits,
-            items: tx,
+            items,
             stats,
             health,
         } = self;
-        let seen = |health: &Option<Arc<PipelineHealth>>| {
-            if let Some(h) = health {
-                h.event_seen();
-            }
+        let sink = ChannelSink {
+            channel: channel.clone(),
+            items,
+            stats: stats.clone(),
+            health,
         };
+        // At most one overtaken segment drains beside the live ones; a
+        // second straggler ends the first (counted as abandoned).
+        let mut straggler: Option<tokio::task::JoinHandle<()>> = None;
+        let mut overtakes = WarnLimiter::new(std::time::Duration::from_secs(10));
         let mut reconnects_seen = sub.reconnects;
         loop {
             let next = tokio::select! {
                 r = sub.next_segment() => r,
-                _ = shutdown.recv() => return,
+                _ = shutdown.recv() => break,
             };
-            let mut seg = match next {
+            let seg = match next {
                 Ok(Some(seg)) => seg,
                 Ok(None) => {
                     info!(%channel, "channel ended");
-                    return;
+                    break;
                 }
                 Err(e) => {
                     warn!(%channel, error = %e, "channel reader gave up");
-                    return;
+                    break;
                 }
             };
             if sub.reconnects > reconnects_seen {
                 reconnects_seen = sub.reconnects;
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);
-                if tx
-                    .send(DataEvent::Channel(ChannelEvent::Reconnected))
-                    .await
-                    .is_err()
-                {
-                    return;
+                if !sink.send_channel(ChannelEvent::Reconnected).await {
+                    break;
                 }
             }
             stats.segments.fetch_add(1, Ordering::Relaxed);
-            if tx
-                .send(DataEvent::Channel(ChannelEvent::Data))
-                .await
-                .is_err()
-            {
-                return;
+            if !sink.send_channel(ChannelEvent::Data).await {
+                break;
             }
-            let mut decoder = SegmentDecoder::new(
+            let decoder = SegmentDecoder::new(
                 channel.clone(),
                 seg.seq,
                 seg.content_type.as_deref(),
                 limits,
             );
-            let mut keepalives = 0;
-            loop {
-                let chunk = tokio::select! {
-                    c = seg.chunk() => c,
-                    _ = shutdown.recv() => return,
-                };
-                match chunk {
-                    Ok(Some(bytes)) => {
-                        let items = decoder.push(&bytes, Instant::now());
-                        if !items.is_empty() {
-                            seen(&health);
-                            stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
-                            stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
-                        }
-                        // A keepalive line is proof of life for `no_data` rules.
-                        let k = decoder.stats().keepalive;
-                        if k > keepalives {
-                            keepalives = k;
-                            if tx
-                                .send(DataEvent::Channel(ChannelEvent::Data))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        for item in items {
-                            if tx.send(DataEvent::Item(item)).await.is_err() {
-                                return;
-                            }
-                        }
+            let open = OpenSegment {
+                seg,
+                decoder,
+                keepalives: 0,
+            };
+            match sink.read(open, Some(&sub), &mut shutdown).await {
+                SegmentEnd::Done => {}
+                SegmentEnd::Stop => break,
+                SegmentEnd::Overtaken(open) => {
+                    stats.stalled_overtaken.fetch_add(1, Ordering::Relaxed);
+                    let seq = open.seg.seq;
+                    if let Some(suppressed) = overtakes.hit(Instant::now()) {
+                        warn!(
+                            %channel,
+                            seq,
+                            silent_s = STALL_OVERTAKE.as_secs_f64(),
+                            held_back = suppressed,
+                            "segment stalled while a newer one began: reading on past it; \
+                             it keeps draining beside the newer ones"
+                        );
                     }
-                    Ok(None) => break,
-                    Err(e) => {
-                        // The items already decoded stand; the rest of this
-                        // segment is lost, the next one is read normally.
-                        stats.broken_segments.fetch_add(1, Ordering::Relaxed);
-                        warn!(%channel, seq = seg.seq, error = %e, "segment broke off");
-                        break;
+                    if let Some(old) = straggler.take()
+                        && !old.is_finished()
+                    {
+                        old.abort();
+                        stats.stalled_abandoned.fetch_add(1, Ordering::Relaxed);
+                        warn!(%channel, "an older stalled segment was still open: abandoned, its unread rest is lost");
                     }
+                    let (sink, mut shutdown) = (sink.clone(), shutdown.clone());
+                    straggler = Some(tokio::spawn(async move {
+                        sink.read(*open, None, &mut shutdown).await;
+                    }));
                 }
             }
-            let (items, seg_stats) = decoder.finish(Instant::now());
-            stats.add_decode(&seg_stats);
-            if !items.is_empty() {
-                seen(&health);
-                stats.items.fetch_add(items.len() as u64, Ordering::Relaxed);
-                stats.last_item_unix_ms.store(unix_ms(), Ordering::Relaxed);
-            }
-            for item in items {
-                if tx.send(DataEvent::Item(item)).await.is_err() {
-                    return;
-                }
-            }
+        }
+        if let Some(task) = straggler {
+            task.abort();
         }
     }
 }

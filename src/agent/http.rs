@@ -155,6 +155,16 @@ pub fn metrics(stats: &AgentStats) -> String {
         c(&d.json_strings),
     );
     e.counter(
+        "trickle_edge_data_segments_overtaken_total",
+        "Data or events segments that stalled while a newer one began, read on past.",
+        c(&d.stalled_overtaken),
+    );
+    e.counter(
+        "trickle_edge_data_segments_abandoned_total",
+        "Overtaken segments ended while still open (their unread rest is lost).",
+        c(&d.stalled_abandoned),
+    );
+    e.counter(
         "trickle_edge_rule_fires_total",
         "Times a rule fired.",
         c(&d.rule_fires),

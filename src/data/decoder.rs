@@ -260,7 +260,10 @@ impl SegmentDecoder {
             }
             Mode::Text => match String::from_utf8(buf) {
                 Ok(text) => self.push_item(Payload::Text(text), now, out),
-                Err(e) => self.skip(SkipReason::InvalidUtf8, e.to_string()),
+                Err(e) => {
+                    let hint = encoding_hint(e.as_bytes()).unwrap_or_default();
+                    self.skip(SkipReason::InvalidUtf8, format!("{e}{hint}"));
+                }
             },
             Mode::Sniff if !overflowed => match std::str::from_utf8(&buf) {
                 Ok(text) => {
@@ -284,7 +287,8 @@ impl SegmentDecoder {
         let text = match std::str::from_utf8(bytes) {
             Ok(t) => t,
             Err(e) => {
-                self.skip(SkipReason::InvalidUtf8, e.to_string());
+                let hint = encoding_hint(bytes).unwrap_or_default();
+                self.skip(SkipReason::InvalidUtf8, format!("{e}{hint}"));
                 return None;
             }
         };
@@ -305,7 +309,10 @@ impl SegmentDecoder {
                 None
             }
             Err(e) => {
-                self.skip(SkipReason::InvalidJson, e.to_string());
+                let hint = encoding_hint(bytes)
+                    .or_else(|| surrogate_hint(text, &e))
+                    .unwrap_or_default();
+                self.skip(SkipReason::InvalidJson, format!("{e}{hint}"));
                 None
             }
         }
@@ -411,6 +418,64 @@ impl SegmentDecoder {
             "data payload problem"
         );
     }
+}
+
+/// Why bytes that should be UTF-8 JSON are not, when the bytes say it: a
+/// sender's mistake named is one a user can fix from the log alone. The
+/// text is appended to the parser's own message.
+fn encoding_hint(bytes: &[u8]) -> Option<&'static str> {
+    const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+    if bytes.starts_with(UTF8_BOM) {
+        return Some(
+            " (hint: it starts with a UTF-8 byte-order mark, EF BB BF; JSON on a trickle \
+             channel is sent without one: Python's json.dumps never writes it, \
+             open(..., encoding=\"utf-8-sig\") does)",
+        );
+    }
+    if bytes.starts_with(b"\xFF\xFE") || bytes.starts_with(b"\xFE\xFF") {
+        return Some(
+            " (hint: it starts with a UTF-16 byte-order mark; JSON on a trickle channel \
+             must be UTF-8: encode with .encode(\"utf-8\"), not \"utf-16\")",
+        );
+    }
+    if bytes.starts_with(&[0x1F, 0x8B]) {
+        return Some(
+            " (hint: it starts with gzip's magic bytes 1F 8B: the body is compressed, and \
+             trickle carries segments as written, with no Content-Encoding; send it \
+             uncompressed)",
+        );
+    }
+    // UTF-16 without a mark: ASCII text with a NUL after (LE) or before (BE)
+    // nearly every character. A line split of such text starts anywhere.
+    let sample = &bytes[..bytes.len().min(64)];
+    let nuls = sample.iter().filter(|&&b| b == 0).count();
+    if sample.len() >= 4 && nuls * 3 >= sample.len() {
+        return Some(
+            " (hint: every other byte is NUL, which is UTF-16 text without a byte-order \
+             mark; JSON on a trickle channel must be UTF-8)",
+        );
+    }
+    None
+}
+
+/// serde_json refuses a `\uD800`..`\uDFFF` escape without its pair, which
+/// no valid Unicode string produces; name where such strings come from.
+/// (serde_json calls it "unexpected end of hex escape" when a quote follows
+/// the lone half, "lone leading surrogate" otherwise.)
+fn surrogate_hint(text: &str, e: &serde_json::Error) -> Option<&'static str> {
+    let msg = e.to_string();
+    let about_escapes = msg.contains("surrogate") || msg.contains("hex escape");
+    let has_surrogate = text.as_bytes().windows(4).any(|w| {
+        w[0] == b'\\'
+            && w[1] == b'u'
+            && w[2].eq_ignore_ascii_case(&b'd')
+            && matches!(w[3].to_ascii_lowercase(), b'8'..=b'9' | b'a'..=b'f')
+    });
+    (about_escapes && has_surrogate).then_some(
+        " (hint: a \\uD800-\\uDFFF escape without its pair is not a Unicode character; \
+         the sender serialised a string holding a lone surrogate, as Python does for \
+         bytes decoded with errors=\"surrogateescape\"; clean the text before json.dumps)",
+    )
 }
 
 /// What a string element of a batch holds.

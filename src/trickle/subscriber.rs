@@ -271,6 +271,17 @@ impl Subscriber {
         )
     }
 
+    /// Whether the preconnected GET for the segment after the one last
+    /// returned has been answered: the server sends headers only with a
+    /// segment's first byte, so an answer means the publisher has begun a
+    /// newer segment (or the server said why not: 470, an error), and the
+    /// one being read will get no more company from its writer soon.
+    pub fn newer_segment_began(&self) -> bool {
+        self.pending
+            .as_ref()
+            .is_some_and(|(seq, task)| *seq == self.next_seq && task.is_finished())
+    }
+
     /// The next segment, or `Ok(None)` once the channel has ended.
     pub async fn next_segment(&mut self) -> Result<Option<IncomingSegment>, SubscribeError> {
         if self.ended {
