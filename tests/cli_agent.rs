@@ -161,14 +161,17 @@ watchdog_interval = "1s"
     std::fs::remove_dir_all(&dir).ok();
 }
 
-/// Issue 15: one `"timestamp": 1e300` made every later item "out of order",
-/// dropped without a word. Through the real data path: the later items all
-/// act, and a warning names the item.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
-    let server = start_server(test_config(), &["data"]).await;
-    let url = format!("{}data", server.base_url());
-    let dir = temp_dir("poison");
+/// `subscribe URL --from 0 --rules` with one rule, "any detection" → a log
+/// file, stderr piped: returns the child, the log's path and the temp dir.
+fn subscribe_any_detection_to_a_log(
+    url: &str,
+    name: &str,
+) -> (
+    tokio::process::Child,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let dir = temp_dir(name);
     let log = dir.join("fires.jsonl");
     let rules = dir.join("rules.toml");
     std::fs::write(
@@ -179,13 +182,24 @@ async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["subscribe", &url, "--from", "0", "--rules"])
+    let child = Command::new(BIN)
+        .args(["subscribe", url, "--from", "0", "--rules"])
         .arg(&rules)
         .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    (child, log, dir)
+}
+
+/// Issue 15: one `"timestamp": 1e300` made every later item "out of order",
+/// dropped without a word. Through the real data path: the later items all
+/// act, and a warning names the item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
+    let server = start_server(test_config(), &["data"]).await;
+    let url = format!("{}data", server.base_url());
+    let (mut child, log, dir) = subscribe_any_detection_to_a_log(&url, "poison");
     let mut publisher = Publisher::connect(
         &url,
         PublisherOptions {
@@ -243,24 +257,7 @@ async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
 async fn a_stalled_data_segment_is_overtaken_by_a_newer_one_and_still_drained() {
     let server = start_server(test_config(), &["data"]).await;
     let url = format!("{}data", server.base_url());
-    let dir = temp_dir("overtake");
-    let log = dir.join("fires.jsonl");
-    let rules = dir.join("rules.toml");
-    std::fs::write(
-        &rules,
-        format!(
-            "[outputs.fires]\ntype = \"log\"\npath = \"{}\"\nfsync_interval = \"100ms\"\n\n[[rules]]\nname = \"any\"\nmatch = {{ type = \"detection\" }}\nthen = [{{ output = \"fires\" }}]\n",
-            log.display()
-        ),
-    )
-    .unwrap();
-    let mut child = Command::new(BIN)
-        .args(["subscribe", &url, "--from", "0", "--rules"])
-        .arg(&rules)
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, log, dir) = subscribe_any_detection_to_a_log(&url, "overtake");
     let fired = |n: u32| {
         std::fs::read_to_string(&log)
             .unwrap_or_default()
