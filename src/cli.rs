@@ -115,6 +115,21 @@ pub struct ServeArgs {
     /// Seconds without a new segment before a channel is closed.
     #[arg(long, default_value_t = 300)]
     pub idle_timeout_secs: u64,
+    /// Seconds a POST may hold its seq without a body byte once it is the
+    /// channel's current write (or stall between bytes); then it gets 408
+    /// and the seq is free again. A preconnected POST waits while the
+    /// segment before it streams.
+    #[arg(long, default_value_t = 30)]
+    pub post_idle_timeout_secs: u64,
+    /// Open connections at once, in all.
+    #[arg(long, default_value_t = 4096)]
+    pub max_connections: usize,
+    /// Open connections from one remote IP at once (more get 429).
+    #[arg(long, default_value_t = 1024)]
+    pub max_connections_per_ip: usize,
+    /// Open POSTs on one channel at once (more get 429); a publisher needs 2.
+    #[arg(long, default_value_t = 8)]
+    pub max_posts_per_channel: usize,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -327,6 +342,10 @@ async fn serve(a: ServeArgs) -> anyhow::Result<()> {
         max_readers_per_segment: a.max_readers_per_segment,
         bearer_token: read_token(a.token_file.as_ref())?,
         idle_timeout: std::time::Duration::from_secs(a.idle_timeout_secs),
+        post_idle_timeout: std::time::Duration::from_secs(a.post_idle_timeout_secs),
+        max_connections: a.max_connections,
+        max_connections_per_ip: a.max_connections_per_ip,
+        max_posts_per_channel: a.max_posts_per_channel,
         ..Default::default()
     };
     let running = server::start(config).await?;

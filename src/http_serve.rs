@@ -2,7 +2,9 @@
 //! agent's `/healthz` endpoint, the reference worker's API and the trickle
 //! server. A failing `accept` (out of file descriptors) pauses instead of
 //! spinning, a client that never finishes its headers is dropped,
-//! connections are capped, and a [`Shutdown`] stops accepting, then lets each
+//! connections are capped (in all and per remote IP, so one client cannot
+//! take them all; a refused connection gets a one-line 503 or 429 naming the
+//! limit, then is closed), and a [`Shutdown`] stops accepting, then lets each
 //! open connection finish its request within a grace period (none: dropped).
 //!
 //! [`serve`] hands every connection a clone of one service on the raw
@@ -12,9 +14,10 @@
 //! and counts the connections it refuses. (Its idle-channel sweep is a task
 //! of its own beside this loop, stopped by the same `Shutdown`.)
 
+use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -22,12 +25,13 @@ use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::Service;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use crate::shutdown::Shutdown;
+use crate::sync::LockIgnoringPoison;
 
 /// Errors a service or body may hand to hyper.
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -37,6 +41,8 @@ type BoxError = Box<dyn StdError + Send + Sync>;
 pub struct ServeLimits {
     /// Open connections at once; more are closed as soon as accepted.
     pub max_connections: usize,
+    /// Open connections from one remote IP at once.
+    pub max_connections_per_ip: usize,
     /// A client must send its request headers within this time.
     pub header_read_timeout: Duration,
     /// After shutdown, how long open connections may take to finish. Zero
@@ -50,6 +56,7 @@ impl Default for ServeLimits {
     fn default() -> Self {
         Self {
             max_connections: 64,
+            max_connections_per_ip: 64,
             header_read_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(2),
             accept_error_pause: Duration::from_millis(100),
@@ -76,8 +83,75 @@ pub trait Connections: Send + 'static {
     /// The IO and the service for a connection just accepted from `peer`.
     fn open(&self, stream: TcpStream, peer: SocketAddr) -> (Self::Io, Self::Service);
 
-    /// Told of each connection closed unserved at the connection limit.
-    fn refused(&self, _peer: SocketAddr) {}
+    /// Told of each connection closed unserved at a connection limit.
+    fn refused(&self, _peer: SocketAddr, _why: Refusal) {}
+}
+
+/// Which limit a connection was refused at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The listener's `max_connections`.
+    ConnectionLimit,
+    /// The peer's IP already holds `max_connections_per_ip`.
+    PerIpLimit,
+}
+
+/// Open connections per remote IP; an entry goes when its count is zero.
+#[derive(Debug, Default, Clone)]
+struct PerIp(Arc<Mutex<HashMap<IpAddr, usize>>>);
+
+/// One connection counted against its IP until dropped.
+struct IpSlot {
+    per_ip: PerIp,
+    ip: IpAddr,
+}
+
+impl PerIp {
+    fn take(&self, ip: IpAddr, max: usize) -> Option<IpSlot> {
+        let mut map = self.0.lock_ignoring_poison();
+        let n = map.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(IpSlot {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut map = self.per_ip.0.lock_ignoring_poison();
+        if let Some(n) = map.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                map.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Refused connections being answered at once; past it they are just closed.
+const MAX_REFUSALS_ANSWERING: usize = 64;
+
+/// Tells a refused client why in a one-line answer, then closes: its request
+/// is drained briefly first, so the close does not reset the connection
+/// before the answer is read.
+async fn answer_refusal(mut stream: TcpStream, status: &str, why: String) {
+    let answer = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{why}",
+        why.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        stream.write_all(answer.as_bytes()).await?;
+        stream.shutdown().await?;
+        let mut sink = [0u8; 4096];
+        while stream.read(&mut sink).await? > 0 {}
+        Ok::<_, std::io::Error>(())
+    })
+    .await;
 }
 
 /// Every connection gets a clone of one service, on the raw socket.
@@ -129,8 +203,11 @@ pub async fn serve_connections<C: Connections>(
     mut shutdown: Shutdown,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let per_ip = PerIp::default();
+    let answering = Arc::new(Semaphore::new(MAX_REFUSALS_ANSWERING));
     let mut open = tokio::task::JoinSet::new();
     let mut refused_logged: Option<tokio::time::Instant> = None;
+    let mut refused_since_logged: u64 = 0;
     loop {
         let accepted = tokio::select! {
             _ = shutdown.recv() => break,
@@ -145,15 +222,56 @@ pub async fn serve_connections<C: Connections>(
                 continue;
             }
         };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            connections.refused(peer);
-            let now = tokio::time::Instant::now();
-            if refused_logged.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
-                warn!(limit = limits.max_connections, %peer, "connection limit reached, refusing");
-                refused_logged = Some(now);
+        let slot = per_ip.take(peer.ip(), limits.max_connections_per_ip.max(1));
+        let permit = permits.clone().try_acquire_owned().ok();
+        let (slot, permit) = match (slot, permit) {
+            (Some(slot), Some(permit)) => (slot, permit),
+            (slot, permit) => {
+                let per_ip_only = permit.is_some();
+                drop((slot, permit));
+                let (why, status, msg) = if per_ip_only {
+                    let limit = limits.max_connections_per_ip;
+                    (
+                        Refusal::PerIpLimit,
+                        "429 Too Many Requests",
+                        format!(
+                            "Too many connections from {} (limit {limit} per client)\n",
+                            peer.ip()
+                        ),
+                    )
+                } else {
+                    (
+                        Refusal::ConnectionLimit,
+                        "503 Service Unavailable",
+                        format!("Too many connections (limit {})\n", limits.max_connections),
+                    )
+                };
+                connections.refused(peer, why);
+                refused_since_logged += 1;
+                let now = tokio::time::Instant::now();
+                if refused_logged.is_none_or(|t| now.duration_since(t) > Duration::from_secs(10)) {
+                    warn!(
+                        limit = limits.max_connections,
+                        per_ip_limit = limits.max_connections_per_ip,
+                        %peer,
+                        ?why,
+                        refused = refused_since_logged,
+                        "connection limit reached, refusing"
+                    );
+                    refused_logged = Some(now);
+                    refused_since_logged = 0;
+                }
+                match answering.clone().try_acquire_owned() {
+                    Ok(answering) => {
+                        tokio::spawn(async move {
+                            answer_refusal(stream, status, msg).await;
+                            drop(answering);
+                        });
+                    }
+                    Err(_) => drop(stream),
+                }
+                continue;
             }
-            drop(stream);
-            continue;
         };
         let (io, service) = connections.open(stream, peer);
         let mut stop = shutdown.clone();
@@ -173,6 +291,7 @@ pub async fn serve_connections<C: Connections>(
                 }
             }
             drop(permit);
+            drop(slot);
         });
     }
     if !limits.shutdown_grace.is_zero() {
@@ -264,7 +383,12 @@ mod tests {
         first.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let mut second = TcpStream::connect(addr).await.unwrap();
         let _ = second.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
-        assert!(until_closed(&mut second).await.is_empty());
+        let refused = String::from_utf8_lossy(&until_closed(&mut second).await).to_string();
+        assert!(
+            refused.starts_with("HTTP/1.1 503")
+                && refused.ends_with("Too many connections (limit 1)\n"),
+            "{refused}"
+        );
         // Once the first finishes, the slot is free again (its permit goes
         // just after its socket closes: retry until a request is answered).
         first
@@ -286,6 +410,38 @@ mod tests {
         })
         .await
         .expect("a connection is served once the first has ended");
+    }
+
+    #[tokio::test]
+    async fn one_ip_at_its_limit_gets_429_while_another_ip_is_served() {
+        let (addr, _stop, _task) = start(ServeLimits {
+            max_connections: 8,
+            max_connections_per_ip: 2,
+            header_read_timeout: Duration::from_secs(30),
+            ..Default::default()
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut c = TcpStream::connect(addr).await.unwrap();
+            c.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
+            held.push(c);
+        }
+        let mut third = TcpStream::connect(addr).await.unwrap();
+        let refused = String::from_utf8_lossy(&until_closed(&mut third).await).to_string();
+        assert!(
+            refused.starts_with("HTTP/1.1 429")
+                && refused.contains("Too many connections from 127.0.0.1 (limit 2 per client)"),
+            "{refused}"
+        );
+        let other = tokio::net::TcpSocket::new_v4().unwrap();
+        other.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+        let mut other = other.connect(addr).await.unwrap();
+        other
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        assert!(until_closed(&mut other).await.starts_with(b"HTTP/1.1 200"));
     }
 
     #[tokio::test]
@@ -377,7 +533,7 @@ mod tests {
             (io, SaysOk)
         }
 
-        fn refused(&self, _peer: SocketAddr) {
+        fn refused(&self, _peer: SocketAddr, _why: Refusal) {
             self.refused.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -401,7 +557,12 @@ mod tests {
         let mut held = TcpStream::connect(addr).await.unwrap();
         held.write_all(b"GET / HTTP/1.1\r\n").await.unwrap();
         let mut refused = TcpStream::connect(addr).await.unwrap();
-        assert!(until_closed(&mut refused).await.is_empty());
+        // Answered by the loop itself, not the wrapped socket.
+        assert!(
+            until_closed(&mut refused)
+                .await
+                .starts_with(b"HTTP/1.1 503")
+        );
         assert_eq!(greeting.refused.load(Ordering::Relaxed), 1);
         held.write_all(b"Host: x\r\nConnection: close\r\n\r\n")
             .await

@@ -2,6 +2,7 @@
 //! next write position, with the exact sequence rules Livepeer's server uses
 //! (see `trickle-protocol.md`).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
@@ -120,6 +121,20 @@ pub struct Channel {
     name: String,
     content_type: Option<String>,
     state: Mutex<ChannelState>,
+    /// POST requests open on this channel right now (waiting or streaming).
+    open_posts: AtomicUsize,
+}
+
+/// One open POST on a channel, counted until dropped.
+#[derive(Debug)]
+pub struct OpenPost {
+    channel: Arc<Channel>,
+}
+
+impl Drop for OpenPost {
+    fn drop(&mut self) {
+        self.channel.open_posts.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 fn slot(seq: i64) -> usize {
@@ -139,7 +154,37 @@ impl Channel {
                 last_write: Instant::now(),
                 closed: false,
             }),
+            open_posts: AtomicUsize::new(0),
         }
+    }
+
+    /// Counts one more open POST, refusing past `max` at once: a publisher
+    /// needs two (the segment streaming and its preconnected successor).
+    pub fn open_post(self: &Arc<Self>, max: usize) -> Option<OpenPost> {
+        let prev = self.open_posts.fetch_add(1, Ordering::AcqRel);
+        let post = OpenPost {
+            channel: self.clone(),
+        };
+        (prev < max).then_some(post)
+    }
+
+    /// POSTs open on this channel now.
+    pub fn open_posts(&self) -> usize {
+        self.open_posts.load(Ordering::Acquire)
+    }
+
+    /// Whether a POST for `seq` is still queued behind the segment before
+    /// it: `seq - 1` is held and a POST is still writing it. Such a POST is
+    /// a publisher's preconnect; once the segment before it ends (or there
+    /// is none), it is the channel's current write and must start sending.
+    pub fn waits_behind(&self, seq: i64) -> bool {
+        let st = self.state.lock_ignoring_poison();
+        let Some(before) = seq.checked_sub(1).filter(|s| *s >= 0) else {
+            return false;
+        };
+        st.ring[slot(before)]
+            .as_ref()
+            .is_some_and(|s| s.seq() == before && s.is_being_written())
     }
 
     pub fn name(&self) -> &str {
@@ -461,6 +506,29 @@ mod tests {
         assert!(waiting.is_closed());
         assert_eq!(seg.seq(), 5);
         assert_eq!(ch.next_write(), 5);
+    }
+
+    #[tokio::test]
+    async fn a_preconnected_post_waits_behind_the_segment_being_written() {
+        let ch = Arc::new(Channel::new("c".into(), None));
+        let WriteSlot::Claimed(zero) = ch.for_write(0, false) else {
+            panic!()
+        };
+        assert!(!ch.waits_behind(0), "nothing before seq 0");
+        ch.advance_past(0);
+        zero.append(Bytes::from_static(b"a"));
+        let WriteSlot::Claimed(_one) = ch.for_write(1, false) else {
+            panic!()
+        };
+        assert!(ch.waits_behind(1));
+        zero.close();
+        assert!(!ch.waits_behind(1), "current once the segment before ended");
+        assert!(!ch.waits_behind(7), "nothing held before seq 7");
+        let first = ch.open_post(1).expect("one POST under the limit");
+        assert!(ch.open_post(1).is_none());
+        assert_eq!(ch.open_posts(), 1, "a refused POST is not counted");
+        drop(first);
+        assert_eq!(ch.open_posts(), 0);
     }
 
     #[tokio::test]

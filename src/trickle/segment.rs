@@ -81,6 +81,13 @@ impl Segment {
         !st.closed && st.len == 0 && !st.writer_attached
     }
 
+    /// A POST holds this segment and it has not ended: a write is in
+    /// progress (or preconnected) here.
+    pub fn is_being_written(&self) -> bool {
+        let st = self.state.lock_ignoring_poison();
+        st.writer_attached && !st.closed
+    }
+
     /// Claims the segment for a POST. Fails when another POST holds it or when
     /// it already holds data or ended: the channel decides when a POST gets a
     /// fresh segment instead.

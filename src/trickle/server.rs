@@ -28,7 +28,7 @@ use super::channel::{Channel, Missing, ReadSlot, WriteSlot};
 use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use super::interim::{InterimHandle, InterimIo};
 use super::segment::ReadEvent;
-use crate::http_serve::{Connections, ServeLimits, serve_connections};
+use crate::http_serve::{Connections, Refusal, ServeLimits, serve_connections};
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::sync::LockIgnoringPoison;
 
@@ -49,6 +49,17 @@ pub struct ServerConfig {
     pub max_channels: usize,
     pub max_readers_per_segment: usize,
     pub max_connections: usize,
+    /// Open connections from one remote IP at once, so one client cannot
+    /// take every connection: more are answered 429 and closed.
+    pub max_connections_per_ip: usize,
+    /// POSTs open on one channel at once (a publisher needs two: the segment
+    /// streaming and its preconnected successor); more are answered 429.
+    pub max_posts_per_channel: usize,
+    /// How long a POST may hold its seq without a body byte once it is the
+    /// channel's current write (a preconnected POST waits unbounded while
+    /// the segment before it streams), and how long a body may stall between
+    /// bytes. Past it the POST is answered 408 and its seq released.
+    pub post_idle_timeout: Duration,
     /// When set, every request must carry `Authorization: Bearer <token>`.
     pub bearer_token: Option<String>,
     /// Channels without a new segment for this long are closed.
@@ -71,6 +82,9 @@ impl Default for ServerConfig {
             max_channels: 1024,
             max_readers_per_segment: 256,
             max_connections: 4096,
+            max_connections_per_ip: 1024,
+            max_posts_per_channel: 8,
+            post_idle_timeout: Duration::from_secs(30),
             bearer_token: None,
             idle_timeout: Duration::from_secs(300),
             sweep_interval: Duration::from_secs(60),
@@ -101,7 +115,14 @@ pub struct ServerStats {
     pub bytes_out: AtomicU64,
     pub interim_sent: AtomicU64,
     pub rejected_oversize: AtomicU64,
+    /// Refused at the server's connection limit or one IP's.
     pub connections_refused: AtomicU64,
+    /// Of those, refused at one remote IP's limit.
+    pub connections_refused_per_ip: AtomicU64,
+    /// POSTs answered 429 at a channel's open-POST limit.
+    pub posts_refused: AtomicU64,
+    /// POSTs ended for sending no byte within the POST idle timeout.
+    pub posts_timed_out: AtomicU64,
 }
 
 /// State shared by every connection of one server.
@@ -110,7 +131,13 @@ pub struct ServerState {
     config: ServerConfig,
     channels: Mutex<HashMap<String, Arc<Channel>>>,
     pub stats: ServerStats,
+    /// Timed-out POSTs not yet told in a warning: one warning per
+    /// [`WARN_EVERY`] at most, with the count since the last.
+    timeouts_unwarned: Mutex<(u64, Option<tokio::time::Instant>)>,
 }
+
+/// At most one warning per this long for each kind of refusal.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 pub fn valid_channel_name(name: &str) -> bool {
     // `.` and `..` are path segments, not names: a proxy or a URL library
@@ -130,6 +157,7 @@ impl ServerState {
             config,
             channels: Mutex::new(HashMap::new()),
             stats: ServerStats::default(),
+            timeouts_unwarned: Mutex::new((0, None)),
         });
         for (name, ct) in state.config.channels.clone() {
             state.create_channel(&name, ct)?;
@@ -191,6 +219,42 @@ impl ServerState {
     /// Bytes held by all rings: bounded by channels x 5 x max segment size.
     pub fn held_bytes(&self) -> usize {
         self.map().values().map(|c| c.held_bytes()).sum()
+    }
+
+    /// Counts a POST ended by the POST idle timeout, warns (at most once per
+    /// [`WARN_EVERY`], with the count since the last warning) and answers it.
+    fn post_timed_out(&self, channel: &str, seq: i64, bytes: usize) -> Response<Body> {
+        self.stats.posts_timed_out.fetch_add(1, Ordering::Relaxed);
+        let timeout = self.config.post_idle_timeout;
+        {
+            let mut unwarned = self.timeouts_unwarned.lock_ignoring_poison();
+            unwarned.0 += 1;
+            let now = tokio::time::Instant::now();
+            if unwarned
+                .1
+                .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+            {
+                warn!(
+                    channel,
+                    seq,
+                    bytes,
+                    ?timeout,
+                    since_last_warning = unwarned.0,
+                    "POST sent no byte within the POST idle timeout; ended it and released its seq"
+                );
+                *unwarned = (0, Some(now));
+            }
+        }
+        let mut r = text(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "No body byte for {} ms (post idle timeout) on segment {seq}: ended, seq released",
+                timeout.as_millis()
+            ),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        r
     }
 
     /// Closes channels with no new segment within the idle timeout.
@@ -260,6 +324,7 @@ impl ServerConfig {
     pub fn serve_limits(&self) -> ServeLimits {
         ServeLimits {
             max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
             header_read_timeout: self.header_read_timeout,
             shutdown_grace: Duration::ZERO,
             accept_error_pause: Duration::from_millis(50),
@@ -334,11 +399,14 @@ impl Connections for TrickleConnections {
         (io, service)
     }
 
-    fn refused(&self, _peer: SocketAddr) {
-        self.state
-            .stats
-            .connections_refused
-            .fetch_add(1, Ordering::Relaxed);
+    fn refused(&self, _peer: SocketAddr, why: Refusal) {
+        let stats = &self.state.stats;
+        stats.connections_refused.fetch_add(1, Ordering::Relaxed);
+        if why == Refusal::PerIpLimit {
+            stats
+                .connections_refused_per_ip
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -661,6 +729,18 @@ async fn post_segment(
         .headers()
         .get(HDR_RESET)
         .is_some_and(|v| v.as_bytes() == b"1" || v.as_bytes().eq_ignore_ascii_case(b"true"));
+    let Some(_open) = ch.open_post(state.config.max_posts_per_channel) else {
+        state.stats.posts_refused.fetch_add(1, Ordering::Relaxed);
+        let limit = state.config.max_posts_per_channel;
+        debug!(channel = name, limit, "open POST limit reached, refusing");
+        let mut r = text(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!("Too many open POSTs on channel {name} (limit {limit})"),
+        );
+        r.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return r;
+    };
     let seg = match ch.for_write(seq, reset) {
         WriteSlot::Claimed(seg) => seg,
         WriteSlot::Taken { seq } => {
@@ -687,9 +767,19 @@ async fn post_segment(
     let mut seg_changed = seg.watch();
     seg_changed.borrow_and_update();
     let interval = state.config.interim_interval;
+    let idle_timeout = state.config.post_idle_timeout;
+    let mut interim_due =
+        tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    // How often a waiting POST looks whether the segment before it ended.
+    let mut look = tokio::time::interval(
+        (idle_timeout / 4).clamp(Duration::from_millis(10), Duration::from_secs(1)),
+    );
+    // When this POST became the channel's current write without a byte.
+    let mut current_since: Option<tokio::time::Instant> = None;
 
     // Before the first byte: wait for data, answer closure, keep the socket
-    // alive with interim responses.
+    // alive with interim responses, and give the seq up once this POST has
+    // been the current write for `idle_timeout` without a byte.
     let first = loop {
         tokio::select! {
             frame = body.frame() => break frame,
@@ -706,10 +796,22 @@ async fn post_segment(
                     return r;
                 }
             }
-            _ = tokio::time::sleep(interval) => {
+            _ = interim_due.tick() => {
                 debug!(channel = name, seq, "idle POST: sending 100 Continue");
                 state.stats.interim_sent.fetch_add(1, Ordering::Relaxed);
                 interim.send_continue();
+            }
+            _ = look.tick() => {
+                if ch.waits_behind(seq) {
+                    current_since = None;
+                } else if current_since
+                    .get_or_insert_with(tokio::time::Instant::now)
+                    .elapsed()
+                    >= idle_timeout
+                {
+                    ch.writer_failed(&seg);
+                    return state.post_timed_out(name, seq, 0);
+                }
             }
         }
     };
@@ -773,7 +875,18 @@ async fn post_segment(
                 }
             }
         }
-        next = body.frame().await;
+        next = match tokio::time::timeout(idle_timeout, body.frame()).await {
+            Ok(frame) => frame,
+            Err(_) => {
+                // Readers keep what arrived; the seq is not wedged.
+                if total == 0 {
+                    ch.writer_failed(&seg);
+                } else {
+                    seg.close();
+                }
+                return state.post_timed_out(name, seq, total);
+            }
+        };
     }
 
     if total == 0 {

@@ -41,6 +41,23 @@ impl Raw {
         }
     }
 
+    /// Connects from the loopback address `from` (e.g. 127.0.0.2): a
+    /// second client, as the server counts clients by remote IP.
+    pub async fn connect_from(from: std::net::IpAddr, addr: SocketAddr) -> Raw {
+        let socket = match from {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+        }
+        .expect("socket");
+        socket
+            .bind(SocketAddr::new(from, 0))
+            .unwrap_or_else(|e| panic!("bind the client socket to {from}: {e}"));
+        Raw {
+            stream: socket.connect(addr).await.expect("connect"),
+            buf: Vec::new(),
+        }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.stream.write_all(bytes).await.expect("write");
     }
