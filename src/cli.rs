@@ -496,6 +496,10 @@ fn stop_on_signal() -> anyhow::Result<crate::shutdown::Shutdown> {
     Ok(shutdown)
 }
 
+/// How long `subscribe --rules` lets its outputs finish their queues when
+/// the stream ends or it is stopped.
+const OUTPUT_DRAIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn subscribe_rules(
     a: &SubscribeArgs,
     path: &std::path::Path,
@@ -507,14 +511,21 @@ async fn subscribe_rules(
     if let Some(ev) = &a.events {
         channels.push((ev.clone(), "events"));
     }
+    let outputs = std::sync::Arc::new(outputs);
     let stats = crate::agent::tools::follow_with_rules(
         &channels,
         opts,
         rules,
-        std::sync::Arc::new(outputs),
+        outputs.clone(),
         stop_on_signal()?,
     )
     .await?;
+    // Let each output finish its queue (the log its overflow file too)
+    // before the counts are told.
+    let counters = match std::sync::Arc::try_unwrap(outputs) {
+        Ok(outputs) => outputs.counters_after_shutdown(OUTPUT_DRAIN).await,
+        Err(shared) => shared.counters(),
+    };
     eprintln!(
         "segments={} items={} decode_errors={} effects={}",
         stats.segments.load(Relaxed),
@@ -522,6 +533,9 @@ async fn subscribe_rules(
         stats.decode_errors.load(Relaxed),
         stats.effects.load(Relaxed),
     );
+    for (name, c) in counters {
+        eprintln!("output {name}: {c}");
+    }
     Ok(())
 }
 

@@ -114,9 +114,10 @@ async fn gpiocdev_errors_name_output_and_field() {
 
 #[tokio::test]
 async fn unknown_output_and_full_queue_are_counted() {
-    let out = build(
-        json!({ "events": { "type": "log", "path": support::tmp::temp_dir("cfg").join("e"), "queue": 1 } }),
-    );
+    let out = build(json!({
+        "events": { "type": "log", "path": support::tmp::temp_dir("cfg").join("e"), "queue": 1 },
+        "cmd": { "type": "exec", "argv": ["/bin/true"], "queue": 1 },
+    }));
     use trickle_edge::actions::Dispatched;
     use trickle_edge::rules::OutputAction::Deliver;
     assert_eq!(
@@ -124,14 +125,20 @@ async fn unknown_output_and_full_queue_are_counted() {
         Dispatched::UnknownOutput
     );
     assert_eq!(out.unrouted(), 1);
-    // Current-thread runtime: the writer cannot run between these two calls.
+    // Current-thread runtime: the tasks cannot run between these calls.
+    assert_eq!(out.dispatch(effect("cmd", Deliver, 1)), Dispatched::Queued);
+    assert_eq!(out.dispatch(effect("cmd", Deliver, 2)), Dispatched::Dropped);
+    let cmd = out.counters_of("cmd").unwrap();
+    assert_eq!((cmd.fired, cmd.dropped), (2, 1));
+    // A log is a record: what its queue cannot hold goes to its overflow file.
     assert_eq!(
         out.dispatch(effect("events", Deliver, 1)),
         Dispatched::Queued
     );
     assert_eq!(
         out.dispatch(effect("events", Deliver, 2)),
-        Dispatched::Dropped
+        Dispatched::Spilled
     );
-    assert_eq!(out.counters_of("events").unwrap().dropped, 1);
+    let events = out.counters_of("events").unwrap();
+    assert_eq!((events.fired, events.spilled, events.dropped), (2, 1, 0));
 }

@@ -253,3 +253,109 @@ async fn the_restart_backoff_grows_until_the_job_is_heard_from() {
     worker.shutdown().await;
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// Issue 15 item 4 under `run`: 100,000 detections in one data segment used
+/// to leave 46,171 lines in the log (`trickle_edge_output_dropped_total
+/// {output="plog"} 53829`) and no warning. Every effect reaches the log, a
+/// slow webhook beside it sheds its own load, and `/metrics` says which.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_100000_detections_reaches_the_log_whole_under_run() {
+    use bytes::Bytes;
+    use support::net::{readers_waiting, start_server, test_config};
+    use trickle_edge::trickle::{Publisher, PublisherOptions};
+    const N: u64 = 100_000;
+    let server = start_server(test_config(), &["cam", "data"]).await;
+    let base = server.base_url();
+    let (hook, answered, _hook_stop) =
+        support::http::slow_webhook(std::time::Duration::from_millis(20)).await;
+    let dir = temp_dir("burst-run");
+    let log = dir.join("plog.jsonl");
+    let text = format!(
+        r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 30
+[encoder]
+kind = "auto"
+bitrate_kbps = 500
+[job]
+mode = "static"
+publish_url = "{base}cam"
+data_url = "{base}data"
+[supervisor]
+listen = "127.0.0.1:0"
+[outputs.plog]
+type = "log"
+path = "{log}"
+max_bytes = 1000000000
+[outputs.slow]
+type = "webhook"
+url = "http://{hook}/hook"
+queue = 4
+max_attempts = 1
+[[rules]]
+name = "any"
+match = {{ type = "detection" }}
+then = [{{ output = "plog" }}, {{ output = "slow" }}]
+"#,
+        log = log.display()
+    );
+    let r = start_agent(resolved(&text)).await;
+    readers_waiting(&server, "data", 0, 1).await;
+    let url = format!("{base}data");
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            content_type: "application/jsonl".into(),
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut lines = String::with_capacity(40 * N as usize);
+    for n in 0..N {
+        lines.push_str(&format!("[{{\"type\":\"detection\",\"n\":{n}}}]\n"));
+    }
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from(lines)).await.unwrap();
+    w.finish().await.unwrap();
+    let logged = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count() as u64
+    };
+    support::time::wait_until_for(
+        std::time::Duration::from_secs(300),
+        "every effect of the burst in the log",
+        || logged() >= N,
+    )
+    .await;
+    let hooked = answered.load(Ordering::Relaxed);
+    assert!(hooked < N / 10, "the webhook answered {hooked} of {N}");
+    let addr = r.handles.supervisor_addr.expect("supervisor endpoint");
+    let (_, body) = simple(addr, "GET", "/metrics", &[]).await;
+    let metrics = String::from_utf8(body).unwrap();
+    let sample = |name: &str, output: &str| -> u64 {
+        let key = format!("{name}{{output=\"{output}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .unwrap_or_else(|| panic!("{key} missing from /metrics:\n{metrics}"))
+            .trim()
+            .parse::<f64>()
+            .unwrap() as u64
+    };
+    assert_eq!(sample("trickle_edge_output_fired_total", "plog"), N);
+    assert_eq!(sample("trickle_edge_output_dropped_total", "plog"), 0);
+    assert!(sample("trickle_edge_output_spilled_total", "plog") > 0);
+    assert_eq!(sample("trickle_edge_output_sent_total", "plog"), N);
+    assert_eq!(sample("trickle_edge_output_fired_total", "slow"), N);
+    assert!(sample("trickle_edge_output_dropped_total", "slow") > 0);
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -310,3 +310,138 @@ async fn a_stalled_data_segment_is_overtaken_by_a_newer_one_and_still_drained() 
     assert!(warned[0].contains("seq=0"), "{}", warned[0]);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Issue 15 item 4: 100,000 detections in one segment used to leave 17,777-
+/// 24,748 lines in the log and no word of the rest. Now every effect is in
+/// the log, in order (what the queue could not hold went through the
+/// overflow file), a slow webhook beside it sheds its own load without
+/// holding the log back, and the summary and warning say so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_100000_detections_is_logged_whole_beside_a_slow_webhook() {
+    const N: u64 = 100_000;
+    let server = start_server(test_config(), &["data"]).await;
+    let url = format!("{}data", server.base_url());
+    let (hook, answered, _hook_stop) =
+        support::http::slow_webhook(std::time::Duration::from_millis(20)).await;
+    let dir = temp_dir("burst");
+    let log = dir.join("fires.jsonl");
+    let rules = dir.join("rules.toml");
+    std::fs::write(
+        &rules,
+        format!(
+            "[outputs.fires]\ntype = \"log\"\npath = \"{}\"\nfsync_interval = \"100ms\"\nmax_bytes = 1000000000\n\n\
+             [outputs.slow]\ntype = \"webhook\"\nurl = \"http://{hook}/hook\"\nqueue = 4\nmax_attempts = 1\n\n\
+             [[rules]]\nname = \"any\"\nmatch = {{ type = \"detection\" }}\nthen = [{{ output = \"fires\" }}, {{ output = \"slow\" }}]\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(BIN)
+        .args(["subscribe", &url, "--from", "0", "--rules"])
+        .arg(&rules)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            content_type: "application/jsonl".into(),
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut lines = String::with_capacity(40 * N as usize);
+    for n in 0..N {
+        lines.push_str(&format!("[{{\"type\":\"detection\",\"n\":{n}}}]\n"));
+    }
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from(lines)).await.unwrap();
+    w.finish().await.unwrap();
+    let logged = || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .count() as u64
+    };
+    support::time::wait_until_for(
+        std::time::Duration::from_secs(300),
+        "every effect of the burst in the log",
+        || logged() >= N,
+    )
+    .await;
+    // The log got there while the webhook, 20 ms a call, was far behind.
+    let hooked = answered.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(hooked < N / 10, "the webhook answered {hooked} of {N}");
+    // The end of the channel ends the subscription: outputs drain, then the
+    // summary is told.
+    server.state.close_channel("data");
+    let out = within("subscribe ends with its channel", child.wait_with_output())
+        .await
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let ns: Vec<u64> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["item"]["payload"]["n"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no item n in {l}"))
+        })
+        .collect();
+    assert_eq!(ns.len() as u64, N, "lines in the log");
+    assert!(
+        ns.iter().enumerate().all(|(i, n)| i as u64 == *n),
+        "the log is out of order"
+    );
+    let summary = |name: &str| -> std::collections::BTreeMap<String, u64> {
+        let prefix = format!("output {name}: ");
+        let line = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no summary for {name}:\n{stderr}"));
+        line.split_whitespace()
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.parse().unwrap()))
+            .collect()
+    };
+    let fires = summary("fires");
+    assert_eq!(
+        (fires["fired"], fires["delivered"], fires["dropped"]),
+        (N, N, 0),
+        "{stderr}"
+    );
+    assert!(
+        fires["spilled"] > 0,
+        "the burst went through the overflow: {fires:?}"
+    );
+    let slow = summary("slow");
+    assert_eq!(slow["fired"], N);
+    assert!(slow["dropped"] > 0, "{slow:?}");
+    assert_eq!(
+        slow["delivered"] + slow["failed"] + slow["dropped"],
+        N,
+        "every webhook effect accounted for: {slow:?}"
+    );
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("output cannot keep up"))
+        .collect();
+    assert!(
+        !warnings.is_empty() && warnings.iter().all(|l| l.contains("slow")),
+        "{stderr}"
+    );
+    assert!(
+        warnings.len() < 50,
+        "rate-limited: {} warnings",
+        warnings.len()
+    );
+    assert!(
+        !log.with_extension("jsonl.spill").exists(),
+        "a drained overflow file is removed"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -137,6 +137,15 @@ pub struct LogConfig {
     pub fsync_interval: Duration,
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Bound of the overflow file (`<path>.spill`) that takes effects when
+    /// the queue is full, so a burst is written late rather than lost. Only
+    /// past it does the log output drop (and warn).
+    #[serde(default = "default_spill_max_bytes")]
+    pub spill_max_bytes: u64,
+}
+
+fn default_spill_max_bytes() -> u64 {
+    64 * 1024 * 1024
 }
 
 fn default_max_bytes() -> u64 {

@@ -11,6 +11,9 @@ pub(crate) struct Counters {
     dropped: AtomicU64,
     retries: AtomicU64,
     timeouts: AtomicU64,
+    fired: AtomicU64,
+    spilled: AtomicU64,
+    coalesced: AtomicU64,
 }
 
 /// A point-in-time copy of one output's counters.
@@ -29,6 +32,15 @@ pub struct OutputCounters {
     /// Calls cut off by a timeout (stuck GPIO, exec killed, webhook attempt);
     /// each is also counted in `failed` or `retries`.
     pub timeouts: u64,
+    /// Effects handed to this output by the rules (whatever became of them).
+    pub fired: u64,
+    /// Effects that went through the log output's overflow file because its
+    /// queue was full; not lost (they are also counted in `sent` once
+    /// written).
+    pub spilled: u64,
+    /// GPIO levels replaced in the queue by a later level: not lost, only
+    /// the latest level matters.
+    pub coalesced: u64,
 }
 
 impl Counters {
@@ -47,6 +59,15 @@ impl Counters {
     pub(crate) fn timeout(&self) {
         self.timeouts.fetch_add(1, Relaxed);
     }
+    pub(crate) fn fired(&self) {
+        self.fired.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn spilled(&self) {
+        self.spilled.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn coalesced(&self) {
+        self.coalesced.fetch_add(1, Relaxed);
+    }
     pub(crate) fn snapshot(&self) -> OutputCounters {
         OutputCounters {
             sent: self.sent.load(Relaxed),
@@ -54,6 +75,20 @@ impl Counters {
             dropped: self.dropped.load(Relaxed),
             retries: self.retries.load(Relaxed),
             timeouts: self.timeouts.load(Relaxed),
+            fired: self.fired.load(Relaxed),
+            spilled: self.spilled.load(Relaxed),
+            coalesced: self.coalesced.load(Relaxed),
         }
+    }
+}
+
+impl std::fmt::Display for OutputCounters {
+    /// The summary's words: fired, then what became of them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "fired={} delivered={} failed={} dropped={} spilled={} coalesced={}",
+            self.fired, self.sent, self.failed, self.dropped, self.spilled, self.coalesced
+        )
     }
 }

@@ -3,6 +3,11 @@
 //! Effects are written in batches (everything queued when the writer wakes)
 //! on the blocking pool, flushed to the OS per batch, and fsync'ed at most
 //! once per `fsync_interval`: SD cards wear out from per-line syncs.
+//!
+//! A log is a record, so this output does not drop under a burst: what its
+//! queue cannot hold goes to its overflow file (`<path>.spill`, see
+//! [`super::spill`]) as finished lines, which the writer takes back in
+//! order once the queue is empty.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -18,7 +23,8 @@ use super::counters::Counters;
 use super::error::ActionError;
 use super::json::action_name;
 use super::json::{item_json, rfc3339};
-use super::queue::Queue;
+use super::queue::{Overflow, Queue};
+use super::spill::{SpillFile, path_for};
 use crate::rules::{Effect, OutputAction};
 
 /// The open log file and its rotation policy. Only used from blocking code.
@@ -145,6 +151,32 @@ fn open_append(path: &Path) -> io::Result<File> {
     OpenOptions::new().create(true).append(true).open(path)
 }
 
+/// The overflow file of a log output; one left by an earlier run is taken
+/// up (its lines are written first).
+pub(crate) fn overflow(output: &str, cfg: &LogConfig) -> Result<Overflow, ActionError> {
+    let path = path_for(&cfg.path);
+    let file =
+        SpillFile::open(path.clone(), cfg.spill_max_bytes).map_err(|source| ActionError::Io {
+            output: output.to_string(),
+            field: "path",
+            path,
+            source,
+        })?;
+    Ok(Overflow {
+        file,
+        render: line_now,
+    })
+}
+
+/// Spilled lines written per batch.
+const SPILL_BATCH: usize = 4096;
+
+/// The line for an effect spilled now: stamped when it fired, not when the
+/// writer got to it.
+fn line_now(effect: &Effect) -> Vec<u8> {
+    line_for(effect, SystemTime::now())
+}
+
 /// One log line for an effect.
 fn line_for(effect: &Effect, now: SystemTime) -> Vec<u8> {
     let mut v = json!({
@@ -177,8 +209,8 @@ pub(crate) async fn run(
     let mut dirty = false;
     loop {
         let sync_at = dirty.then(|| last_sync + cfg.fsync_interval);
-        let first = tokio::select! {
-            e = queue.pop() => e,
+        let more = tokio::select! {
+            more = queue.ready() => more,
             _ = sleep_until(sync_at.unwrap_or_else(Instant::now)), if sync_at.is_some() => {
                 with_file(&mut file, |f| f.sync(), &output).await;
                 last_sync = Instant::now();
@@ -186,14 +218,29 @@ pub(crate) async fn run(
                 continue;
             }
         };
-        let Some(first) = first else {
+        if !more {
             with_file(&mut file, |f| f.sync(), &output).await;
             return;
+        }
+        // The queue first: while the overflow holds lines, new effects go
+        // behind them there, so what is queued is older.
+        let batch = queue.drain_ready();
+        let lines: Vec<Vec<u8>> = if batch.is_empty() {
+            let q = queue.clone();
+            match tokio::task::spawn_blocking(move || q.take_spilled(SPILL_BATCH)).await {
+                Ok(Ok(lines)) => lines,
+                Ok(Err(e)) => {
+                    tracing::warn!(output = %output, error = %e, "cannot read the log's overflow file back; retrying");
+                    tokio::time::sleep(cfg.fsync_interval).await;
+                    continue;
+                }
+                Err(_) => return,
+            }
+        } else {
+            let now = SystemTime::now();
+            batch.iter().map(|e| line_for(e, now)).collect()
         };
-        let mut batch = vec![first];
-        batch.extend(queue.drain_ready());
-        let now = SystemTime::now();
-        let lines: Vec<Vec<u8>> = batch.iter().map(|e| line_for(e, now)).collect();
+        let count = lines.len();
         if journald {
             for e in &batch {
                 let item = e.item.as_deref();
@@ -226,7 +273,7 @@ pub(crate) async fn run(
         for _ in 0..written {
             counters.sent();
         }
-        for _ in written..batch.len() {
+        for _ in written..count {
             counters.failed();
         }
         dirty = true;

@@ -49,6 +49,7 @@ mod json;
 mod log;
 mod mqtt;
 mod queue;
+mod spill;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -76,12 +77,26 @@ use crate::sync::LockIgnoringPoison;
 use counters::Counters;
 use queue::{DropPolicy, Pushed, Queue};
 
+/// At most one shed warning per output per this long.
+const SHED_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Effects an output shed since it last said so, and when it did.
+#[derive(Debug, Default)]
+struct ShedWarning {
+    since_warned: u64,
+    warned_at: Option<tokio::time::Instant>,
+}
+
 /// What `dispatch` did with an effect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatched {
     Queued,
     /// Queued after evicting the output's oldest queued effect (webhook).
     QueuedDroppedOldest,
+    /// Written to the log output's overflow file: late, not lost.
+    Spilled,
+    /// Replaced the GPIO level queued last: only the latest level matters.
+    Coalesced,
     /// The output's queue was full (or closed); counted as `dropped`.
     Dropped,
     /// No output has that name; counted in `Outputs::unrouted`.
@@ -98,6 +113,32 @@ struct Running {
     counters: Arc<Counters>,
     task: Mutex<Option<JoinHandle<()>>>,
     line: Option<Arc<gpio::GpioLine>>,
+    shed: Mutex<ShedWarning>,
+}
+
+impl Running {
+    /// Counts `n` shed effects and warns, at most once per
+    /// [`SHED_WARN_EVERY`], with the count since the last warning.
+    fn shed(&self, name: &str, n: u64, why: &str) {
+        self.counters.dropped(n);
+        let mut w = self.shed.lock_ignoring_poison();
+        w.since_warned += n;
+        let now = tokio::time::Instant::now();
+        if w.warned_at
+            .is_none_or(|t| now.duration_since(t) >= SHED_WARN_EVERY)
+        {
+            tracing::warn!(
+                output = name,
+                kind = self.kind,
+                dropped = w.since_warned,
+                total_dropped = self.counters.snapshot().dropped,
+                reason = why,
+                "output cannot keep up: effects dropped"
+            );
+            w.since_warned = 0;
+            w.warned_at = Some(now);
+        }
+    }
 }
 
 impl Running {
@@ -162,14 +203,13 @@ impl Outputs {
             // The same checks `check` runs; devices and files are opened below.
             check_output(name, cfg, CheckDepth::Config)?;
             let name: Arc<str> = name.as_str().into();
-            let (capacity, policy) = match cfg {
-                OutputConfig::Gpio(c) => (c.queue, DropPolicy::Newest),
-                OutputConfig::Log(c) => (c.queue, DropPolicy::Newest),
-                OutputConfig::Exec(c) => (c.queue, DropPolicy::Newest),
-                OutputConfig::Webhook(c) => (c.queue, DropPolicy::Oldest),
-                OutputConfig::Mqtt(c) => (c.queue, DropPolicy::Newest),
-            };
-            let queue = Arc::new(Queue::new(capacity, policy));
+            let queue = Arc::new(match cfg {
+                OutputConfig::Gpio(c) => Queue::new(c.queue, DropPolicy::CoalesceLevels),
+                OutputConfig::Log(c) => Queue::lossless(c.queue, log::overflow(&name, c)?),
+                OutputConfig::Exec(c) => Queue::new(c.queue, DropPolicy::Newest),
+                OutputConfig::Webhook(c) => Queue::new(c.queue, DropPolicy::Oldest),
+                OutputConfig::Mqtt(c) => Queue::new(c.queue, DropPolicy::Newest),
+            });
             let counters = Arc::new(Counters::default());
             let r = match cfg {
                 OutputConfig::Gpio(c) => Ready::Gpio(gpio::GpioLine::build(
@@ -221,6 +261,7 @@ impl Outputs {
                     counters,
                     task: Mutex::new(Some(task)),
                     line,
+                    shed: Mutex::default(),
                 }),
             );
         }
@@ -339,21 +380,35 @@ impl Outputs {
     }
 
     /// Hands an effect to the output it names. Never waits: a full queue
-    /// drops (oldest for webhooks, the new effect otherwise) and counts.
+    /// spills (log), coalesces (GPIO levels) or drops (oldest for webhooks,
+    /// the new effect otherwise), and counts; drops are warned about.
     pub fn dispatch(&self, effect: Effect) -> Dispatched {
-        let Some(out) = self.outputs.get(&effect.output) else {
+        let Some((name, out)) = self.outputs.get_key_value(&effect.output) else {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(output = %effect.output, rule = %effect.rule, "effect for an unknown output");
             return Dispatched::UnknownOutput;
         };
+        out.counters.fired();
         match out.queue.push(effect) {
             Pushed::Queued => Dispatched::Queued,
+            Pushed::Spilled => {
+                out.counters.spilled();
+                Dispatched::Spilled
+            }
+            Pushed::Coalesced => {
+                out.counters.coalesced();
+                Dispatched::Coalesced
+            }
             Pushed::QueuedDroppedOldest => {
-                out.counters.dropped(1);
+                out.shed(name, 1, "queue full: the oldest queued effect was dropped");
                 Dispatched::QueuedDroppedOldest
             }
             Pushed::Dropped => {
-                out.counters.dropped(1);
+                out.shed(name, 1, "queue full or closed: the new effect was dropped");
+                Dispatched::Dropped
+            }
+            Pushed::SpillRefused(why) => {
+                out.shed(name, 1, &why);
                 Dispatched::Dropped
             }
         }
@@ -397,6 +452,28 @@ impl Outputs {
         while writes.join_next().await.is_some() {}
         // Drop then closes the lines (failsafe again, synchronously) and
         // aborts anything still running.
+    }
+
+    /// [`Outputs::shutdown`], then every output's counters as it left them.
+    pub async fn counters_after_shutdown(
+        self,
+        deadline: Duration,
+    ) -> BTreeMap<String, OutputCounters> {
+        let running: Vec<(Arc<str>, Arc<Running>)> = self
+            .outputs
+            .iter()
+            .map(|(n, r)| (n.clone(), r.clone()))
+            .collect();
+        // The clones above would keep `shutdown` from seeing these as owned.
+        let counters: Vec<(Arc<str>, Arc<Counters>)> = running
+            .into_iter()
+            .map(|(n, r)| (n, r.counters.clone()))
+            .collect();
+        self.shutdown(deadline).await;
+        counters
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), c.snapshot()))
+            .collect()
     }
 
     /// Counters of every output, by name.

@@ -405,7 +405,7 @@ async fn run_rules(
             stats.effects.fetch_add(1, Ordering::Relaxed);
             debug!(rule = %effect.rule, output = %effect.output, action = ?effect.action, "rule fired");
             match outputs.dispatch(effect) {
-                Dispatched::Queued => {}
+                Dispatched::Queued | Dispatched::Spilled | Dispatched::Coalesced => {}
                 Dispatched::QueuedDroppedOldest
                 | Dispatched::Dropped
                 | Dispatched::UnknownOutput => {

@@ -328,6 +328,11 @@ pub async fn run_demo(
         summary.ran_for.as_secs_f64(),
         log_path.display()
     )?;
+    if let Some(h) = &handles {
+        for (name, c) in h.stats.outputs().counters() {
+            writeln!(out, "output {name}: {c}")?;
+        }
+    }
     for p in &summary.problems {
         writeln!(out, "problem: {p}")?;
     }

@@ -226,9 +226,27 @@ pub fn metrics(stats: &AgentStats) -> String {
     );
     e.counter_by(
         "trickle_edge_output_dropped_total",
-        "Actions dropped by a full queue, per output.",
+        "Actions dropped by a full queue (the log output: by a full overflow file), per output.",
         "output",
         &by(|c| c.dropped),
+    );
+    e.counter_by(
+        "trickle_edge_output_fired_total",
+        "Effects handed to the output by the rules, per output.",
+        "output",
+        &by(|c| c.fired),
+    );
+    e.counter_by(
+        "trickle_edge_output_spilled_total",
+        "Effects the log output wrote through its overflow file (late, not lost), per output.",
+        "output",
+        &by(|c| c.spilled),
+    );
+    e.counter_by(
+        "trickle_edge_output_coalesced_total",
+        "GPIO levels replaced in the queue by a later level (not lost), per output.",
+        "output",
+        &by(|c| c.coalesced),
     );
     e.histogram(
         "trickle_edge_item_to_effect_seconds",

@@ -219,3 +219,38 @@ pub async fn post(
     let body = c.body(&h).await;
     (h, body)
 }
+
+/// A webhook receiver on loopback that answers every POST after `delay`;
+/// returns its address and the count of POSTs answered.
+pub async fn slow_webhook(
+    delay: std::time::Duration,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicU64>,
+    trickle_edge::shutdown::ShutdownTrigger,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let answered = Arc::new(AtomicU64::new(0));
+    let count = answered.clone();
+    let svc = hyper::service::service_fn(move |_req: hyper::Request<hyper::body::Incoming>| {
+        let count = count.clone();
+        async move {
+            tokio::time::sleep(delay).await;
+            count.fetch_add(1, Ordering::Relaxed);
+            Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                bytes::Bytes::new(),
+            )))
+        }
+    });
+    let (stop, shutdown) = trickle_edge::shutdown::ShutdownTrigger::new();
+    tokio::spawn(trickle_edge::http_serve::serve(
+        listener,
+        svc,
+        Default::default(),
+        shutdown,
+    ));
+    (addr, answered, stop)
+}
