@@ -1,0 +1,350 @@
+//! Servers that misbehave: a stand-in that answers 470 to every GET or 500
+//! to every request, one that accepts and never answers, a real server
+//! killed and restarted 20 times under a publisher and a subscriber, and 50
+//! subscribers that lose their server at once. The clients must keep going,
+//! back off (counted requests, never a clock), count what they lose, and
+//! recover when the server behaves again.
+//!
+//! The stand-ins are small hyper servers on loopback, in this file.
+
+mod support;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use support::net::{start_server, test_config};
+use support::time::{wait_until, within};
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use trickle_edge::trickle::{Publisher, PublisherOptions, Subscriber, SubscriberOptions};
+
+/// How one stand-in answers a request: its method and path in, a status
+/// and headers out.
+type Answer = Arc<dyn Fn(&str, &str) -> (StatusCode, Vec<(&'static str, String)>) + Send + Sync>;
+
+/// A misbehaving HTTP server on loopback that records when each request
+/// arrived.
+struct StandIn {
+    addr: SocketAddr,
+    requests: Arc<Mutex<Vec<(Instant, String, String)>>>,
+    task: tokio::task::JoinHandle<()>,
+    /// Every connection's task, so that stopping closes kept-alive sockets
+    /// too (a pooled client would otherwise keep talking to the stand-in).
+    connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl StandIn {
+    async fn start(addr: SocketAddr, answer: Answer) -> StandIn {
+        let listener = bind_retrying(addr).await;
+        let addr = listener.local_addr().unwrap();
+        let requests: Arc<Mutex<Vec<(Instant, String, String)>>> = Arc::default();
+        let log = requests.clone();
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let conns = connections.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let answer = answer.clone();
+                let log = log.clone();
+                let conn = tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let answer = answer.clone();
+                        let log = log.clone();
+                        async move {
+                            let method = req.method().to_string();
+                            let path = req.uri().path().to_string();
+                            log.lock().unwrap().push((
+                                Instant::now(),
+                                method.clone(),
+                                path.clone(),
+                            ));
+                            // Read what the client sends, so a POST is not
+                            // failed by a reset rather than by our answer.
+                            let _ = req.into_body().collect().await;
+                            let (status, headers) = answer(&method, &path);
+                            let mut resp = Response::builder().status(status);
+                            for (k, v) in headers {
+                                resp = resp.header(k, v);
+                            }
+                            Ok::<_, Infallible>(
+                                resp.body(Full::new(Bytes::from_static(b"stand-in")))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(tcp), svc)
+                        .await;
+                });
+                conns.lock().unwrap().push(conn);
+            }
+        });
+        StandIn {
+            addr,
+            requests,
+            task,
+            connections,
+        }
+    }
+
+    fn count(&self, method: &str) -> usize {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, m, _)| m == method)
+            .count()
+    }
+
+    fn stop(self) {
+        self.task.abort();
+        for conn in self.connections.lock().unwrap().drain(..) {
+            conn.abort();
+        }
+    }
+}
+
+/// Binds `addr`, waiting while the port is still held by a server being
+/// torn down (its listener closes as its task ends).
+async fn bind_retrying(addr: SocketAddr) -> TcpListener {
+    within(format!("binding {addr}"), async {
+        loop {
+            match TcpListener::bind(addr).await {
+                Ok(l) => return l,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await
+}
+
+/// A channel's URL at `addr` under the real server's base path, so a
+/// client started against a stand-in finds the channel once a real server
+/// takes the port over.
+fn channel_url(addr: SocketAddr, channel: &str) -> String {
+    format!("http://{addr}{}{channel}", test_config().base_path)
+}
+
+fn loopback_any() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// A subscriber asking a stand-in that answers every GET with `470` and a
+/// live edge the subscriber is already at (a broken or hostile server)
+/// must not ask again at once: each repeated miss waits at least
+/// `ahead_retry`, so a window of `W` holds at most `W / ahead_retry` GETs
+/// plus the first two. Before the fix it asked again immediately, forever:
+/// tens of thousands of GETs a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_470_storm_is_asked_again_at_a_backed_off_pace() {
+    let standin = StandIn::start(
+        loopback_any(),
+        Arc::new(|_, _| {
+            (
+                StatusCode::from_u16(470).unwrap(),
+                vec![("Lp-Trickle-Latest", "5".to_string())],
+            )
+        }),
+    )
+    .await;
+    let opts = SubscriberOptions::default();
+    let ahead_retry = opts.ahead_retry;
+    let mut sub = Subscriber::new(&channel_url(standin.addr, "storm"), opts).unwrap();
+    let reader = tokio::spawn(async move {
+        let _ = sub.next_segment().await;
+    });
+    // The window starts at the first request, so start-up costs nothing.
+    wait_until("the first GET", || standin.count("GET") >= 1).await;
+    let window = Duration::from_secs(3);
+    let start = standin.requests.lock().unwrap()[0].0;
+    tokio::time::sleep_until(start + window).await;
+    let gets = standin
+        .requests
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(t, _, _)| *t <= start + window)
+        .count();
+    let bound = (window.as_millis() / ahead_retry.as_millis()) as usize + 2;
+    println!("470 storm: {gets} GETs in {window:?} (bound {bound})");
+    assert!(
+        gets <= bound,
+        "{gets} GETs in {window:?} against a 470 storm: more than one per ahead_retry ({ahead_retry:?}), bound {bound}"
+    );
+    assert!(!reader.is_finished(), "the subscriber keeps trying");
+    reader.abort();
+
+    // The server behaves again: a real server on the same port, where the
+    // publisher writes seq 5 onwards, is followed without a restart.
+    let addr = standin.addr;
+    standin.stop();
+    let mut cfg = test_config();
+    cfg.listen = addr;
+    let server = start_server_retrying(cfg, &["storm"]).await;
+    let url = format!("{}storm", server.base_url());
+    let mut sub = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
+    let read = tokio::spawn(async move { sub.next_segment().await.unwrap().unwrap() });
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"after the storm"))
+        .await
+        .unwrap();
+    w.finish().await.unwrap();
+    let seg = within("a segment once the server behaves", read)
+        .await
+        .unwrap();
+    assert_eq!(seg.collect(100).await.unwrap(), "after the storm");
+}
+
+/// A server answering 500 to every request: a subscriber keeps asking with
+/// exponential backoff (500 ms doubling to 5 s, full jitter), nowhere near a
+/// tight loop, and reads the first segment once a real server is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_500_is_retried_with_backoff_and_recovered_from() {
+    let standin = StandIn::start(
+        loopback_any(),
+        Arc::new(|_, _| (StatusCode::INTERNAL_SERVER_ERROR, vec![])),
+    )
+    .await;
+    let opts = SubscriberOptions {
+        start_seq: 0,
+        ..Default::default()
+    };
+    let mut sub = Subscriber::new(&channel_url(standin.addr, "cam"), opts).unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let got = done.clone();
+    let reader = tokio::spawn(async move {
+        let seg = sub.next_segment().await.unwrap().unwrap();
+        let body = seg.collect(100).await.unwrap();
+        got.store(true, Ordering::Release);
+        (body, sub.reconnects)
+    });
+    wait_until("the first GET", || standin.count("GET") >= 1).await;
+    let window = Duration::from_secs(4);
+    let start = standin.requests.lock().unwrap()[0].0;
+    tokio::time::sleep_until(start + window).await;
+    let gets = standin.count("GET");
+    // Ceilings 0.5, 1, 2, 4, 5 s: the expected delays (half each) sum past
+    // 4 s after 5 attempts. Full jitter may draw short delays, so allow
+    // four times that; a loop without backoff makes thousands.
+    let bound = 4 * 5 + 1;
+    println!("500 storm: {gets} GETs in {window:?} (bound {bound})");
+    assert!(gets <= bound, "{gets} GETs in {window:?} answered 500");
+    assert!(!done.load(Ordering::Acquire), "nothing to read yet");
+
+    let addr = standin.addr;
+    standin.stop();
+    let mut cfg = test_config();
+    cfg.listen = addr;
+    let server = start_server_retrying(cfg, &["cam"]).await;
+    let url = format!("{}cam", server.base_url());
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"recovered")).await.unwrap();
+    w.finish().await.unwrap();
+    let (body, reconnects) = within("the subscriber recovers", reader).await.unwrap();
+    assert_eq!(body, "recovered");
+    assert!(reconnects >= 1, "failed GETs are counted as reconnects");
+}
+
+/// Starts a real server on a port a stand-in has just released.
+async fn start_server_retrying(
+    cfg: trickle_edge::trickle::server::ServerConfig,
+    channels: &[&str],
+) -> trickle_edge::trickle::server::RunningServer {
+    drop(bind_retrying(cfg.listen).await);
+    start_server(cfg, channels).await
+}
+
+/// Counts what a stand-in receives without ever answering: connections
+/// accepted and held open.
+async fn silent_server() -> (SocketAddr, Arc<AtomicU64>) {
+    let listener = TcpListener::bind(loopback_any()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let n = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            n.fetch_add(1, Ordering::Relaxed);
+            held.push(tcp);
+        }
+    });
+    (addr, accepted)
+}
+
+/// A server that accepts TCP and never answers: the subscriber asks again
+/// on a fresh connection after `idle_reissue`, the publisher's segment
+/// fails after `response_timeout` instead of hanging, and `connect` gives
+/// up on `GET /next` after its own bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_accepts_and_never_answers_times_out_and_is_retried() {
+    let (addr, accepted) = silent_server().await;
+    let url = format!("http://{addr}/cam");
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            idle_reissue: Duration::from_millis(300),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let reader = tokio::spawn(async move { sub.next_segment().await.map(|_| ()) });
+    wait_until("the subscriber asks again on fresh connections", || {
+        accepted.load(Ordering::Relaxed) >= 3
+    })
+    .await;
+    assert!(!reader.is_finished());
+    reader.abort();
+
+    let before = accepted.load(Ordering::Relaxed);
+    let connect = within(
+        "connect gives up on a silent GET /next",
+        Publisher::connect(&url, PublisherOptions::default()),
+    )
+    .await;
+    let err = connect.expect_err("no answer is not a position");
+    assert!(
+        err.to_string().contains("no answer"),
+        "the error says the server did not answer: {err}"
+    );
+    assert!(accepted.load(Ordering::Relaxed) > before);
+
+    let mut publisher = Publisher::connect(
+        &url,
+        PublisherOptions {
+            start_seq: Some(0),
+            response_timeout: Duration::from_millis(500),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"into the void")).await.unwrap();
+    let finished = within("the segment fails rather than hangs", w.finish()).await;
+    let err = finished.expect_err("a silent server confirms nothing");
+    assert!(err.to_string().contains("no answer"), "{err}");
+}
