@@ -193,7 +193,14 @@ async fn a_470_storm_is_asked_again_at_a_backed_off_pace() {
     cfg.listen = addr;
     let server = start_server_retrying(cfg, &["storm"]).await;
     let url = format!("{}storm", server.base_url());
-    let mut sub = Subscriber::new(&url, SubscriberOptions::default()).unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let mut publisher = Publisher::connect(&url, PublisherOptions::default())
         .await
         .unwrap();
@@ -347,4 +354,188 @@ async fn a_server_that_accepts_and_never_answers_times_out_and_is_retried() {
     let finished = within("the segment fails rather than hangs", w.finish()).await;
     let err = finished.expect_err("a silent server confirms nothing");
     assert!(err.to_string().contains("no answer"), "{err}");
+}
+
+/// The server killed and restarted 20 times on the same port while a
+/// publisher writes and a subscriber reads: every segment the publisher
+/// tried is either confirmed or counted failed, and every confirmed one
+/// either reached the subscriber or is counted in its `skipped`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_server_kills_lose_nothing_uncounted() {
+    let mut cfg = test_config();
+    let server = start_server(cfg.clone(), &["cam"]).await;
+    cfg.listen = server.local_addr();
+    let url = format!("{}cam", server.base_url());
+    let mut publisher = Publisher::connect(&url, PublisherOptions::default())
+        .await
+        .unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let received: Arc<Mutex<Vec<String>>> = Arc::default();
+    let got = received.clone();
+    let skipped = Arc::new(AtomicU64::new(0));
+    let skips = skipped.clone();
+    let reader = tokio::spawn(async move {
+        while let Ok(Some(seg)) = sub.next_segment().await {
+            skips.store(sub.skipped, Ordering::Release);
+            if let Ok(body) = seg.collect(100).await {
+                got.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&body).into());
+            }
+        }
+    });
+    let stopping = stop.clone();
+    let writer = tokio::spawn(async move {
+        let (mut tried, mut confirmed) = (0u64, Vec::new());
+        while !stopping.load(Ordering::Acquire) {
+            tried += 1;
+            let body = format!("segment-{tried}");
+            match publisher.next_segment().await {
+                Ok(mut w) => {
+                    if w.write(Bytes::from(body.clone())).await.is_ok() && w.finish().await.is_ok()
+                    {
+                        confirmed.push(body);
+                    }
+                }
+                Err(e) if e.is_terminal() => {
+                    publisher = Publisher::connect(&url, PublisherOptions::default())
+                        .await
+                        .unwrap_or(publisher);
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+        (tried, confirmed, publisher)
+    });
+
+    let mut server = server;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        server.kill().await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server = start_server_retrying(cfg.clone(), &["cam"]).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::Release);
+    let (tried, confirmed, publisher) = within("the writer stops", writer).await.unwrap();
+    // The last server stays up: the subscriber must reach the last
+    // confirmed segment (or count it skipped) once it is written there.
+    let last = confirmed.last().cloned().expect("segments were confirmed");
+    wait_until("the subscriber catches up with the last segment", || {
+        received.lock().unwrap().contains(&last)
+    })
+    .await;
+    reader.abort();
+    let skipped = skipped.load(Ordering::Acquire);
+    let received = received.lock().unwrap().clone();
+    let stats = publisher.stats();
+    let failed = stats.segments_failed.load(Ordering::Relaxed);
+    let ok = stats.segments_ok.load(Ordering::Relaxed);
+    let unread: Vec<_> = confirmed.iter().filter(|b| !received.contains(b)).collect();
+    println!(
+        "20 restarts: tried {tried}, confirmed {}, publisher ok {ok} failed {failed} retries {}, \
+         received {}, unread {}, subscriber skipped {skipped}",
+        confirmed.len(),
+        stats.retries.load(Ordering::Relaxed),
+        received.len(),
+        unread.len(),
+    );
+    // A killed server loses what it held (the ring is in memory), so most
+    // segments end counted as skipped; none may go uncounted.
+    assert!(!received.is_empty(), "segments flowed between the restarts");
+    assert!(
+        unread.len() as u64 <= skipped,
+        "{} confirmed segments never reached the subscriber but it counted {} skipped: {unread:?}",
+        unread.len(),
+        skipped
+    );
+}
+
+/// 50 subscribers parked on one server that dies: their reconnects are
+/// spread by full jitter, not one thundering herd. Prints the histogram
+/// of attempts in the first second (per 100 ms) for docs/benchmarks.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_subscribers_reconnect_spread_over_time() {
+    let server = start_server(test_config(), &["cam"]).await;
+    let addr = server.local_addr();
+    let url = format!("{}cam", server.base_url());
+    let mut readers = Vec::new();
+    for _ in 0..50 {
+        let mut sub = Subscriber::new(
+            &url,
+            SubscriberOptions {
+                start_seq: 0,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        readers.push(tokio::spawn(async move {
+            let _ = sub.next_segment().await;
+        }));
+    }
+    support::net::readers_waiting(&server, "cam", 0, 50).await;
+    server.kill().await;
+    let died = Instant::now();
+    // The port is taken over at once by a listener that notes each
+    // connection and closes it: every attempt fails and is counted.
+    let listener = bind_retrying(addr).await;
+    let attempts: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let seen = attempts.clone();
+    let counter = tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            seen.lock().unwrap().push(died.elapsed());
+            drop(tcp);
+        }
+    });
+    wait_until("the first second of attempts", || {
+        died.elapsed() >= Duration::from_secs(1)
+    })
+    .await;
+    let first_second: Vec<Duration> = attempts
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|d| *d < Duration::from_secs(1))
+        .collect();
+    let mut buckets = [0usize; 10];
+    for d in &first_second {
+        buckets[(d.as_millis() / 100) as usize] += 1;
+    }
+    println!(
+        "reconnect attempts of 50 subscribers in the first second after the server died (per 100 ms):"
+    );
+    for (i, n) in buckets.iter().enumerate() {
+        println!(
+            "  {:>4}-{:>4} ms: {:>3} {}",
+            i * 100,
+            i * 100 + 100,
+            n,
+            "#".repeat(*n)
+        );
+    }
+    assert!(
+        first_second.len() >= 25,
+        "most of the 50 subscribers tried again within a second (backoff starts at 500 ms): {}",
+        first_second.len()
+    );
+    let fullest = buckets.iter().max().copied().unwrap_or(0);
+    assert!(
+        fullest < first_second.len(),
+        "all {} attempts fell in one 100 ms bucket: no jitter",
+        first_second.len()
+    );
+    counter.abort();
+    for r in readers {
+        r.abort();
+    }
 }

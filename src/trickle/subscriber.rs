@@ -332,6 +332,12 @@ impl Subscriber {
                     return Ok(None);
                 }
                 Attempt::Missing { latest, restarted } => {
+                    // The server answered: it is back. Failures before this
+                    // must not keep the next one waiting up to the backoff's
+                    // cap (a reader that reached a restarted server once
+                    // would otherwise fall seconds behind at the next blip).
+                    failures = 0;
+                    backoff.reset();
                     misses += 1;
                     if misses > 1 {
                         debug!(url = %self.url, seq, misses, "470 again; pausing before the next GET");
