@@ -217,7 +217,7 @@ async fn a_470_storm_is_asked_again_at_a_backed_off_pace() {
 }
 
 /// A server answering 500 to every request: a subscriber keeps asking with
-/// exponential backoff (500 ms doubling to 5 s, full jitter), nowhere near a
+/// exponential backoff (500 ms doubling to 3 s, full jitter), nowhere near a
 /// tight loop, and reads the first segment once a real server is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_answering_500_is_retried_with_backoff_and_recovered_from() {
@@ -244,7 +244,7 @@ async fn a_server_answering_500_is_retried_with_backoff_and_recovered_from() {
     let start = standin.requests.lock().unwrap()[0].0;
     tokio::time::sleep_until(start + window).await;
     let gets = standin.count("GET");
-    // Ceilings 0.5, 1, 2, 4, 5 s: the expected delays (half each) sum past
+    // Ceilings 0.5, 1, 2, 3, 3 s: the expected delays (half each) sum past
     // 4 s after 5 attempts. Full jitter may draw short delays, so allow
     // four times that; a loop without backoff makes thousands.
     let bound = 4 * 5 + 1;

@@ -46,7 +46,9 @@ impl Default for SubscriberOptions {
             start_seq: -1,
             idle_reissue: Duration::from_secs(20),
             ahead_retry: Duration::from_millis(250),
-            retry: BackoffConfig::new(Duration::from_millis(500), Duration::from_secs(5))
+            // Capped at 3 s: after an outage the next try comes within 3 s
+            // of the link healing, so data resumes within ~5 s of it.
+            retry: BackoffConfig::new(Duration::from_millis(500), Duration::from_secs(3))
                 .expect("static backoff bounds are valid"),
             max_retries: None,
         }
