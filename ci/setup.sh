@@ -12,6 +12,7 @@ pkgs=(
   build-essential pkg-config ca-certificates curl
   python3 python3-venv python3-pip
   mosquitto procps
+  iproute2 nftables
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly

@@ -241,3 +241,148 @@ async fn without_system_roots_http_still_works_and_https_names_ca_certificates()
     );
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A TLS front that can be stopped with every connection it holds, as a
+/// server restart does.
+struct Front {
+    tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+}
+
+impl Front {
+    async fn start(pki: &Pki, backend: std::net::SocketAddr, listener: TcpListener) -> Front {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let config = rustls::ServerConfig::builder()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(pki.leaf_der.clone())],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pki.leaf_key.clone())),
+            )
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let held = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let conn = tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let Ok(mut plain) = TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+                held.lock().unwrap().push(conn);
+            }
+        });
+        tasks.lock().unwrap().push(accept);
+        Front { tasks }
+    }
+
+    fn stop(self) {
+        for t in self.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
+    }
+}
+
+async fn bind_again(addr: std::net::SocketAddr) -> TcpListener {
+    within(format!("binding {addr} again"), async {
+        loop {
+            if let Ok(l) = TcpListener::bind(addr).await {
+                return l;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// The server restarts on the same address with another certificate: a
+/// client pinned to the old one refuses it with an error naming the pin,
+/// reads nothing from it, keeps trying (with backoff), and reads on once
+/// the pinned certificate is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_certificate_that_changes_under_a_pin_is_refused_until_it_comes_back() {
+    let (pinned, other) = (make_pki(), make_pki());
+    let server = start_server(test_config(), &["cam"]).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let front = Front::start(&pinned, server.local_addr(), listener).await;
+    let url = format!("https://127.0.0.1:{}/ai/trickle/cam", addr.port());
+    let pin = TlsOptions {
+        pin_sha256: Some(fingerprint(&pinned.leaf_der)),
+        ..Default::default()
+    };
+    let client = ClientOptions {
+        tls: pin.clone(),
+        ..Default::default()
+    };
+    let plain = format!("{}cam", server.base_url());
+    let mut publisher = Publisher::connect(
+        &plain,
+        PublisherOptions {
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            client: client.clone(),
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"zero")).await.unwrap();
+    w.finish().await.unwrap();
+    let seg = within("segment 0 over the pinned cert", sub.next_segment())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seg.collect(100).await.unwrap(), "zero");
+
+    // Restart with another certificate on the same address.
+    front.stop();
+    let front = Front::start(&other, server.local_addr(), bind_again(addr).await).await;
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(Bytes::from_static(b"one")).await.unwrap();
+    w.finish().await.unwrap();
+    let mut once = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            client,
+            start_seq: 1,
+            max_retries: Some(0),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let err = within("a one-shot reader's verdict", once.next_segment())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("does not match tls.pin_sha256"), "{err}");
+    let reader = tokio::spawn(async move {
+        let seg = sub.next_segment().await.unwrap().unwrap();
+        (seg.seq, seg.collect(100).await.unwrap(), sub.reconnects)
+    });
+    // A few refused tries, and nothing read from the impostor.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert!(
+        !reader.is_finished(),
+        "nothing is read through a changed cert"
+    );
+
+    // The pinned certificate is back: the reader goes on with segment 1.
+    front.stop();
+    let _front = Front::start(&pinned, server.local_addr(), bind_again(addr).await).await;
+    let (seq, body, reconnects) = within("the reader recovers", reader).await.unwrap();
+    assert_eq!((seq, body.as_ref()), (1, &b"one"[..]));
+    assert!(reconnects >= 1, "the refused tries were counted");
+}

@@ -36,6 +36,9 @@ pub enum DataEvent {
 #[derive(Debug, Default)]
 pub struct DataPathStats {
     pub segments: AtomicU64,
+    /// Segments the subscriber jumped over because the server no longer
+    /// held them (an outage longer than the ring): items lost, counted.
+    pub segments_skipped: AtomicU64,
     pub items: AtomicU64,
     pub keepalives: AtomicU64,
     /// Items that came as JSON text inside a batch string (pytrickle's
@@ -249,6 +252,7 @@ impl ChannelReader {
         let mut straggler: Option<tokio::task::JoinHandle<()>> = None;
         let mut overtakes = WarnLimiter::new(std::time::Duration::from_secs(10));
         let mut reconnects_seen = sub.reconnects;
+        let mut skipped_seen = sub.skipped;
         loop {
             let next = tokio::select! {
                 r = sub.next_segment() => r,
@@ -265,6 +269,12 @@ impl ChannelReader {
                     break;
                 }
             };
+            if sub.skipped > skipped_seen {
+                stats
+                    .segments_skipped
+                    .fetch_add(sub.skipped - skipped_seen, Ordering::Relaxed);
+                skipped_seen = sub.skipped;
+            }
             if sub.reconnects > reconnects_seen {
                 reconnects_seen = sub.reconnects;
                 stats.reconnects.fetch_add(1, Ordering::Relaxed);

@@ -140,6 +140,11 @@ pub fn metrics(stats: &AgentStats) -> String {
         c(&d.segments),
     );
     e.counter(
+        "trickle_edge_data_segments_skipped_total",
+        "Data and events segments the server no longer held when asked (lost during an outage).",
+        c(&d.segments_skipped),
+    );
+    e.counter(
         "trickle_edge_data_items_total",
         "Items decoded from data and events channels.",
         c(&d.items),

@@ -107,7 +107,10 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
         stats,
         close_on_exit,
     } = stage;
-    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    // Capped at 3 s so media resumes within ~5 s of a healed link (the
+    // next attempt, a TCP connect, one GOP); full jitter still spreads a
+    // fleet's reconnects (tests/server_faults.rs prints the histogram).
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(3));
     let mut outage_logged = false;
     'connect: loop {
         let connected = tokio::select! {

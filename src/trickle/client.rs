@@ -68,6 +68,12 @@ impl ClientError {
     }
 }
 
+/// How long a connection may carry unacknowledged bytes, or go unanswered
+/// by keepalive probes, before it counts as dead. Long enough for a slow
+/// (100 kbit/s) uplink still making progress; short enough that a healed
+/// link is used again within seconds rather than at the next doubled RTO.
+pub const DEAD_PATH_AFTER: Duration = Duration::from_secs(10);
+
 /// A cheap-to-clone HTTP/1.1 client with the configured TLS policy.
 #[derive(Clone)]
 pub struct HttpClient {
@@ -113,6 +119,18 @@ impl HttpClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(opts.connect_timeout));
+        // A path that went dead (a partition, a cable pulled) must not keep
+        // a connection that the kernel retransmits into with an ever longer
+        // RTO: after a 30 s partition the next retransmission came ~10 s
+        // after the link healed, and media and data waited for it. Unacked
+        // data older than `DEAD_PATH_AFTER` ends the connection; an idle one
+        // (a GET parked on a future segment) is probed by keepalives.
+        // Either way the client sees an error and reconnects with backoff.
+        http.set_keepalive(Some(DEAD_PATH_AFTER / 2));
+        http.set_keepalive_interval(Some(Duration::from_secs(1)));
+        http.set_keepalive_retries(Some(3));
+        #[cfg(any(target_os = "android", target_os = "fuchsia", target_os = "linux"))]
+        http.set_tcp_user_timeout(Some(DEAD_PATH_AFTER));
         let https = HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()

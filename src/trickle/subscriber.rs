@@ -46,7 +46,9 @@ impl Default for SubscriberOptions {
             start_seq: -1,
             idle_reissue: Duration::from_secs(20),
             ahead_retry: Duration::from_millis(250),
-            retry: BackoffConfig::new(Duration::from_millis(500), Duration::from_secs(5))
+            // Capped at 3 s: after an outage the next try comes within 3 s
+            // of the link healing, so data resumes within ~5 s of it.
+            retry: BackoffConfig::new(Duration::from_millis(500), Duration::from_secs(3))
                 .expect("static backoff bounds are valid"),
             max_retries: None,
         }
@@ -289,6 +291,12 @@ impl Subscriber {
         }
         let mut backoff = self.opts.retry.start();
         let mut failures: u32 = 0;
+        // 470s answered in a row by this call: after one jump to the live
+        // edge the next GET should be held there, so a second miss means a
+        // server that cannot serve its own edge (broken, hostile, or a
+        // stand-in answering 470 to everything). Those are asked again no
+        // faster than `ahead_retry`, never in a tight loop.
+        let mut misses: u32 = 0;
         loop {
             let (seq, mut task) = match self.pending.take() {
                 Some(p) if p.0 == self.next_seq => p,
@@ -325,28 +333,44 @@ impl Subscriber {
                     self.ended = true;
                     return Ok(None);
                 }
-                Attempt::Missing { latest, restarted } => match latest {
-                    Some(latest) if restarted => {
-                        // The publisher began again below us: follow it back.
-                        info!(url = %self.url, asked = seq, latest, "publisher restarted; following it back");
-                        self.next_seq = latest;
-                    }
-                    Some(latest) if seq >= 0 && latest < seq => {
-                        // Ahead of the live edge (e.g. the server restarted):
-                        // the seq will exist soon; ask again shortly.
+                Attempt::Missing { latest, restarted } => {
+                    // The server answered: it is back. Failures before this
+                    // must not keep the next one waiting up to the backoff's
+                    // cap (a reader that reached a restarted server once
+                    // would otherwise fall seconds behind at the next blip).
+                    failures = 0;
+                    backoff.reset();
+                    misses += 1;
+                    if misses > 1 {
+                        debug!(url = %self.url, seq, misses, "470 again; pausing before the next GET");
                         tokio::time::sleep(self.opts.ahead_retry).await;
                     }
-                    Some(latest) => {
-                        if seq >= 0 {
-                            self.skipped += (latest - seq).max(0) as u64;
+                    match latest {
+                        Some(latest) if restarted => {
+                            // The publisher began again below us: follow it back.
+                            info!(url = %self.url, asked = seq, latest, "publisher restarted; following it back");
+                            self.next_seq = latest;
                         }
-                        info!(url = %self.url, asked = seq, latest, "segment gone; jumping to the live edge");
-                        self.next_seq = latest;
+                        Some(latest) if seq >= 0 && latest < seq => {
+                            // Ahead of the live edge (e.g. the server restarted):
+                            // the seq will exist soon; ask again shortly.
+                            if misses == 1 {
+                                tokio::time::sleep(self.opts.ahead_retry).await;
+                            }
+                        }
+                        Some(latest) => {
+                            if seq >= 0 {
+                                self.skipped += (latest - seq).max(0) as u64;
+                            }
+                            info!(url = %self.url, asked = seq, latest, "segment gone; jumping to the live edge");
+                            self.next_seq = latest;
+                        }
+                        None if misses > 1 => {}
+                        None => {
+                            tokio::time::sleep(self.opts.ahead_retry).await;
+                        }
                     }
-                    None => {
-                        tokio::time::sleep(self.opts.ahead_retry).await;
-                    }
-                },
+                }
                 Attempt::Refused { status, body } => {
                     self.ended = true;
                     return Err(SubscribeError::Unauthorized {
