@@ -16,12 +16,14 @@ use support::media::{
 };
 use support::net::{free_port, start_server, test_config};
 use support::rtsp::{RtspCamera, RtspCameraSpec};
-use support::time::{wait_until_for, within_for};
+use support::time::within_for;
 use support::tracing::LogCapture;
 use tracing::Level;
 use trickle_edge::agent::media_path::{MediaPathStats, SegmentPublisher};
 use trickle_edge::backoff::Backoff;
-use trickle_edge::media::{CameraHandle, EncoderKind};
+use trickle_edge::media::{
+    Camera, CameraConfig, CameraHandle, EncoderConfig, EncoderKind, GopQueueLimits,
+};
 use trickle_edge::shutdown::{Shutdown, ShutdownTrigger};
 use trickle_edge::trickle::{PublisherOptions, Subscriber, SubscriberOptions};
 
@@ -38,23 +40,15 @@ fn spec(port: u16, credentials: bool) -> RtspCameraSpec {
         height: 240,
         fps: FPS,
         gop_frames: FPS,
+        bitrate_kbps: 500,
     }
 }
 
 /// Factory name and klass of every element of the running pipeline,
-/// recursing into bins (parsebin's depayloader and parser included), once
-/// the RTSP stream's pad is linked (the depayloader exists from then on).
-async fn running_elements(handle: &CameraHandle) -> Vec<(String, String)> {
-    let mut elements = Vec::new();
-    wait_until_for(MEDIA_PATIENCE, "the RTSP stream linked in", || {
-        let Some(pipeline) = handle.pipeline() else {
-            return false;
-        };
-        elements = element_kinds(&pipeline);
-        elements.iter().any(|(name, _)| name == "rtph264depay")
-    })
-    .await;
-    elements
+/// recursing into bins (parsebin's depayloader and parser included). Called
+/// once segments arrive, when every dynamic link has been made.
+fn running_elements(handle: &CameraHandle) -> Vec<(String, String)> {
+    element_kinds(&handle.pipeline().expect("the pipeline is running"))
 }
 
 fn element_kinds(pipeline: &gst::Pipeline) -> Vec<(String, String)> {
@@ -98,18 +92,6 @@ async fn rtsp_h264_reaches_the_trickle_server_without_an_encoder() {
     }
     .spawn(&shutdown);
 
-    let elements = running_elements(&handle).await;
-    let names: Vec<&str> = elements.iter().map(|(n, _)| n.as_str()).collect();
-    for (name, klass) in &elements {
-        assert!(
-            !klass.contains("Encoder") && !klass.contains("Decoder"),
-            "{name} ({klass}) in an RTSP H.264 pipeline: {names:?}"
-        );
-    }
-    for expected in ["rtspsrc", "rtph264depay", "h264parse", "mpegtsmux"] {
-        assert!(names.contains(&expected), "{expected} missing: {names:?}");
-    }
-
     for i in 0..3 {
         let seg = within_for(
             MEDIA_PATIENCE,
@@ -131,8 +113,76 @@ async fn rtsp_h264_reaches_the_trickle_server_without_an_encoder() {
             decoded.frames
         );
     }
+    let elements = running_elements(&handle);
+    let names: Vec<&str> = elements.iter().map(|(n, _)| n.as_str()).collect();
+    for (name, klass) in &elements {
+        assert!(
+            !klass.contains("Encoder") && !klass.contains("Decoder"),
+            "{name} ({klass}) in an RTSP H.264 pipeline: {names:?}"
+        );
+    }
+    for expected in ["rtspsrc", "rtph264depay", "h264parse", "mpegtsmux"] {
+        assert!(names.contains(&expected), "{expected} missing: {names:?}");
+    }
     publisher.stop(Duration::from_secs(5)).await;
     cam_task.abort();
+    rtsp.stop();
+}
+
+/// `camera.passthrough = false`: a camera whose keyframes are 4 s apart is
+/// decoded and re-encoded, so segments follow `[encoder]`'s 1 s GOP.
+/// (Passed through, each segment would be one 4 s camera GOP.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtsp_reencoded_when_passthrough_is_off() {
+    let rtsp = RtspCamera::start(RtspCameraSpec {
+        gop_frames: 4 * FPS,
+        ..spec(free_port(), false)
+    });
+    support::media::init();
+    let (cam, mut queue) = Camera::new(
+        CameraConfig {
+            source: rtsp.url(false),
+            width: 320,
+            height: 240,
+            fps: FPS,
+            passthrough: false,
+        },
+        EncoderConfig {
+            kind: EncoderKind::X264,
+            bitrate_kbps: 500,
+            gop_seconds: 1.0,
+        },
+        GopQueueLimits::default(),
+    )
+    .unwrap();
+    let handle = cam.handle();
+    let task = tokio::spawn(cam.run(Shutdown::never()));
+    let mut frames = Vec::new();
+    for _ in 0..3 {
+        let mut seg = next_segment(&mut queue).await;
+        let bytes = read_segment(&mut seg).await;
+        let decoded = tokio::task::spawn_blocking(move || decode_alone(&bytes))
+            .await
+            .unwrap();
+        frames.push(decoded.frames);
+    }
+    let elements = running_elements(&handle);
+    let klasses: Vec<&str> = elements.iter().map(|(_, k)| k.as_str()).collect();
+    assert!(
+        klasses.iter().any(|k| k.contains("Decoder"))
+            && klasses.iter().any(|k| k.contains("Encoder")),
+        "decoded and re-encoded: {elements:?}"
+    );
+    // Cut by the agent's forced keyframes, not the camera's: far shorter
+    // than its 4 s GOP. (On a loaded machine a re-encoded RTSP GOP comes out
+    // at 9-15 frames rather than exactly 15: the forced keyframe's running
+    // time is taken from the appsink's PTS, which lags a live network source.)
+    assert!(
+        frames.iter().all(|f| (1..=2 * FPS as usize).contains(f)),
+        "segments of {frames:?} frames, want about {FPS} (1 s GOPs), not the camera's {}",
+        4 * FPS
+    );
+    task.abort();
     rtsp.stop();
 }
 

@@ -31,6 +31,7 @@ pub struct RtspCameraSpec {
     pub fps: u32,
     /// Frames between keyframes: the camera's own GOP.
     pub gop_frames: u32,
+    pub bitrate_kbps: u32,
 }
 
 /// A running RTSP server; dropping it stops it.
@@ -57,13 +58,14 @@ impl RtspCamera {
         factory.set_launch(&format!(
             "( videotestsrc is-live=true pattern=ball \
                ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1 \
-               ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate=500 \
+               ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop} bitrate={kbps} \
                ! video/x-h264,profile=constrained-baseline \
                ! rtph264pay name=pay0 pt=96 config-interval=-1 )",
             w = spec.width,
             h = spec.height,
             fps = spec.fps,
             gop = spec.gop_frames,
+            kbps = spec.bitrate_kbps,
         ));
         factory.set_shared(true);
         if let Some((user, password)) = &spec.credentials {
