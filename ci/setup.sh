@@ -8,12 +8,15 @@ export DEBIAN_FRONTEND=noninteractive
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 
+# libgstrtspserver-1.0-dev: the tests' RTSP camera (tests/support/rtsp.rs,
+# the gstreamer-rtsp-server dev-dependency) links against it.
 pkgs=(
   build-essential pkg-config ca-certificates curl
   python3 python3-venv python3-pip
   mosquitto procps
   iproute2 nftables
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
   gstreamer1.0-libav gstreamer1.0-x gstreamer1.0-tools

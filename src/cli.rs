@@ -197,6 +197,10 @@ pub struct PublishArgs {
     pub bitrate_kbps: u32,
     #[arg(long, default_value_t = 1.0)]
     pub gop_seconds: f64,
+    /// Decode and re-encode an H.264 source (`camera.passthrough = false`)
+    /// instead of passing its stream through.
+    #[arg(long)]
+    pub reencode: bool,
     /// With stdin: cut a segment every N bytes.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub segment_bytes: usize,
@@ -564,6 +568,7 @@ async fn publish_camera(
             width: a.width,
             height: a.height,
             fps: a.fps,
+            passthrough: !a.reencode,
         },
         encoder: EncoderConfig {
             kind,

@@ -510,6 +510,26 @@ fn a_missing_gpio_chip_is_found_by_check_not_at_start() {
 }
 
 #[test]
+fn a_gpio_line_name_not_on_any_chip_is_answered_with_the_names_there_are() {
+    let (e, f) = fail_on_host(
+        "gpio_missing_line",
+        "[outputs.door]\ntype = \"gpio\"\nline = \"no-such-line-xyz\"\n",
+    );
+    assert_eq!(e.key.as_str(), "outputs.door.line");
+    let s = e.to_string();
+    // What follows depends on the machine's chips: their named lines, or
+    // that it has none (see the unit tests of actions::gpio_chips).
+    assert!(
+        s.starts_with(
+            "error: output `door`: `line`: no line named \"no-such-line-xyz\" on any GPIO chip; "
+        ),
+        "{s}"
+    );
+    assert!(s.contains(&format!("{}:6:1", f.display())), "{s}");
+    assert!(s.contains("line names"), "{s}");
+}
+
+#[test]
 fn an_exec_program_that_is_not_there_is_found_by_check() {
     let (e, f) = fail_on_host(
         "exec_missing",

@@ -176,3 +176,50 @@ fn a_world_readable_token_file_is_warned_about() {
     assert!(printed.contains("# warning: auth.token_file"), "{printed}");
     assert_hidden(&printed);
 }
+
+/// An IP camera's password in `camera.source` is used (the pipeline gets
+/// it) but `check` prints it as `***`, and neither a config error about the
+/// source nor `Debug` shows it.
+#[test]
+fn an_rtsp_camera_password_is_used_but_never_printed() {
+    let d = temp_dir("rtsp_password");
+    let source = "rtsp://admin:cam-pass-31@127.0.0.1:8554/live";
+    let file = write(
+        &d,
+        "config.toml",
+        &format!("[camera]\nsource = \"{source}\"\n\n[job]\nmode = \"worker\"\n"),
+    );
+    let r = config::load(&file).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        r.config.camera.source, source,
+        "the pipeline gets the password"
+    );
+    let shown = format!("{:?}", r.config);
+    assert!(!shown.contains("cam-pass-31"), "{shown}");
+    let out = Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!stdout.contains("cam-pass-31"), "{stdout}");
+    assert!(
+        stdout.contains("source = \"rtsp://admin:***@127.0.0.1:8554/live\""),
+        "{stdout}"
+    );
+
+    let bad = write(
+        &d,
+        "bad.toml",
+        "[camera]\nsource = \"rtsp://admin:cam-pass-31@\"\n\n[job]\nmode = \"worker\"\n",
+    );
+    let e = config::load(&bad).unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidValue);
+    assert!(!e.to_string().contains("cam-pass-31"), "{e}");
+    assert!(e.to_string().contains("rtsp://admin:***@"), "{e}");
+}

@@ -43,8 +43,15 @@ pub enum GpioDeviceError {
     ChipRequired,
     /// `chip` is neither a character device path, nor a `gpiochipN` name,
     /// nor the label of any chip.
-    #[error("no GPIO chip with path, name or label {chip:?}")]
-    NoSuchChip { chip: String },
+    #[error(
+        "no GPIO chip with path, name or label {chip:?}; {}",
+        chips_here(known)
+    )]
+    NoSuchChip {
+        chip: String,
+        /// `gpiochipN (label)` of each chip on this machine.
+        known: Vec<String>,
+    },
     /// `chip` is an absolute path the kernel does not accept as a GPIO chip.
     #[error("{chip}: {source}")]
     NotAChip {
@@ -57,10 +64,34 @@ pub enum GpioDeviceError {
     /// The chip was found but could not be opened to look a line name up.
     #[error("{0}")]
     OpenChip(#[source] gpiocdev::Error),
-    #[error("no line named {name:?} on {}", chip.display())]
-    NoLineOnChip { name: String, chip: PathBuf },
-    #[error("no line named {name:?} on any GPIO chip")]
-    NoLineAnywhere { name: String },
+    /// The chip was found but could not be opened to read its lines.
+    #[error("{} cannot be opened: {reason}", chip.display())]
+    ReadChip { chip: PathBuf, reason: String },
+    #[error("line offset {offset} is not on {chip}, which has {}", line_range(*num_lines))]
+    OffsetOutOfRange {
+        offset: u32,
+        chip: String,
+        num_lines: usize,
+    },
+    #[error("no line named {name:?} on {chip}; {}", named_lines_of_chip(lines, *num_lines))]
+    NoLineOnChip {
+        name: String,
+        /// `gpiochipN (label)`.
+        chip: String,
+        /// The chip's named lines, in offset order.
+        lines: Vec<String>,
+        num_lines: usize,
+    },
+    #[error("no line named {name:?} on any GPIO chip; {}", named_lines_anywhere(lines, *readable, *unreadable))]
+    NoLineAnywhere {
+        name: String,
+        /// Every named line and its chip's `gpiochipN`.
+        lines: Vec<(String, String)>,
+        /// Chips that were looked in.
+        readable: usize,
+        /// Chips that could not be opened to look.
+        unreadable: usize,
+    },
     /// The simulated backend's EBUSY: another output holds the line.
     #[error("simulated line {line:?} is already held by another output (busy)")]
     SimulatedBusy { line: String },
@@ -72,4 +103,73 @@ pub enum GpioDeviceError {
         #[source]
         source: gpiocdev::Error,
     },
+}
+
+impl GpioDeviceError {
+    /// What was asked for and the names that exist instead, for a "did you
+    /// mean" hint: line names for a wrong line, chip names and labels for a
+    /// wrong chip.
+    pub fn candidates(&self) -> Option<(&str, Vec<&str>)> {
+        match self {
+            GpioDeviceError::NoSuchChip { chip, known } => Some((
+                chip,
+                known
+                    .iter()
+                    .flat_map(|k| match k.split_once(" (") {
+                        Some((name, label)) => vec![name, label.trim_end_matches(')')],
+                        None => vec![k.as_str()],
+                    })
+                    .collect(),
+            )),
+            GpioDeviceError::NoLineOnChip { name, lines, .. } => {
+                Some((name, lines.iter().map(String::as_str).collect()))
+            }
+            GpioDeviceError::NoLineAnywhere { name, lines, .. } => {
+                Some((name, lines.iter().map(|(l, _)| l.as_str()).collect()))
+            }
+            _ => None,
+        }
+    }
+}
+
+fn chips_here(known: &[String]) -> String {
+    if known.is_empty() {
+        "this machine has no GPIO chips".into()
+    } else {
+        format!("chips here: {}", known.join(", "))
+    }
+}
+
+fn line_range(num_lines: usize) -> String {
+    match num_lines {
+        0 => "no lines".into(),
+        n => format!("lines 0 to {}", n - 1),
+    }
+}
+
+fn named_lines_of_chip(lines: &[String], num_lines: usize) -> String {
+    if lines.is_empty() {
+        format!(
+            "it has no named lines: give an offset, {}",
+            line_range(num_lines).trim_start_matches("lines ")
+        )
+    } else {
+        format!("its named lines: {}", lines.join(", "))
+    }
+}
+
+fn named_lines_anywhere(lines: &[(String, String)], readable: usize, unreadable: usize) -> String {
+    let mut out = if readable + unreadable == 0 {
+        "this machine has no GPIO chips".to_owned()
+    } else if lines.is_empty() {
+        "no chip here has named lines".to_owned()
+    } else {
+        let named: Vec<String> = lines.iter().map(|(l, c)| format!("{l} ({c})")).collect();
+        format!("named lines: {}", named.join(", "))
+    };
+    if unreadable > 0 {
+        let chips = if unreadable == 1 { "chip" } else { "chips" };
+        out += &format!("; {unreadable} {chips} could not be opened (see `trickle-edge probe`)");
+    }
+    out
 }

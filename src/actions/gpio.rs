@@ -18,9 +18,10 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, sleep_until, timeout};
 
-use super::config::{Bias, Drive, Failsafe, GpioBackend, GpioConfig, LineSpec};
+use super::config::{Bias, Drive, Failsafe, GpioBackend, GpioConfig};
 use super::counters::Counters;
 use super::error::{ActionError, GpioDeviceError};
+use super::gpio_chips::probe_chips;
 use super::queue::Queue;
 use crate::rules::OutputAction;
 use crate::sync::LockIgnoringPoison;
@@ -515,45 +516,40 @@ fn device(output: &str, field: &'static str, source: GpioDeviceError) -> ActionE
 
 /// Finds the chip and the line offset a `gpiocdev` output names, without
 /// requesting the line: what `check` can verify on the board without
-/// touching a line another process may hold.
+/// touching a line another process may hold. Reads every chip's line names
+/// ([`probe_chips`]), so a wrong name is answered with the names there are.
 pub(crate) fn locate_line(output: &str, cfg: &GpioConfig) -> Result<(PathBuf, u32), ActionError> {
     let spec = cfg
         .line
         .as_ref()
         .ok_or_else(|| device(output, "line", GpioDeviceError::LineRequired))?;
-    let (chip_path, offset) = match (&cfg.chip, spec) {
-        (Some(chip), LineSpec::Offset(o)) => (find_chip(output, chip)?, *o),
-        (Some(chip), LineSpec::Name(name)) => {
-            let path = find_chip(output, chip)?;
-            let c = gpiocdev::Chip::from_path(&path)
-                .map_err(|e| device(output, "chip", GpioDeviceError::OpenChip(e)))?;
-            let info = c.find_line_info(name).ok_or_else(|| {
+    // A path may be a link (udev's) to the chip: the kernel names its node.
+    let chip = match cfg.chip.as_deref() {
+        Some(path) if path.starts_with('/') => {
+            let node = gpiocdev::chip::is_chip(path).map_err(|source| {
                 device(
                     output,
-                    "line",
-                    GpioDeviceError::NoLineOnChip {
-                        name: name.clone(),
-                        chip: path.clone(),
+                    "chip",
+                    GpioDeviceError::NotAChip {
+                        chip: path.to_string(),
+                        source,
                     },
                 )
             })?;
-            (path, info.offset)
+            Some(node.to_string_lossy().into_owned())
         }
-        (None, LineSpec::Name(name)) => {
-            let found = gpiocdev::find_named_line(name).ok_or_else(|| {
-                device(
-                    output,
-                    "line",
-                    GpioDeviceError::NoLineAnywhere { name: name.clone() },
-                )
-            })?;
-            (found.chip, found.info.offset)
-        }
-        (None, LineSpec::Offset(_)) => {
-            return Err(device(output, "chip", GpioDeviceError::ChipRequired));
-        }
+        other => other.map(str::to_owned),
     };
-    Ok((chip_path, offset))
+    let found = probe_chips().locate(chip.as_deref(), spec).map_err(|e| {
+        let field = match e {
+            GpioDeviceError::NoSuchChip { .. }
+            | GpioDeviceError::ReadChip { .. }
+            | GpioDeviceError::ChipRequired => "chip",
+            _ => "line",
+        };
+        device(output, field, e)
+    })?;
+    Ok((found.chip, found.offset))
 }
 
 /// Resolves chip and line, then requests the line as an output already at
@@ -610,147 +606,4 @@ fn open_cdev(
         },
         label,
     ))
-}
-
-/// A chip by path (`/dev/gpiochip0`), device name (`gpiochip0`) or label.
-fn find_chip(output: &str, chip: &str) -> Result<PathBuf, ActionError> {
-    if chip.starts_with('/') {
-        return gpiocdev::chip::is_chip(chip).map_err(|source| {
-            device(
-                output,
-                "chip",
-                GpioDeviceError::NotAChip {
-                    chip: chip.to_string(),
-                    source,
-                },
-            )
-        });
-    }
-    if let Ok(path) = gpiocdev::chip::is_chip(format!("/dev/{chip}")) {
-        return Ok(path);
-    }
-    let chips = gpiocdev::chip::chips()
-        .map_err(|e| device(output, "chip", GpioDeviceError::ListChips(e)))?;
-    for path in chips {
-        let label = gpiocdev::Chip::from_path(&path)
-            .and_then(|c| c.info())
-            .map(|i| i.label);
-        if label.as_deref() == Ok(chip) {
-            return Ok(path);
-        }
-    }
-    Err(device(
-        output,
-        "chip",
-        GpioDeviceError::NoSuchChip {
-            chip: chip.to_string(),
-        },
-    ))
-}
-
-/// The GPIO chips `trickle-edge probe` lists, so a config's `chip` can be
-/// picked by path, name or label without another tool.
-#[derive(Debug)]
-pub struct ChipListing {
-    pub chips: Vec<ChipProbe>,
-}
-
-/// One chip device and what opening it gave.
-#[derive(Debug)]
-pub struct ChipProbe {
-    pub path: std::path::PathBuf,
-    /// Label and line count, or why the chip could not be opened (often
-    /// permissions: the agent's user needs the `gpio` group).
-    pub info: Result<gpiocdev::chip::Info, gpiocdev::Error>,
-}
-
-/// Every GPIO chip device on this machine, each opened once for its label.
-/// A machine where the chips cannot be listed at all reports none, which is
-/// what matters to the reader: only `backend = "simulated"` will work there.
-pub fn probe_chips() -> ChipListing {
-    let paths = gpiocdev::chip::chips().unwrap_or_default();
-    let chips = paths
-        .into_iter()
-        .map(|path| {
-            let info = gpiocdev::Chip::from_path(&path).and_then(|c| c.info());
-            ChipProbe { path, info }
-        })
-        .collect();
-    ChipListing { chips }
-}
-
-impl std::fmt::Display for ChipListing {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(f, "GPIO chips:")?;
-        if self.chips.is_empty() {
-            return writeln!(f, "  (none: use backend = \"simulated\" for GPIO outputs)");
-        }
-        for chip in &self.chips {
-            match &chip.info {
-                Ok(info) => writeln!(
-                    f,
-                    "  {} label={} lines={}",
-                    chip.path.display(),
-                    info.label,
-                    info.num_lines
-                )?,
-                Err(e) => writeln!(f, "  {} (cannot open: {e})", chip.path.display())?,
-            }
-        }
-        Ok(())
-    }
-}
-
-#[cfg(test)]
-mod chip_listing_tests {
-    use super::*;
-
-    #[test]
-    fn no_chips_points_at_the_simulated_backend() {
-        let listing = ChipListing { chips: Vec::new() };
-        assert_eq!(
-            listing.to_string(),
-            "GPIO chips:\n  (none: use backend = \"simulated\" for GPIO outputs)\n"
-        );
-    }
-
-    #[test]
-    fn lists_label_and_lines_or_why_a_chip_cannot_be_opened() {
-        let listing = ChipListing {
-            chips: vec![
-                ChipProbe {
-                    path: "/dev/gpiochip0".into(),
-                    info: Ok(gpiocdev::chip::Info {
-                        name: "gpiochip0".into(),
-                        label: "pinctrl-bcm2711".into(),
-                        num_lines: 58,
-                    }),
-                },
-                ChipProbe {
-                    path: "/dev/gpiochip1".into(),
-                    info: Err(gpiocdev::Error::InvalidArgument("permission denied".into())),
-                },
-            ],
-        };
-        assert_eq!(
-            listing.to_string(),
-            "GPIO chips:\n\
-             \x20 /dev/gpiochip0 label=pinctrl-bcm2711 lines=58\n\
-             \x20 /dev/gpiochip1 (cannot open: permission denied)\n"
-        );
-    }
-
-    #[test]
-    fn finds_none_where_the_machine_has_no_chip_devices() {
-        let has_chips = std::fs::read_dir("/dev").is_ok_and(|d| {
-            d.flatten()
-                .any(|e| e.file_name().to_string_lossy().starts_with("gpiochip"))
-        });
-        if has_chips {
-            return;
-        }
-        let listing = probe_chips();
-        assert!(listing.chips.is_empty(), "{listing:?}");
-        assert!(listing.to_string().contains("(none: use backend"));
-    }
 }

@@ -45,6 +45,7 @@ mod counters;
 mod error;
 mod exec;
 mod gpio;
+mod gpio_chips;
 mod json;
 mod log;
 mod mqtt;
@@ -68,7 +69,8 @@ pub use config::{
 };
 pub use counters::OutputCounters;
 pub use error::{ActionError, GpioDeviceError};
-pub use gpio::{ChipListing, ChipProbe, GpioTransition, SimulatedGpio, probe_chips};
+pub use gpio::{GpioTransition, SimulatedGpio};
+pub use gpio_chips::{ChipLines, ChipListing, ChipProbe, LineLocation, probe_chips};
 pub use json::{item_json, rfc3339};
 pub use mqtt::render_topic;
 

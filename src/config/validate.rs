@@ -197,10 +197,20 @@ fn output_error(check: &Check<'_>, e: &ActionError) -> ConfigError {
         | ActionError::Device { output, field, .. } => (output, *field),
     };
     let hint = match (e, field) {
-        (ActionError::Device { .. }, _) => Some(
-            "`trickle-edge probe` lists this machine's GPIO chips and their labels;              `backend = \"simulated\"` needs none"
-                .into(),
-        ),
+        (ActionError::Device { source, .. }, _) => {
+            // "did you mean" when one name is close; the message itself
+            // already lists every name there is.
+            let close = source
+                .candidates()
+                .and_then(|(got, names)| suggest("names", got, names))
+                .filter(|s| s.starts_with("did you mean"));
+            let probe = "`trickle-edge probe` lists this machine's GPIO chips, their labels and \
+                         line names; `backend = \"simulated\"` needs none";
+            Some(match close {
+                Some(close) => format!("{close} {probe}"),
+                None => probe.into(),
+            })
+        }
         (ActionError::Invalid { .. }, "argv") if e.to_string().contains("PATH") => Some(
             "give the program's absolute path; the service's PATH may differ from your shell's"
                 .into(),

@@ -204,8 +204,11 @@ impl Camera {
                         && let Ok(map) = buf.map_readable()
                     {
                         let keyframe = !buf.flags().contains(gst::BufferFlags::DELTA_UNIT);
+                        let header = buf.flags().contains(gst::BufferFlags::HEADER);
                         let pts = buf.pts().map(Duration::from);
-                        writer.lock_ignoring_poison().push(&map, keyframe, pts);
+                        writer
+                            .lock_ignoring_poison()
+                            .push_buffer(&map, keyframe, header, pts);
                     }
                     Ok(gst::FlowSuccess::Ok)
                 })

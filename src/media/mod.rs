@@ -6,7 +6,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), trickle_edge::media::MediaError> {
 //! use trickle_edge::media::{Camera, CameraConfig, EncoderConfig, GopQueueLimits};
-//! let cam = CameraConfig { source: "test".into(), width: 640, height: 360, fps: 30 };
+//! let cam = CameraConfig { source: "test".into(), width: 640, height: 360, ..Default::default() };
 //! let (camera, mut segments) = Camera::new(cam, EncoderConfig::default(), GopQueueLimits::default())?;
 //! tokio::spawn(camera.run(trickle_edge::shutdown::Shutdown::never()));
 //! while let Some(mut gop) = segments.next().await {
@@ -27,7 +27,7 @@ pub mod probe;
 mod segmenter;
 
 pub use camera::{Camera, CameraHandle};
-pub use config::{CameraConfig, EncoderConfig, EncoderKind, Source};
+pub use config::{CameraConfig, EncoderConfig, EncoderKind, Source, redact_url};
 pub use elements::package_for;
 pub use encoder::{
     AUTO_ORDER, ProbeResult, all_element_names, element_name, probe_encoders, resolve,

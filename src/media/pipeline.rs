@@ -9,14 +9,19 @@
 //! is `mpegtsmux` (PAT/PMT before every keyframe), `sink` is the appsink the
 //! segmenter reads. Sources whose format is only known at runtime (files,
 //! RTSP, non-H.264 V4L2) go through `parsebin`/`decodebin` and are linked
-//! when their pad appears.
+//! when their pad appears. H.264 from a source is passed through (an RTSP
+//! camera: `rtspsrc ► parsebin(rtph264depay ► h264parse) ► parse ► mux`, no
+//! decoder, no encoder) unless `camera.passthrough = false` sends it through
+//! `decodebin` and the encode tail like any other format.
 
 use std::path::{Path, PathBuf};
 
 use gstreamer as gst;
 use gstreamer::prelude::*;
 
-use super::config::{CameraConfig, EncoderConfig, EncoderKind, Source};
+use super::config::{
+    CameraConfig, EncoderConfig, EncoderKind, Source, rtsp_location_and_credentials,
+};
 use super::encoder::make_encoder;
 use super::error::{MediaError, make};
 
@@ -90,7 +95,7 @@ pub fn build_pipeline(spec: &PipelineSpec) -> Result<gst::Pipeline, MediaError> 
             };
             let src = make("v4l2src", "src")?;
             src.set_property("device", device.to_string_lossy().as_ref());
-            if v4l2_offers_h264(&src) {
+            if spec.camera.passthrough && v4l2_offers_h264(&src) {
                 // An H.264 camera: its stream goes to the muxer untouched.
                 let caps = capsfilter("srccaps", h264_caps(&spec.camera))?;
                 add_link(&pipeline, &[&src, &caps, &into])?;
@@ -109,7 +114,14 @@ pub fn build_pipeline(spec: &PipelineSpec) -> Result<gst::Pipeline, MediaError> 
         }
         Source::Rtsp(url) => {
             let src = make("rtspsrc", "src")?;
-            src.set_property("location", url.as_str());
+            // Credentials as properties, so the location (which GStreamer
+            // quotes in its debug output and error details) holds none.
+            let (location, credentials) = rtsp_location_and_credentials(url);
+            src.set_property("location", location.as_str());
+            if let Some((user, password)) = credentials {
+                src.set_property("user-id", user.as_str());
+                src.set_property("user-pw", password.as_str());
+            }
             src.set_property("latency", 200u32);
             let parsebin = make("parsebin", "demux")?;
             pipeline
@@ -180,7 +192,8 @@ fn encode_tail(
     Ok(convert)
 }
 
-/// Links `parsebin`'s video pad: H.264 straight to `into`, anything else via decode + encode.
+/// Links `parsebin`'s video pad: H.264 straight to `into` (unless
+/// `camera.passthrough` is off), anything else via decode + encode.
 fn link_dynamic_parsed(
     pipeline: &gst::Pipeline,
     parsebin: &gst::Element,
@@ -193,7 +206,7 @@ fn link_dynamic_parsed(
             return;
         };
         let Some(name) = caps_name(pad) else { return };
-        let result = if name == "video/x-h264" {
+        let result = if name == "video/x-h264" && spec.camera.passthrough {
             if pipeline.by_name("encoder").is_some() || into_linked(&into) {
                 return; // one video stream only
             }

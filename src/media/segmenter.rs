@@ -262,6 +262,7 @@ impl SegmentSender {
             shared: self.shared.clone(),
             generation,
             current: None,
+            headers_only: false,
             psi: PsiCache::default(),
         }
     }
@@ -292,6 +293,12 @@ pub struct GopWriter {
     generation: u64,
     /// `None` while waiting for a keyframe: after start, a drop or a cut.
     current: Option<CurrentGop>,
+    /// The current GOP so far holds only stream headers (buffers flagged
+    /// HEADER: PAT/PMT, SPS/PPS). A keyframe now is the IDR those headers
+    /// belong to, not a new GOP: mpegtsmux flags both the first header packet
+    /// and the IDR's first packet as non-delta when H.264 is passed through
+    /// (an RTSP camera), which would otherwise cut a GOP of headers alone.
+    headers_only: bool,
     psi: PsiCache,
 }
 
@@ -300,8 +307,26 @@ impl GopWriter {
     /// mpegtsmux clears it on the first packet of a GOP (PAT/PMT before the IDR).
     /// Never blocks.
     pub fn push(&mut self, data: &[u8], keyframe: bool, pts: Option<Duration>) {
+        self.push_buffer(data, keyframe, false, pts);
+    }
+
+    /// [`GopWriter::push`], also told whether the buffer carries stream
+    /// headers (GStreamer's HEADER flag), so that headers flagged as a
+    /// keyframe and their IDR right after them stay one GOP.
+    pub fn push_buffer(
+        &mut self,
+        data: &[u8],
+        keyframe: bool,
+        header: bool,
+        pts: Option<Duration>,
+    ) {
         self.psi.observe(data);
-        if keyframe {
+        let joins_headers = keyframe && self.current.is_some() && self.headers_only;
+        if joins_headers || !header {
+            self.headers_only = false;
+        }
+        if keyframe && !joins_headers {
+            self.headers_only = header;
             self.finish();
             self.start_gop(pts);
             // mpegtsmux (1.22) emits PAT/PMT on a timer, not at keyframes,
@@ -589,6 +614,34 @@ mod tests {
         let bytes = q.next().await.unwrap().collect().await;
         let pids: Vec<_> = bytes.chunks(TS_PACKET).map(|p| pid(p).unwrap()).collect();
         assert_eq!(pids, [0, 0x20, 0x41]);
+    }
+
+    /// Passed-through H.264 (an RTSP camera): mpegtsmux flags the PAT that
+    /// opens the headers and the IDR after them both as keyframes.
+    #[tokio::test]
+    async fn headers_and_their_idr_stay_one_gop() {
+        let (tx, mut q) = segment_queue(GopQueueLimits::default());
+        let mut w = tx.writer(1, None);
+        for _ in 0..2 {
+            w.push_buffer(&pat(0x20), true, true, None);
+            w.push_buffer(&packet(0x20, true), false, true, None);
+            w.push_buffer(&packet(0x41, true), false, true, None); // SPS/PPS
+            w.push_buffer(&packet(0x41, true), true, true, None); // IDR
+            w.push_buffer(&packet(0x41, true), false, false, None); // P
+        }
+        drop(w);
+        for _ in 0..2 {
+            let bytes = q.next().await.unwrap().collect().await;
+            let pids: Vec<_> = bytes.chunks(TS_PACKET).map(|p| pid(p).unwrap()).collect();
+            assert_eq!(pids, [0, 0x20, 0x41, 0x41, 0x41]);
+        }
+        // A keyframe after real frames is a new GOP, headers or not.
+        let mut w = tx.writer(2, None);
+        w.push_buffer(&pat(0x20), true, true, None);
+        w.push_buffer(&packet(0x41, true), false, false, None);
+        w.push_buffer(&packet(0x41, true), true, true, None);
+        drop(w);
+        assert_eq!(q.next().await.unwrap().collect().await.len(), 2 * TS_PACKET);
     }
 
     #[tokio::test]

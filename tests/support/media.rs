@@ -33,6 +33,7 @@ pub fn camera(source: &str, w: u32, h: u32, fps: u32, kind: EncoderKind) -> (Cam
             width: w,
             height: h,
             fps,
+            passthrough: true,
         },
         EncoderConfig {
             kind,

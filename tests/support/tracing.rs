@@ -52,6 +52,10 @@ impl Logged {
 pub struct LogCapture {
     max_level: Level,
     logged: Arc<Mutex<Vec<Logged>>>,
+    /// The fields of every span opened, as `name=value ` text: a span's
+    /// fields are printed with each event inside it, so a secret in one is
+    /// as logged as a secret in an event.
+    spans: Arc<Mutex<Vec<String>>>,
 }
 
 impl LogCapture {
@@ -59,7 +63,13 @@ impl LogCapture {
         LogCapture {
             max_level,
             logged: Arc::default(),
+            spans: Arc::default(),
         }
+    }
+
+    /// The fields of each span opened so far, as [`Logged::text`] shows an event's.
+    pub fn span_texts(&self) -> Vec<String> {
+        self.spans.lock().unwrap().clone()
     }
 
     /// What was logged so far.
@@ -103,7 +113,14 @@ impl Subscriber for LogCapture {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
         *metadata.level() <= self.max_level
     }
-    fn new_span(&self, _: &Attributes<'_>) -> Id {
+    fn new_span(&self, attributes: &Attributes<'_>) -> Id {
+        let mut fields = Fields(Vec::new());
+        attributes.record(&mut fields);
+        let mut text = format!("span={} ", attributes.metadata().name());
+        for (k, v) in &fields.0 {
+            let _ = write!(text, "{k}={v} ");
+        }
+        self.spans.lock().unwrap().push(text);
         Id::from_u64(1)
     }
     fn record(&self, _: &Id, _: &Record<'_>) {}
