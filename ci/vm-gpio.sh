@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# GPIO (and V4L2) on a real Linux kernel: boots Debian's kernel under QEMU
+# GPIO and V4L2 on a real Linux kernel: boots Debian's kernel under QEMU
 # (TCG: no KVM needed) with gpio-sim, and runs tests/vm_gpio.rs inside it
-# through the real gpiocdev output code and the real `trickle-edge` binary.
+# through the real gpiocdev output code and the real `trickle-edge` binary,
+# then tests/vm_v4l2.rs against the kernel's vivid virtual camera.
 #
 #   bash ci/vm-gpio.sh [TEST-NAME-FILTER...]
 #

@@ -141,6 +141,13 @@ async fn a_hundred_pulses_of_10_ms_measured_on_the_line() {
         })
         .collect();
     assert!(!dev.line(0, 0).value(), "the line ends low");
+    // The pulse is timed from when the set landed: never shorter on the
+    // wire, however slow the kernel call (the trace clock is CLOCK_MONOTONIC).
+    let shortest = widths.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(
+        shortest >= 10.0,
+        "a pulse shorter than 10 ms on the wire: {shortest:.3} ms"
+    );
     let err: Vec<f64> = widths.iter().map(|w| w - 10.0).collect();
     let mean = err.iter().sum::<f64>() / err.len() as f64;
     let mean_abs = err.iter().map(|e| e.abs()).sum::<f64>() / err.len() as f64;
@@ -336,23 +343,58 @@ then = [{ output = "relay", action = "set" }, { output = "events" }]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hold_ends_and_failsafe_follows_a_dead_pipeline() {
+async fn a_hold_ends_when_detections_stop() {
     vm::inside_vm();
-    let dev = SimDevice::create(
-        "dead",
-        &[Bank::new("sim-dead", 4)
-            .line(0, "DEAD_HOLD")
-            .line(1, "DEAD_SIREN")],
-    );
-    let (hold, siren) = (dev.line(0, 0), dev.line(0, 1));
-    let setup = Setup::new(temp_dir("vm-dead"));
-    // The siren is on while the system is not known to be working
-    // (failsafe active) and cleared by the first detection.
+    let dev = SimDevice::create("hold", &[Bank::new("sim-hold", 4).line(0, "HOLD_LAMP")]);
+    let lamp = dev.line(0, 0);
+    // A pipeline is declared dead only after a minute here: the lamp must
+    // go off at the end of its hold, not by a failsafe.
+    let setup = Setup::new(temp_dir("vm-hold")).pipeline_dead_after("60s");
     setup.write_config(
         r#"
-[outputs.hold]
+[outputs.lamp]
 type = "gpio"
-line = "DEAD_HOLD"
+line = "HOLD_LAMP"
+[[rules]]
+name = "ball-seen"
+match = { type = "detection", label = "ball" }
+hold = "1s"
+then = [{ output = "lamp", action = "hold" }, { output = "events" }]
+"#,
+    );
+    let watch = lamp.watch();
+    let worker = setup.worker();
+    let mut agent = setup.agent();
+    wait_until_for(AGENT_WAIT, "the rule turns the lamp on", || {
+        watch.levels() == [false, true]
+    })
+    .await;
+    // The worker freezes: no more detections.
+    signal(&worker, "-STOP");
+    wait_until_for(AGENT_WAIT, "the hold runs out", || {
+        watch.levels() == [false, true, false]
+    })
+    .await;
+    assert!(
+        !agent.logged("pipeline dead"),
+        "the lamp went off by its hold, not a failsafe:\n{}",
+        agent.stderr()
+    );
+    signal(&worker, "-CONT");
+    signal(&agent.child, "-TERM");
+    within("the agent stops", agent.child.wait()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failsafe_follows_a_dead_pipeline() {
+    vm::inside_vm();
+    let dev = SimDevice::create("dead", &[Bank::new("sim-dead", 4).line(1, "DEAD_SIREN")]);
+    let siren = dev.line(0, 1);
+    let setup = Setup::new(temp_dir("vm-dead")).pipeline_dead_after("6s");
+    // The siren is on while the system is not known to be working
+    // (failsafe active) and cleared by detections.
+    setup.write_config(
+        r#"
 [outputs.siren]
 type = "gpio"
 line = "DEAD_SIREN"
@@ -360,25 +402,20 @@ failsafe = "active"
 [[rules]]
 name = "ball-seen"
 match = { type = "detection", label = "ball" }
-hold = "1s"
-then = [{ output = "hold", action = "hold" }, { output = "siren", action = "clear" }, { output = "events" }]
+then = [{ output = "siren", action = "clear" }, { output = "events" }]
 "#,
     );
-    let (hold_w, siren_w) = (hold.watch(), siren.watch());
+    let watch = siren.watch();
     let worker = setup.worker();
     let mut agent = setup.agent();
-    wait_until_for(AGENT_WAIT, "the rule fires", || {
-        hold_w.levels() == [false, true] && siren_w.levels() == [false, true, false]
+    wait_until_for(AGENT_WAIT, "the rule clears the siren", || {
+        watch.levels() == [false, true, false]
     })
     .await;
-    // The worker freezes: no more detections, no more pipeline events.
+    // The worker freezes: no more pipeline events.
     signal(&worker, "-STOP");
-    wait_until_for(AGENT_WAIT, "the hold runs out", || {
-        hold_w.levels().len() == 3
-    })
-    .await;
     wait_until_for(AGENT_WAIT, "failsafe after the pipeline died", || {
-        siren_w.levels().len() == 4
+        watch.levels() == [false, true, false, true]
     })
     .await;
     assert!(
@@ -386,19 +423,6 @@ then = [{ output = "hold", action = "hold" }, { output = "siren", action = "clea
         "the agent keeps running"
     );
     wait_until("pipeline death logged", || agent.logged("pipeline dead")).await;
-    let (h, s) = (hold_w.stop(), siren_w.stop());
-    assert_eq!(
-        h.iter().map(|c| c.1).collect::<Vec<_>>(),
-        [false, true, false]
-    );
-    assert_eq!(
-        s.iter().map(|c| c.1).collect::<Vec<_>>(),
-        [false, true, false, true]
-    );
-    assert!(
-        h[2].0 < s[3].0,
-        "the hold (1 s) ran out before the pipeline was declared dead (6 s)"
-    );
     signal(&worker, "-CONT");
     signal(&agent.child, "-TERM");
     within("the agent stops", agent.child.wait()).await.unwrap();

@@ -1,7 +1,8 @@
 //! V4L2 cameras on a real kernel: Debian's `vivid` virtual camera driver,
 //! loaded inside the QEMU VM of `bash ci/vm-gpio.sh`, captured through the
-//! real `v4l2:` camera source (v4l2src), encoded and cut into segments that
-//! must decode on their own. Built only with `--features vm-tests`; outside
+//! real `v4l2:` camera source (v4l2src), encoded, cut into segments and
+//! published to a trickle server on loopback; each segment fetched back must
+//! decode on its own. Built only with `--features vm-tests`; outside
 //! that VM every test fails, naming the script.
 
 mod support;
@@ -9,13 +10,17 @@ mod vm;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::media::{camera, decode_alone, load, next_segment, read_segment};
-use support::time::wait_until_for;
+use support::net::{start_server, test_config};
+use support::time::{wait_until_for, within_for};
+use trickle_edge::agent::media_path::{MediaPathStats, SegmentPublisher};
 use trickle_edge::backoff::Backoff;
 use trickle_edge::media::EncoderKind;
-use trickle_edge::shutdown::Shutdown;
+use trickle_edge::shutdown::{Shutdown, ShutdownTrigger};
+use trickle_edge::trickle::{PublisherOptions, Subscriber, SubscriberOptions};
 
 const W: u32 = 320;
 const H: u32 = 180;
@@ -78,27 +83,56 @@ fn by_id_link(node: &Path) -> PathBuf {
     link
 }
 
+/// The camera on `source` publishes to a trickle server on loopback; two
+/// segments fetched back from it each decode alone.
 async fn segments_decode_alone(source: &str) {
-    let (cam, mut queue) = camera(source, W, H, FPS, EncoderKind::X264);
-    let task = tokio::spawn(cam.run(Shutdown::never()));
-    // The first segment may start mid-stream; the second is a whole GOP.
-    for _ in 0..2 {
-        let mut seg = next_segment(&mut queue).await;
-        let bytes = read_segment(&mut seg).await;
+    let server = start_server(test_config(), &["cam"]).await;
+    let url = format!("{}cam", server.base_url());
+    let mut sub = Subscriber::new(
+        &url,
+        SubscriberOptions {
+            start_seq: 0,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let (cam, queue) = camera(source, W, H, FPS, EncoderKind::X264);
+    let (_agent, shutdown) = ShutdownTrigger::new();
+    let cam_task = tokio::spawn(cam.run(Shutdown::never()));
+    let publisher = SegmentPublisher {
+        queue,
+        url: url.clone(),
+        options: PublisherOptions::default(),
+        stats: Arc::new(MediaPathStats::default()),
+        close_on_exit: false,
+    }
+    .spawn(&shutdown);
+    for i in 0..2 {
+        let seg = within_for(
+            Duration::from_secs(120),
+            "a segment from the server",
+            sub.next_segment(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert_eq!(seg.content_type.as_deref(), Some("video/MP2T"));
+        let bytes = seg.collect(8 << 20).await.unwrap();
         let decoded = tokio::task::spawn_blocking(move || decode_alone(&bytes))
             .await
             .unwrap();
         assert!(
             decoded.frames > 0,
-            "{source}: a segment decodes alone: {decoded:?}"
+            "{source}: segment {i} decodes alone: {decoded:?}"
         );
         println!(
-            "{source}: segment of {} frames decoded alone",
+            "{source}: segment {i} from the trickle server: {} frames decoded alone",
             decoded.frames
         );
     }
-    task.abort();
-    let _ = task.await;
+    publisher.stop(Duration::from_secs(5)).await;
+    cam_task.abort();
+    let _ = cam_task.await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

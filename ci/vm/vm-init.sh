@@ -45,6 +45,6 @@ cd /tmp
 rc=0
 for t in /payload/tests/*; do
   say "running ${t##*/} --test-threads=1 ${args[*]}"
-  "$t" --test-threads=1 "${args[@]}" || { say "${t##*/}: FAILED"; rc=1; }
+  "$t" --test-threads=1 --show-output "${args[@]}" || { say "${t##*/}: FAILED"; rc=1; }
 done
 report "$rc"

@@ -554,8 +554,9 @@ impl GpioLine {
 
 /// The output's task: applies effects in order and ends pulses.
 ///
-/// A pulse sets the line and arms one deadline; another pulse moves the
-/// deadline later (never earlier), `activate`/`deactivate` cancel it. A
+/// A pulse sets the line and arms one deadline, counted from when the set
+/// landed; another pulse moves the deadline later (never earlier),
+/// `activate`/`deactivate` cancel it. A
 /// failed clear is retried so a pulse cannot leave the line stuck on.
 pub(crate) async fn run(line: Arc<GpioLine>) {
     let mut epoch = line.epoch.load(Ordering::Acquire);
@@ -598,6 +599,7 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 continue;
             }
         }
+        let mut pulse = None;
         let (target, is_effect) = match ev {
             Ev::Effect(OutputAction::Activate) => {
                 pulse_until = None;
@@ -608,8 +610,7 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 (false, true)
             }
             Ev::Effect(OutputAction::Pulse { ms }) => {
-                let end = Instant::now() + Duration::from_millis(ms);
-                pulse_until = Some(pulse_until.map_or(end, |p| p.max(end)));
+                pulse = Some(Duration::from_millis(ms));
                 (true, true)
             }
             Ev::Effect(OutputAction::Deliver) => {
@@ -626,9 +627,15 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
             if is_effect {
                 line.counters.sent();
             }
+            extend_pulse(&mut pulse_until, pulse);
             continue;
         }
-        match line.write(target, WriteKind::Effect(epoch)).await {
+        let written = line.write(target, WriteKind::Effect(epoch)).await;
+        // Armed once the set has landed: a slow kernel call must not
+        // shorten the pulse on the wire. Armed even if the set failed, so
+        // the line is cleared in any case.
+        extend_pulse(&mut pulse_until, pulse);
+        match written {
             Ok(true) => {
                 state = Some(target);
                 if is_effect {
@@ -646,6 +653,14 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 }
             }
         }
+    }
+}
+
+/// Moves the pulse's end to `pulse` from now, never earlier than it was.
+fn extend_pulse(pulse_until: &mut Option<Instant>, pulse: Option<Duration>) {
+    if let Some(d) = pulse {
+        let end = Instant::now() + d;
+        *pulse_until = Some(pulse_until.map_or(end, |p| p.max(end)));
     }
 }
 

@@ -18,6 +18,7 @@ pub struct Setup {
     worker_port: u16,
     trickle_port: u16,
     supervisor_port: u16,
+    pipeline_dead_after: &'static str,
 }
 
 impl Setup {
@@ -28,6 +29,15 @@ impl Setup {
             worker_port: free_port(),
             trickle_port: free_port(),
             supervisor_port: free_port(),
+            pipeline_dead_after: "6s",
+        }
+    }
+
+    /// `supervisor.pipeline_dead_after` (6 s unless set).
+    pub fn pipeline_dead_after(self, d: &'static str) -> Setup {
+        Setup {
+            pipeline_dead_after: d,
+            ..self
         }
     }
 
@@ -50,7 +60,7 @@ listen = "127.0.0.1:{trickle}"
 channel_prefix = "vm"
 [supervisor]
 listen = "127.0.0.1:{supervisor}"
-pipeline_dead_after = "6s"
+pipeline_dead_after = "{dead_after}"
 [outputs.events]
 type = "log"
 path = "{events}"
@@ -60,6 +70,7 @@ fsync_interval = "100ms"
             worker = self.worker_port,
             trickle = self.trickle_port,
             supervisor = self.supervisor_port,
+            dead_after = self.pipeline_dead_after,
             events = self.events.display()
         );
         std::fs::write(&self.config, text).unwrap();

@@ -19,6 +19,9 @@ fn write(file: &str, value: &str) {
 impl GpioValueTrace {
     /// Clears the buffer and enables the event.
     pub fn start() -> GpioValueTrace {
+        // CLOCK_MONOTONIC, as `Instant`: the agent's deadlines and these
+        // timestamps are on one clock.
+        write("trace_clock", "mono");
         write("trace", "");
         write("events/gpio/gpio_value/enable", "1");
         write("tracing_on", "1");
