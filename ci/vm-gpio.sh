@@ -307,7 +307,7 @@ timeout -k 10 "$TIMEOUT" "${qemu[@]}" < /dev/null 2>&1 | {
 rc=${PIPESTATUS[0]}
 set -e
 phase_end
-mark() { awk -v k="$1" '$1 == k {print $2}' "$WORK/marks" 2>/dev/null; }
+mark() { [ -f "$WORK/marks" ] || return 0; awk -v k="$1" '$1 == k {print $2}' "$WORK/marks"; }
 t_init=$(mark init); t_tests=$(mark tests); t_result=$(mark result)
 [ -z "$t_init" ] || TIMES+=("$(printf '%-58s %9s' "  VM: qemu start -> root mounted (boot)" "$(fmt_ms "$t_init")")")
 [ -z "$t_tests" ] || TIMES+=("$(printf '%-58s %9s' "  VM: qemu start -> tests start" "$(fmt_ms "$t_tests")")")
