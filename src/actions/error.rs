@@ -95,7 +95,16 @@ pub enum GpioDeviceError {
     /// The simulated backend's EBUSY: another output holds the line.
     #[error("simulated line {line:?} is already held by another output (busy)")]
     SimulatedBusy { line: String },
-    /// The kernel refused the line request (busy, bad offset, no permission).
+    /// Another request holds the line (another process, a kernel driver, or
+    /// a second output of this agent naming the same line).
+    #[error("line {line} on {} is held by {consumer:?}: the kernel refuses a second request (busy)", chip.display())]
+    Held {
+        line: LineSpec,
+        chip: PathBuf,
+        /// The holder's consumer label, as the kernel shows it.
+        consumer: String,
+    },
+    /// The kernel refused the line request (bad offset, no permission).
     #[error("requesting line {line} on {}: {source}", chip.display())]
     Request {
         line: LineSpec,

@@ -8,6 +8,13 @@
 //! overwrite the failsafe state afterwards; if the failsafe write itself
 //! fails (line stuck), it is retried until it lands or a newer effect has
 //! put the line in a known state.
+//!
+//! A chip can go away under a held line (a GPIO expander unplugged, its
+//! driver unbound): the kernel then answers every call with ENODEV. The line
+//! is marked lost (writes count as failed, [`GpioLine::is_lost`] says so),
+//! and its task requests it again, at its failsafe state, once the chip is
+//! back. A held line is probed every [`PROBE_EVERY`], so a chip that goes
+//! away is noticed without waiting for the next write.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -28,6 +35,13 @@ use crate::sync::LockIgnoringPoison;
 
 /// Consumer label the kernel shows for lines this agent holds.
 const CONSUMER: &str = "trickle-edge";
+
+/// How often a held kernel line is probed for its chip, and a lost one
+/// requested again.
+pub(crate) const PROBE_EVERY: Duration = Duration::from_millis(500);
+
+/// ENODEV: the chip behind a request went away.
+const ENODEV: i32 = 19;
 
 /// One recorded write to a simulated line (`active` is the logical state).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,18 +158,47 @@ enum Driver {
         released: AtomicBool,
     },
     Cdev {
-        /// `None` once released: the kernel may give the line to another
-        /// request (a reload's rebuilt output) while this value still lives.
-        request: Mutex<Option<gpiocdev::Request>>,
-        offset: u32,
+        state: Mutex<CdevState>,
+        /// What to request again when a lost chip returns.
+        output: Arc<str>,
+        config: GpioConfig,
     },
+}
+
+/// A kernel line's request.
+enum CdevState {
+    /// Requested: the request and the line's offset on its chip.
+    Held(gpiocdev::Request, u32),
+    /// The chip went away (ENODEV); the request was dropped.
+    Lost,
+    /// Given back: the kernel may give the line to another request (a
+    /// reload's rebuilt output) while this value still lives.
+    Released,
+}
+
+/// Why a kernel call on a line did not land.
+#[derive(Debug, thiserror::Error)]
+enum DriverError {
+    #[error("{0}")]
+    Kernel(#[source] gpiocdev::Error),
+    #[error("the GPIO chip is gone (waiting for it to return)")]
+    ChipGone,
+}
+
+/// Whether the kernel said the chip behind a request is gone.
+fn chip_gone(e: &gpiocdev::Error) -> bool {
+    match e {
+        gpiocdev::Error::Os(errno) => errno.0 == ENODEV,
+        gpiocdev::Error::Uapi(_, gpiocdev_uapi::Error::Os(errno)) => errno.0 == ENODEV,
+        _ => false,
+    }
 }
 
 impl Driver {
     /// Blocking: only ever called on the blocking pool or at drop. Only the
     /// kernel can refuse a write; a simulated line records every one. A
     /// released line is written no more.
-    fn write(&self, active: bool) -> Result<(), gpiocdev::Error> {
+    fn write(&self, active: bool) -> Result<(), DriverError> {
         match self {
             Driver::Simulated {
                 sim,
@@ -167,17 +210,60 @@ impl Driver {
                 }
                 Ok(())
             }
-            Driver::Cdev { request, offset } => {
+            Driver::Cdev { state, output, .. } => {
                 let v = if active {
                     gpiocdev::line::Value::Active
                 } else {
                     gpiocdev::line::Value::Inactive
                 };
-                match &*request.lock_ignoring_poison() {
-                    Some(r) => r.set_value(*offset, v),
-                    None => Ok(()),
+                let mut st = state.lock_ignoring_poison();
+                match &*st {
+                    CdevState::Held(r, offset) => match r.set_value(*offset, v) {
+                        Ok(()) => Ok(()),
+                        Err(e) if chip_gone(&e) => {
+                            lose(&mut st, output, &e);
+                            Err(DriverError::ChipGone)
+                        }
+                        Err(e) => Err(DriverError::Kernel(e)),
+                    },
+                    CdevState::Lost => Err(DriverError::ChipGone),
+                    CdevState::Released => Ok(()),
                 }
             }
+        }
+    }
+
+    /// Blocking. A held kernel line: asks the kernel for its value, which
+    /// fails with ENODEV once the chip is gone (the line is then lost). A
+    /// lost one: requests it again (at `failsafe`); `true` when it is back.
+    fn probe_or_recover(&self, failsafe: bool) -> bool {
+        let Driver::Cdev {
+            state,
+            output,
+            config,
+        } = self
+        else {
+            return false;
+        };
+        let mut st = state.lock_ignoring_poison();
+        match &*st {
+            CdevState::Held(r, offset) => {
+                if let Err(e) = r.value(*offset)
+                    && chip_gone(&e)
+                {
+                    lose(&mut st, output, &e);
+                }
+                false
+            }
+            CdevState::Lost => match request_cdev(output, config, failsafe) {
+                Ok((r, offset, label)) => {
+                    *st = CdevState::Held(r, offset);
+                    tracing::info!(output = %output, line = %label, active = failsafe, "GPIO chip back: line requested again at its failsafe state");
+                    true
+                }
+                Err(_) => false,
+            },
+            CdevState::Released => false,
         }
     }
 
@@ -193,9 +279,28 @@ impl Driver {
                     sim.release(line);
                 }
             }
-            Driver::Cdev { request, .. } => drop(request.lock_ignoring_poison().take()),
+            Driver::Cdev { state, .. } => {
+                let old =
+                    std::mem::replace(&mut *state.lock_ignoring_poison(), CdevState::Released);
+                drop(old);
+            }
         }
     }
+
+    fn is_lost(&self) -> bool {
+        match self {
+            Driver::Cdev { state, .. } => {
+                matches!(*state.lock_ignoring_poison(), CdevState::Lost)
+            }
+            Driver::Simulated { .. } => false,
+        }
+    }
+}
+
+/// Marks a kernel line lost (its chip went away) and reports it once.
+fn lose(st: &mut CdevState, output: &str, e: &gpiocdev::Error) {
+    *st = CdevState::Lost;
+    tracing::error!(output = %output, error = %e, "GPIO chip gone: output failed until the chip returns");
 }
 
 /// Who asked for a write, which decides whether it is still wanted.
@@ -247,9 +352,9 @@ enum WriteError {
     Busy,
     #[error("write timed out")]
     TimedOut,
-    /// The kernel refused the value.
+    /// The kernel refused the value, or the chip is gone.
     #[error("{0}")]
-    Kernel(#[source] gpiocdev::Error),
+    Driver(#[source] DriverError),
     /// The blocking call panicked, or the runtime dropped it while shutting down.
     #[error("{0}")]
     Task(#[source] tokio::task::JoinError),
@@ -305,7 +410,7 @@ impl GpioLine {
     }
 
     /// Blocking write under the gate. `Ok(false)`: no longer wanted.
-    fn write_blocking(&self, active: bool, kind: WriteKind) -> Result<bool, gpiocdev::Error> {
+    fn write_blocking(&self, active: bool, kind: WriteKind) -> Result<bool, DriverError> {
         let _gate = self.gate.lock_ignoring_poison();
         let current = self.epoch.load(Ordering::Acquire);
         let wanted = match kind {
@@ -346,13 +451,39 @@ impl GpioLine {
             r
         });
         match timeout(self.write_timeout, call).await {
-            Ok(Ok(r)) => r.map_err(WriteError::Kernel),
+            Ok(Ok(r)) => r.map_err(WriteError::Driver),
             Ok(Err(join)) => Err(WriteError::Task(join)),
             Err(_) => {
                 self.counters.timeout();
                 Err(WriteError::TimedOut)
             }
         }
+    }
+
+    /// Whether the line's chip is gone (the output fails until it returns).
+    pub(crate) fn is_lost(&self) -> bool {
+        self.driver.is_lost()
+    }
+
+    /// Probes a held kernel line or requests a lost one again, on the
+    /// blocking pool under the gate (so never beside a write). `true` when
+    /// a lost line is back, at its failsafe state.
+    async fn probe_or_recover(self: &Arc<Self>) -> bool {
+        if !matches!(self.driver, Driver::Cdev { .. }) || self.closed.load(Ordering::Acquire) {
+            return false;
+        }
+        if self.in_flight.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let me = self.clone();
+        let call = tokio::task::spawn_blocking(move || {
+            let _gate = me.gate.lock_ignoring_poison();
+            let back =
+                !me.closed.load(Ordering::Acquire) && me.driver.probe_or_recover(me.failsafe);
+            me.in_flight.store(false, Ordering::Release);
+            back
+        });
+        matches!(timeout(self.write_timeout, call).await, Ok(Ok(true)))
     }
 
     /// Puts the line in its failsafe state now, discarding queued effects and
@@ -424,18 +555,23 @@ impl GpioLine {
 
 /// The output's task: applies effects in order and ends pulses.
 ///
-/// A pulse sets the line and arms one deadline; another pulse moves the
-/// deadline later (never earlier), `activate`/`deactivate` cancel it. A
+/// A pulse sets the line and arms one deadline, counted from when the set
+/// landed; another pulse moves the deadline later (never earlier),
+/// `activate`/`deactivate` cancel it. A
 /// failed clear is retried so a pulse cannot leave the line stuck on.
 pub(crate) async fn run(line: Arc<GpioLine>) {
     let mut epoch = line.epoch.load(Ordering::Acquire);
     let mut state = Some(line.failsafe);
     let mut pulse_until: Option<Instant> = None;
+    let cdev = matches!(line.driver, Driver::Cdev { .. });
+    let mut probe = tokio::time::interval(PROBE_EVERY);
+    probe.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         enum Ev {
             Effect(OutputAction),
             PulseEnd,
             Wake,
+            Probe,
         }
         let ev = tokio::select! {
             e = line.queue.pop() => match e {
@@ -444,7 +580,16 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
             },
             _ = sleep_until(pulse_until.unwrap_or_else(Instant::now)), if pulse_until.is_some() => Ev::PulseEnd,
             _ = line.wake.notified() => Ev::Wake,
+            _ = probe.tick(), if cdev => Ev::Probe,
         };
+        if let Ev::Probe = ev {
+            if line.probe_or_recover().await {
+                // Requested again at its failsafe state: what the line is now.
+                state = Some(line.failsafe);
+                pulse_until = None;
+            }
+            continue;
+        }
         let current = line.epoch.load(Ordering::Acquire);
         if current != epoch {
             // failsafe() ran: forget the pulse and what we believed the line was.
@@ -455,6 +600,7 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 continue;
             }
         }
+        let mut pulse = None;
         let (target, is_effect) = match ev {
             Ev::Effect(OutputAction::Activate) => {
                 pulse_until = None;
@@ -465,8 +611,7 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 (false, true)
             }
             Ev::Effect(OutputAction::Pulse { ms }) => {
-                let end = Instant::now() + Duration::from_millis(ms);
-                pulse_until = Some(pulse_until.map_or(end, |p| p.max(end)));
+                pulse = Some(Duration::from_millis(ms));
                 (true, true)
             }
             Ev::Effect(OutputAction::Deliver) => {
@@ -477,15 +622,21 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 pulse_until = None;
                 (false, false)
             }
-            Ev::Wake => continue,
+            Ev::Wake | Ev::Probe => continue,
         };
         if state == Some(target) {
             if is_effect {
                 line.counters.sent();
             }
+            extend_pulse(&mut pulse_until, pulse);
             continue;
         }
-        match line.write(target, WriteKind::Effect(epoch)).await {
+        let written = line.write(target, WriteKind::Effect(epoch)).await;
+        // Armed once the set has landed: a slow kernel call must not
+        // shorten the pulse on the wire. Armed even if the set failed, so
+        // the line is cleared in any case.
+        extend_pulse(&mut pulse_until, pulse);
+        match written {
             Ok(true) => {
                 state = Some(target);
                 if is_effect {
@@ -503,6 +654,14 @@ pub(crate) async fn run(line: Arc<GpioLine>) {
                 }
             }
         }
+    }
+}
+
+/// Moves the pulse's end to `pulse` from now, never earlier than it was.
+fn extend_pulse(pulse_until: &mut Option<Instant>, pulse: Option<Duration>) {
+    if let Some(d) = pulse {
+        let end = Instant::now() + d;
+        *pulse_until = Some(pulse_until.map_or(end, |p| p.max(end)));
     }
 }
 
@@ -555,10 +714,28 @@ pub(crate) fn locate_line(output: &str, cfg: &GpioConfig) -> Result<(PathBuf, u3
 /// Resolves chip and line, then requests the line as an output already at
 /// its failsafe value (so start-up never glitches through the other state).
 fn open_cdev(
-    output: &str,
+    output: &Arc<str>,
     cfg: &GpioConfig,
     failsafe: bool,
 ) -> Result<(Driver, Arc<str>), ActionError> {
+    let (request, offset, label) = request_cdev(output, cfg, failsafe)?;
+    Ok((
+        Driver::Cdev {
+            state: Mutex::new(CdevState::Held(request, offset)),
+            output: output.clone(),
+            config: cfg.clone(),
+        },
+        label,
+    ))
+}
+
+/// The request of [`open_cdev`]: the request, the line's offset and a
+/// label (`/dev/gpiochipN:LINE`) for logs.
+fn request_cdev(
+    output: &str,
+    cfg: &GpioConfig,
+    failsafe: bool,
+) -> Result<(gpiocdev::Request, u32, Arc<str>), ActionError> {
     let (chip_path, offset) = locate_line(output, cfg)?;
     let spec = cfg
         .line
@@ -588,22 +765,60 @@ fn open_cdev(
         b.as_active_low();
     }
     let request = b.request().map_err(|source| {
-        device(
-            output,
-            "line",
-            GpioDeviceError::Request {
-                line: spec.clone(),
-                chip: chip_path.clone(),
-                source,
+        // Busy: say who holds it, which is what the reader needs to know.
+        let holder = gpiocdev::Chip::from_path(&chip_path)
+            .and_then(|c| c.line_info(offset))
+            .ok()
+            .filter(|i| i.used);
+        let line = spec.clone();
+        let chip = chip_path.clone();
+        let e = match holder {
+            Some(info) => GpioDeviceError::Held {
+                line,
+                chip,
+                consumer: info.consumer,
             },
-        )
+            None => GpioDeviceError::Request { line, chip, source },
+        };
+        device(output, "line", e)
     })?;
     let label = format!("{}:{spec}", chip_path.display()).into();
-    Ok((
-        Driver::Cdev {
-            request: Mutex::new(Some(request)),
-            offset,
-        },
-        label,
-    ))
+    Ok((request, offset, label))
+}
+
+#[cfg(test)]
+mod chip_gone_tests {
+    use super::*;
+    use crate::actions::config::LineSpec;
+
+    #[test]
+    fn only_enodev_means_the_chip_is_gone() {
+        let os = |n| gpiocdev::Error::Os(gpiocdev_uapi::Errno(n));
+        let uapi = |n| {
+            gpiocdev::Error::Uapi(
+                gpiocdev::UapiCall::SetLineValues,
+                gpiocdev_uapi::Error::Os(gpiocdev_uapi::Errno(n)),
+            )
+        };
+        assert!(chip_gone(&os(ENODEV)));
+        assert!(chip_gone(&uapi(ENODEV)));
+        // EBUSY, EINVAL, EPERM: the chip is there, the call was refused.
+        for n in [16, 22, 1] {
+            assert!(!chip_gone(&os(n)) && !chip_gone(&uapi(n)), "errno {n}");
+        }
+        assert!(!chip_gone(&gpiocdev::Error::InvalidArgument("x".into())));
+    }
+
+    #[test]
+    fn a_held_line_names_its_holder() {
+        let e = GpioDeviceError::Held {
+            line: LineSpec::Name("GPIO17".into()),
+            chip: "/dev/gpiochip0".into(),
+            consumer: "door-daemon".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "line GPIO17 on /dev/gpiochip0 is held by \"door-daemon\": the kernel refuses a second request (busy)"
+        );
+    }
 }

@@ -487,6 +487,16 @@ impl Outputs {
     }
 
     /// Counters of one output.
+    /// The GPIO outputs whose chip is gone: they fail every effect until
+    /// the chip returns and the line is requested again.
+    pub fn lost_gpio_outputs(&self) -> Vec<String> {
+        self.outputs
+            .iter()
+            .filter(|(_, r)| r.line.as_ref().is_some_and(|l| l.is_lost()))
+            .map(|(name, _)| name.to_string())
+            .collect()
+    }
+
     pub fn counters_of(&self, output: &str) -> Option<OutputCounters> {
         self.outputs.get(output).map(|o| o.counters.snapshot())
     }
