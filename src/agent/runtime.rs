@@ -110,6 +110,7 @@ impl ChannelStages {
         stats: &Arc<AgentStats>,
         shutdown: &Shutdown,
     ) -> Result<Self, AgentError> {
+        let client = &job.channel_client(client);
         let sub_opts = SubscriberOptions {
             client: client.clone(),
             start_seq: job.reader_start_seq,
@@ -171,7 +172,7 @@ fn camera_publisher(
         encoder: cfg.encoder.clone(),
         queue: plan::queue_limits(cfg),
         url: job.urls.publish.clone(),
-        options: plan::media_publisher_options(client),
+        options: plan::media_publisher_options(&job.channel_client(client)),
         stats: media.clone(),
         close_on_exit: false,
     };
@@ -531,6 +532,10 @@ pub async fn run(
     };
 
     let media = Arc::new(MediaPathStats::default());
+    let published = media.clone();
+    runner.count_segments_with(Arc::new(move || {
+        published.segments_published.load(Ordering::Relaxed)
+    }));
     let camera = camera_publisher(cfg, &job, &client, &media, &shutdown)?;
     let stats = Arc::new(AgentStats::new(
         media.clone(),

@@ -68,6 +68,8 @@ pub struct OrchOffer {
     pub refuse_grpc: Option<String>,
     /// `/live-video-to-video` answers this status and plain-text body.
     pub refuse_start: Option<(u16, String)>,
+    /// `GetOrchestrator` answers this much later (to order answers).
+    pub grpc_delay: Option<std::time::Duration>,
 }
 
 /// A `/live-video-to-video` the orchestrator accepted.
@@ -302,14 +304,14 @@ fn header_str(headers: &HeaderMap, name: &str) -> String {
 /// The orchestrator's checks of a paid request, as go-livepeer makes them:
 /// segment credentials carrying our auth token (403), and a payment when
 /// priced (400 "Insufficient balance" without one).
-fn check_credentials(s: &OrchState, headers: &HeaderMap) -> Result<SegData, Response<Body>> {
-    let seg = segment_of(headers).ok_or_else(|| text(403, "invalid segment credentials"))?;
+fn check_credentials(s: &OrchState, headers: &HeaderMap) -> Result<SegData, (u16, &'static str)> {
+    let seg = segment_of(headers).ok_or((403, "invalid segment credentials"))?;
     let token_ok = seg
         .auth_token
         .as_ref()
         .is_some_and(|t| t.session_id == s.session_id);
     if !token_ok {
-        return Err(text(403, "missing or expired auth token"));
+        return Err((403, "missing or expired auth token"));
     }
     let priced = s.offer.lock().unwrap().price_per_unit > 0;
     let payment = header_str(headers, "livepeer-payment");
@@ -319,9 +321,9 @@ fn check_credentials(s: &OrchState, headers: &HeaderMap) -> Result<SegData, Resp
             .ok()
             .and_then(|b| Payment::decode(&*b).ok());
         match decoded {
-            None if payment.is_empty() => return Err(text(400, "Insufficient balance")),
-            None => return Err(text(402, "could not parse payment")),
-            Some(p) if p.sender.len() != 20 => return Err(text(400, "invalid payment sender")),
+            None if payment.is_empty() => return Err((400, "Insufficient balance")),
+            None => return Err((402, "could not parse payment")),
+            Some(p) if p.sender.len() != 20 => return Err((400, "invalid payment sender")),
             Some(_) => {}
         }
     }
@@ -348,6 +350,10 @@ async fn handle(s: &OrchState, req: Request<Incoming>) -> Response<Body> {
                 return grpc_answer(Err("bad request".into()));
             };
             s.grpc_requests.lock().unwrap().push(request);
+            let delay = s.offer.lock().unwrap().grpc_delay;
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
             let refusal = s.offer.lock().unwrap().refuse_grpc.clone();
             match refusal {
                 Some(msg) => grpc_answer(Err(msg)),
@@ -356,7 +362,7 @@ async fn handle(s: &OrchState, req: Request<Incoming>) -> Response<Body> {
         }
         (Method::POST, "/live-video-to-video") => start(s, &headers, &body),
         (Method::POST, "/payment") => match check_credentials(s, &headers) {
-            Err(r) => r,
+            Err((status, msg)) => text(status, msg),
             Ok(segment) => {
                 s.payments.lock().unwrap().push(ReceivedPayment {
                     at: Instant::now(),
@@ -391,13 +397,7 @@ fn start(s: &OrchState, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     }
     let segment = match check_credentials(s, headers) {
         Ok(seg) => seg,
-        Err(r) => {
-            s.refused_starts
-                .lock()
-                .unwrap()
-                .push((r.status().as_u16(), "credentials".into()));
-            return r;
-        }
+        Err((status, msg)) => return refuse(status, msg),
     };
     let Ok(req) = serde_json::from_slice::<Value>(body) else {
         return refuse(400, "could not parse the request body");
