@@ -85,7 +85,15 @@ async fn offchain_job_starts_events_drive_a_rule_and_stop_deletes_the_channels()
         dir.display()
     )))
     .await;
-    // Ready means the first camera segment reached the job's channel.
+    let mut first = r.handles.stats.media.first_published.subscribe();
+    within("the first segment accepted", first.wait_for(|v| *v))
+        .await
+        .unwrap();
+    let ready = std::time::Instant::now();
+    println!(
+        "job start (GetOrchestrator -> first segment accepted): {} ms",
+        (ready - orch.grpc_at()[0]).as_millis()
+    );
     let starts = orch.starts();
     assert_eq!(starts.len(), 1, "{:?}", orch.refused_starts());
     let job = &starts[0];

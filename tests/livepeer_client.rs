@@ -174,7 +174,7 @@ async fn signer_payments_echo_state_and_follow_480_482_481() {
     let signer = StandInSigner::start(vec![o.url.clone()]).await;
     // Discovered through the signer.
     let net = network(Vec::new(), Some(&signer.url), OrchestratorTls::Insecure);
-    assert_eq!(net.candidates().await.unwrap(), [o.url.clone()]);
+    assert_eq!(net.candidates().await.unwrap(), [o.url.as_str()]);
     assert_eq!(signer.discover_queries(), ["caps=live-video-to-video/noop"]);
     let mut rx = net.ask().await.unwrap();
     let answer = rx.recv().await.unwrap().result.unwrap();

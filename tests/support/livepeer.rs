@@ -95,6 +95,8 @@ struct OrchState {
     session_id: String,
     trickle: RunningServer,
     grpc_requests: Mutex<Vec<OrchestratorRequest>>,
+    /// When each `GetOrchestrator` arrived.
+    grpc_at: Mutex<Vec<Instant>>,
     starts: Mutex<Vec<StartedJob>>,
     refused_starts: Mutex<Vec<(u16, String)>>,
     payments: Mutex<Vec<ReceivedPayment>>,
@@ -150,6 +152,7 @@ impl StandInOrchestrator {
             session_id: format!("session-{}", addr.port()),
             trickle,
             grpc_requests: Mutex::new(Vec::new()),
+            grpc_at: Mutex::new(Vec::new()),
             starts: Mutex::new(Vec::new()),
             refused_starts: Mutex::new(Vec::new()),
             payments: Mutex::new(Vec::new()),
@@ -195,6 +198,11 @@ impl StandInOrchestrator {
 
     pub fn grpc_requests(&self) -> Vec<OrchestratorRequest> {
         self.state.grpc_requests.lock().unwrap().clone()
+    }
+
+    /// When each `GetOrchestrator` arrived.
+    pub fn grpc_at(&self) -> Vec<Instant> {
+        self.state.grpc_at.lock().unwrap().clone()
     }
 
     pub fn starts(&self) -> Vec<StartedJob> {
@@ -350,6 +358,7 @@ async fn handle(s: &OrchState, req: Request<Incoming>) -> Response<Body> {
                 return grpc_answer(Err("bad request".into()));
             };
             s.grpc_requests.lock().unwrap().push(request);
+            s.grpc_at.lock().unwrap().push(Instant::now());
             let delay = s.offer.lock().unwrap().grpc_delay;
             if let Some(d) = delay {
                 tokio::time::sleep(d).await;
