@@ -309,3 +309,55 @@ async fn the_orchestrators_command_lists_answers_and_refusals() {
     refusing.stop();
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// 30 s (here 3 s) without events: outputs to failsafe, and a fresh job on
+/// the next orchestrator, not the one that went silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pipeline_fails_over_to_the_next_orchestrator_with_outputs_at_failsafe() {
+    let first = StandInOrchestrator::start(OrchOffer::default(), false).await;
+    let second = StandInOrchestrator::start(
+        OrchOffer {
+            grpc_delay: Some(Duration::from_millis(500)),
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let mut cfg = config(&format!(
+        "orchestrators = [\"{}\", \"{}\"]\norchestrator_tls = \"insecure\"",
+        first.url, second.url
+    ));
+    cfg.config.supervisor.pipeline_dead_after = Duration::from_secs(3);
+    let r = start_agent(cfg).await;
+    assert_eq!(first.starts().len(), 1);
+    let mid = first.starts()[0].manifest_id.clone();
+    publish_detection(&format!("{}{mid}-events", first.trickle().base_url())).await;
+    let h = r.handles.clone();
+    wait_until("the rule fires on the first orchestrator's events", || {
+        h.gpio.states_of("led").contains(&true)
+    })
+    .await;
+    // The first orchestrator's pipeline says nothing more.
+    wait_until("a fresh job on the second orchestrator", || {
+        second.starts().len() == 1
+    })
+    .await;
+    assert_eq!(first.starts().len(), 1, "not restarted on the silent one");
+    let states = h.gpio.states_of("led");
+    let on = states.iter().position(|s| *s).unwrap();
+    assert!(
+        states[on..].contains(&false),
+        "outputs at failsafe between the jobs: {states:?}"
+    );
+    assert!(
+        r.handles
+            .stats
+            .pipeline_deaths
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    first.stop();
+    second.stop();
+}

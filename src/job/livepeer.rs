@@ -198,7 +198,28 @@ pub async fn start(
         stream_id: request_id.to_string(),
     };
     let mut refusals = Vec::new();
-    while let Some(probe) = answers.recv().await {
+    // An answer from an orchestrator that refused recently waits until
+    // every other answer was tried.
+    let mut deferred = Vec::new();
+    let mut fresh = true;
+    loop {
+        let probe = if fresh {
+            match answers.recv().await {
+                Some(p) if p.result.is_ok() && network.refusal(&p.url).is_some() => {
+                    deferred.push(p);
+                    continue;
+                }
+                Some(p) => p,
+                None => {
+                    fresh = false;
+                    continue;
+                }
+            }
+        } else if deferred.is_empty() {
+            break;
+        } else {
+            deferred.remove(0)
+        };
         let result = match probe.result {
             Ok(answer) => try_start(network, &probe.url, answer, &req, client, segments).await,
             Err(e) => Err(JobError::from(e)),

@@ -208,6 +208,11 @@ pub struct JobRunner {
     /// Livepeer mode: the camera's published-segment count, which drives
     /// the payment loop.
     segments: livepeer::SegmentCount,
+    /// Livepeer mode: the orchestrator of the last job started, sent to the
+    /// back of the line when the next job starts on the same network (the
+    /// agent restarts a job only when it went silent: a fresh job goes to
+    /// the next orchestrator, as Livepeer's gateway swaps).
+    last_orchestrator: std::sync::Mutex<Option<String>>,
 }
 
 impl JobRunner {
@@ -222,6 +227,7 @@ impl JobRunner {
             starts: AtomicU64::new(0),
             network: Default::default(),
             segments: Default::default(),
+            last_orchestrator: Default::default(),
         })
     }
 
@@ -231,13 +237,20 @@ impl JobRunner {
         let _ = self.segments.set(count);
     }
 
-    /// The network of `l`, kept across starts while `l` is unchanged.
+    /// The network of `l`, kept across starts while `l` is unchanged; on
+    /// such a restart the last job's orchestrator is sent to the back.
     fn network(&self, l: &LivepeerJob, client: &ClientOptions) -> Result<Arc<Network>, JobError> {
         use crate::sync::LockIgnoringPoison;
         let mut slot = self.network.lock_ignoring_poison();
         if let Some((cfg, net)) = &*slot
             && cfg == l
         {
+            if let Some(prev) = self.last_orchestrator.lock_ignoring_poison().take() {
+                net.refuse(
+                    &prev,
+                    "its last job was replaced (pipeline silent): trying the others first".into(),
+                );
+            }
             return Ok(net.clone());
         }
         let net = Arc::new(Network::new(livepeer::network_config(l)?, client)?);
@@ -256,7 +269,12 @@ impl JobRunner {
         let n = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
         if let JobMode::Livepeer(l) = mode {
             let network = self.network(l, client)?;
-            return start_livepeer(&network, l, camera, client, &self.segments).await;
+            let job = start_livepeer(&network, l, camera, client, &self.segments).await?;
+            if let Some(lp) = job.livepeer() {
+                use crate::sync::LockIgnoringPoison;
+                *self.last_orchestrator.lock_ignoring_poison() = Some(lp.orchestrator.clone());
+            }
+            return Ok(job);
         }
         start(mode, camera, self.server.clone(), n, client).await
     }
