@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use support::agent::{resolved, start_agent};
+use support::http::simple;
 use support::livepeer::{OrchOffer, StandInOrchestrator, StandInSigner};
 use support::time::{wait_until, within};
 use support::tmp::temp_dir;
@@ -49,6 +50,23 @@ match = {{ type = "detection", label = "ball" }}
 then = [{{ output = "led", action = "set" }}]
 "#
     ))
+}
+
+/// One sample of the agent's `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, body) = simple(addr, "GET", "/metrics", &[]).await;
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid exposition");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
 /// Plays the orchestrator's runner: one Livepeer event envelope carrying a
@@ -207,6 +225,12 @@ async fn a_503_at_start_sends_the_job_to_the_next_orchestrator() {
         [(503, "insufficient capacity".into())]
     );
     assert_eq!(slow.starts().len(), 1);
+    let addr = r.handles.supervisor_addr.expect("supervisor endpoint");
+    assert_eq!(
+        metric(addr, "trickle_edge_livepeer_refusals_total").await,
+        1.0
+    );
+    assert_eq!(metric(addr, "trickle_edge_livepeer_swaps_total").await, 0.0);
     r.stop.trigger();
     within("agent stops", r.agent).await.unwrap().unwrap();
     full.stop();
@@ -356,6 +380,16 @@ async fn a_silent_pipeline_fails_over_to_the_next_orchestrator_with_outputs_at_f
             .load(std::sync::atomic::Ordering::Relaxed)
             >= 1
     );
+    // /healthz names the orchestrator now in use; /metrics counts the swap.
+    let addr = r.handles.supervisor_addr.expect("supervisor endpoint");
+    let (_, body) = simple(addr, "GET", "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        health["job"]["orchestrator"],
+        second.url.as_str(),
+        "{health}"
+    );
+    assert_eq!(metric(addr, "trickle_edge_livepeer_swaps_total").await, 1.0);
     r.stop.trigger();
     within("agent stops", r.agent).await.unwrap().unwrap();
     first.stop();

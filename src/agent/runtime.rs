@@ -544,6 +544,9 @@ pub async fn run(
         outputs.clone(),
         job.urls.events.is_some(),
     ));
+    if matches!(cfg.job, JobMode::Livepeer(_)) {
+        let _ = stats.livepeer.set(runner.livepeer_counters());
+    }
     let (items, items_rx) = mpsc::channel(1024);
     let rules = RulesStage {
         rules,

@@ -42,6 +42,24 @@ use crate::trickle::{ClientOptions, HttpClient};
 /// orchestrator expects a payment every 5 s; the loop checks twice a second).
 pub const PAY_EVERY: Duration = Duration::from_secs(4);
 
+/// What `/healthz` and `/metrics` show of a Livepeer job: the current
+/// orchestrator, the swaps to another one, the refusals met.
+#[derive(Debug, Default)]
+pub struct LivepeerCounters {
+    pub orchestrator: std::sync::Mutex<Option<String>>,
+    /// Fresh jobs started on another orchestrator after a job went silent.
+    pub swaps: std::sync::atomic::AtomicU64,
+    /// Orchestrators that failed to answer or refused a start.
+    pub refusals: std::sync::atomic::AtomicU64,
+}
+
+impl LivepeerCounters {
+    pub fn orchestrator(&self) -> Option<String> {
+        use crate::sync::LockIgnoringPoison;
+        self.orchestrator.lock_ignoring_poison().clone()
+    }
+}
+
 /// How many segments the camera has published, for a payment loop that
 /// pays only while media flows (set once the camera exists).
 pub type SegmentCount = Arc<std::sync::OnceLock<Arc<dyn Fn() -> u64 + Send + Sync>>>;
@@ -189,6 +207,7 @@ pub async fn start(
     client: &ClientOptions,
     request_id: &str,
     segments: &SegmentCount,
+    counters: &LivepeerCounters,
 ) -> Result<Started, JobError> {
     let mut answers = network.ask().await?;
     let req = StartRequest {
@@ -228,6 +247,9 @@ pub async fn start(
             Ok(started) => return Ok(started),
             Err(e) => {
                 network.refuse(&probe.url, e.to_string());
+                counters
+                    .refusals
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 refusals.push(format!("{}: {e}", probe.url));
             }
         }

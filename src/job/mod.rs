@@ -213,6 +213,8 @@ pub struct JobRunner {
     /// agent restarts a job only when it went silent: a fresh job goes to
     /// the next orchestrator, as Livepeer's gateway swaps).
     last_orchestrator: std::sync::Mutex<Option<String>>,
+    /// Livepeer mode: current orchestrator, swaps, refusals.
+    counters: Arc<livepeer::LivepeerCounters>,
 }
 
 impl JobRunner {
@@ -228,6 +230,7 @@ impl JobRunner {
             network: Default::default(),
             segments: Default::default(),
             last_orchestrator: Default::default(),
+            counters: Default::default(),
         })
     }
 
@@ -235,6 +238,11 @@ impl JobRunner {
     /// its payments follow the media (set once, when the camera exists).
     pub fn count_segments_with(&self, count: Arc<dyn Fn() -> u64 + Send + Sync>) {
         let _ = self.segments.set(count);
+    }
+
+    /// What a Livepeer job reports (`/healthz`, `/metrics`).
+    pub fn livepeer_counters(&self) -> Arc<livepeer::LivepeerCounters> {
+        self.counters.clone()
     }
 
     /// The network of `l`, kept across starts while `l` is unchanged; on
@@ -268,11 +276,22 @@ impl JobRunner {
     ) -> Result<Job, JobError> {
         let n = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
         if let JobMode::Livepeer(l) = mode {
+            use crate::sync::LockIgnoringPoison;
             let network = self.network(l, client)?;
-            let job = start_livepeer(&network, l, camera, client, &self.segments).await?;
+            let swap = self.last_orchestrator.lock_ignoring_poison().is_none()
+                && self.counters.orchestrator().is_some();
+            let job =
+                start_livepeer(&network, l, camera, client, &self.segments, &self.counters).await?;
             if let Some(lp) = job.livepeer() {
-                use crate::sync::LockIgnoringPoison;
                 *self.last_orchestrator.lock_ignoring_poison() = Some(lp.orchestrator.clone());
+                let previous = self
+                    .counters
+                    .orchestrator
+                    .lock_ignoring_poison()
+                    .replace(lp.orchestrator.clone());
+                if swap && previous.as_deref() != Some(lp.orchestrator.as_str()) {
+                    self.counters.swaps.fetch_add(1, Ordering::Relaxed);
+                }
             }
             return Ok(job);
         }
@@ -329,6 +348,7 @@ async fn start_livepeer(
     camera: &CameraConfig,
     client: &ClientOptions,
     segments: &livepeer::SegmentCount,
+    counters: &livepeer::LivepeerCounters,
 ) -> Result<Job, JobError> {
     let request_id = format!(
         "trickle-edge-{}-{}",
@@ -336,7 +356,7 @@ async fn start_livepeer(
         rand::random::<u32>()
     );
     let params = with_camera_size(&l.params, camera);
-    let started = livepeer::start(network, params, client, &request_id, segments).await?;
+    let started = livepeer::start(network, params, client, &request_id, segments, counters).await?;
     Ok(Job {
         urls: started.urls,
         server: None,
@@ -369,7 +389,8 @@ pub async fn start(
     match mode {
         JobMode::Livepeer(l) => {
             let network = Arc::new(Network::new(livepeer::network_config(l)?, client)?);
-            start_livepeer(&network, l, camera, client, &Default::default()).await
+            let counters = Default::default();
+            start_livepeer(&network, l, camera, client, &Default::default(), &counters).await
         }
         JobMode::Static(s) => Ok(Job {
             urls: static_urls(s),

@@ -244,7 +244,7 @@ mod tests {
     #[test]
     fn pin_files_are_named_by_target() {
         let f = pin_file(Path::new("/s"), "[::1]:8935");
-        assert_eq!(f, Path::new("/s/__1__8935.sha256"));
+        assert_eq!(f, Path::new("/s/___1__8935.sha256"));
         assert_eq!(
             pin_file(Path::new("/s"), "o.example:8935"),
             Path::new("/s/o.example_8935.sha256")
