@@ -390,6 +390,11 @@ async fn a_silent_pipeline_fails_over_to_the_next_orchestrator_with_outputs_at_f
         "{health}"
     );
     assert_eq!(metric(addr, "trickle_edge_livepeer_swaps_total").await, 1.0);
+    let status = trickle_edge::agent::runtime::status_line(&r.handles.stats);
+    assert!(
+        status.ends_with(&format!(" orchestrator={}", second.url)),
+        "{status}"
+    );
     r.stop.trigger();
     within("agent stops", r.agent).await.unwrap().unwrap();
     first.stop();

@@ -652,5 +652,10 @@ pub fn status_line(stats: &AgentStats) -> String {
             "alive"
         },
         stats.job_restarts.load(Ordering::Relaxed),
-    )
+    ) + &stats
+        .livepeer
+        .get()
+        .and_then(|l| l.orchestrator())
+        .map(|o| format!(" orchestrator={o}"))
+        .unwrap_or_default()
 }
