@@ -400,3 +400,47 @@ async fn a_silent_pipeline_fails_over_to_the_next_orchestrator_with_outputs_at_f
     first.stop();
     second.stop();
 }
+
+/// A 481 from the signer mid-stream (the price went above the limit): the
+/// job moves to the next orchestrator instead of streaming unpaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_481_mid_stream_moves_the_job_to_the_next_orchestrator() {
+    let priced = || OrchOffer {
+        price_per_unit: 9,
+        ..Default::default()
+    };
+    let first = StandInOrchestrator::start(priced(), false).await;
+    let second = StandInOrchestrator::start(
+        OrchOffer {
+            grpc_delay: Some(Duration::from_millis(500)),
+            ..priced()
+        },
+        false,
+    )
+    .await;
+    let signer = StandInSigner::start(Vec::new()).await;
+    let mut cfg = config(&format!(
+        "orchestrators = [\"{}\", \"{}\"]\nsigner_url = \"{}\"\norchestrator_tls = \"insecure\"",
+        first.url, second.url, signer.url
+    ));
+    // Only the 481 may end this job, not the events' silence.
+    cfg.config.supervisor.pipeline_dead_after = Duration::from_secs(600);
+    let r = start_agent(cfg).await;
+    assert_eq!(first.starts().len(), 1);
+    wait_until("a first payment while streaming", || {
+        !first.payments().is_empty()
+    })
+    .await;
+    signer.inject(&[481]);
+    wait_until("a fresh job on the second orchestrator", || {
+        second.starts().len() == 1
+    })
+    .await;
+    assert_eq!(first.starts().len(), 1, "not restarted on the refused one");
+    assert!(signer.calls().iter().any(|c| c.status == 481));
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    first.stop();
+    second.stop();
+    signer.stop();
+}

@@ -612,7 +612,11 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                if running.stats.health().pipeline_dead {
+                let failed = running.job.failed();
+                if let Some(reason) = &failed {
+                    warn!(%reason, "the job failed; restarting it");
+                }
+                if running.stats.health().pipeline_dead || failed.is_some() {
                     if let Flow::Stop = running.restart_dead_job().await? {
                         break;
                     }

@@ -172,6 +172,9 @@ pub struct LivepeerStream {
     publish_url: String,
     control_url: Option<String>,
     payments: Option<JoinHandle<()>>,
+    /// Set by the payment loop when the job cannot go on here (the signer
+    /// refuses the price mid-stream, or the orchestrator ended the session).
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 }
 
 impl std::fmt::Debug for LivepeerStream {
@@ -317,6 +320,7 @@ async fn try_start(
         answered_in_ms = answer.elapsed.as_millis() as u64,
         "livepeer job started"
     );
+    let failed = Arc::new(std::sync::Mutex::new(None));
     let payments = session.is_priced().then(|| {
         tokio::spawn(pay_loop(
             session,
@@ -324,6 +328,7 @@ async fn try_start(
             transcoder.clone(),
             network.clone(),
             segments.clone(),
+            failed.clone(),
         ))
     });
     let urls = JobUrls {
@@ -341,6 +346,7 @@ async fn try_start(
             publish_url: started.publish_url,
             control_url: started.control_url,
             payments,
+            failed,
         },
         urls,
         channel_client: orch_client,
@@ -357,7 +363,13 @@ async fn pay_loop(
     transcoder: String,
     network: Arc<Network>,
     segments: SegmentCount,
+    failed: Arc<std::sync::Mutex<Option<String>>>,
 ) {
+    use crate::sync::LockIgnoringPoison;
+    let fail = |reason: String| {
+        warn!(orchestrator = %transcoder, %reason, "livepeer job cannot go on here");
+        *failed.lock_ignoring_poison() = Some(reason);
+    };
     let count = || segments.get().map(|f| f());
     let mut last_paid = Instant::now();
     let mut paid_at_count = count();
@@ -382,6 +394,10 @@ async fn pay_loop(
                     last_paid = Instant::now();
                     paid_at_count = now_count;
                 }
+                // The session is gone: the orchestrator closed the job.
+                Err(e) if e.status() == Some(404) => {
+                    return fail(format!("the orchestrator ended the session: {e}"));
+                }
                 Err(e) => warn!(orchestrator = %transcoder, error = %e, "payment refused"),
             },
             Ok(PaymentOutcome::Skip) => {
@@ -389,12 +405,24 @@ async fn pay_loop(
                 last_paid = Instant::now();
                 paid_at_count = now_count;
             }
+            // Mid-stream, the SDK only logs a 481; moving on is better.
+            Err(e) if e.status() == Some(signer::PRICE_TOO_HIGH) => {
+                return fail(format!(
+                    "the remote signer refuses this orchestrator's price (481): {e}"
+                ));
+            }
             Err(e) => warn!(orchestrator = %transcoder, error = %e, "no payment this cycle"),
         }
     }
 }
 
 impl LivepeerStream {
+    /// Why this job cannot go on, once the payment loop found out.
+    pub fn failed(&self) -> Option<String> {
+        use crate::sync::LockIgnoringPoison;
+        self.failed.lock_ignoring_poison().clone()
+    }
+
     /// Ends payments and DELETEs the publish and control channels.
     pub async fn stop(&self) -> Result<(), JobError> {
         if let Some(p) = &self.payments {

@@ -521,6 +521,12 @@ impl Job {
         self.channel_client.clone().unwrap_or_else(|| agent.clone())
     }
 
+    /// Why the job cannot go on, when it found out before its pipeline went
+    /// silent (a Livepeer payment refused for good): restart it as dead.
+    pub fn failed(&self) -> Option<String> {
+        self.livepeer.as_ref().and_then(|l| l.failed())
+    }
+
     /// The Livepeer job, in livepeer mode.
     pub fn livepeer(&self) -> Option<&livepeer::LivepeerStream> {
         self.livepeer.as_ref()
