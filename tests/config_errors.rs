@@ -233,7 +233,15 @@ fn unknown_job_mode() {
         &f,
         "2:8",
         "unknown value `livepear` for `job.mode`",
-        "expected one of: `static`, `worker`, `byoc`",
+        "did you mean `livepeer`?",
+    );
+    let (e, f) = fail("unknown_mode", "[job]\nmode = \"gateway\"\n");
+    expect(
+        &e,
+        &f,
+        "2:8",
+        "unknown value `gateway` for `job.mode`",
+        "expected one of: `static`, `worker`, `byoc`, `livepeer`",
     );
 }
 
