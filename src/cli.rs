@@ -42,6 +42,10 @@ pub enum Command {
     /// List cameras, H.264 encoders (really tested) and GPIO chips; with
     /// `--job`, also ask the configured job's endpoints whether they answer.
     Probe(ProbeArgs),
+    /// `job.mode = "livepeer"`: ask the configured orchestrators (up to
+    /// five) and list each with its answer time, price, capacity answer or
+    /// refusal reason, in the order they answered.
+    Orchestrators(OrchestratorsArgs),
     /// The agent, as systemd runs it.
     Run(RunArgs),
     /// Server, reference worker and agent in one process on a test camera.
@@ -75,6 +79,12 @@ pub struct CheckArgs {
     /// Searched for presets before the default directories.
     #[arg(long)]
     pub boards_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct OrchestratorsArgs {
+    #[arg(long)]
+    pub config: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -281,6 +291,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Probe(a) => probe(a).await,
+        Command::Orchestrators(a) => orchestrators(a).await,
         Command::Run(a) => run_agent(a).await,
         Command::Demo(a) => {
             let mut out = std::io::stdout();
@@ -300,6 +311,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+async fn orchestrators(a: OrchestratorsArgs) -> anyhow::Result<()> {
+    let resolved = match crate::config::load(&a.config) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+    };
+    let crate::config::JobMode::Livepeer(l) = &resolved.config.job else {
+        anyhow::bail!(
+            "{}: job.mode is {:?}; `orchestrators` lists the candidates of `mode = \"livepeer\"`",
+            a.config.display(),
+            resolved.config.job.name()
+        );
+    };
+    let client = crate::agent::plan::client_options(&resolved);
+    let network =
+        crate::livepeer::network::Network::new(crate::job::livepeer::network_config(l)?, &client)?;
+    let list = crate::job::livepeer::survey(&network).await?;
+    println!(
+        "orchestrators for live-video-to-video/{} (in answer order):",
+        l.model_id
+    );
+    for s in &list {
+        println!("  {s}");
+    }
+    std::io::stdout().flush()?;
+    if list.iter().all(|s| s.refusal.is_some()) {
+        anyhow::bail!("no orchestrator answered");
+    }
+    Ok(())
 }
 
 async fn probe(a: ProbeArgs) -> anyhow::Result<()> {

@@ -12,6 +12,7 @@ pub mod duration;
 pub mod error_chain;
 pub mod http_serve;
 pub mod job;
+pub mod livepeer;
 pub mod logging;
 pub mod media;
 pub mod procfs;

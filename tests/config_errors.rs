@@ -233,7 +233,15 @@ fn unknown_job_mode() {
         &f,
         "2:8",
         "unknown value `livepear` for `job.mode`",
-        "expected one of: `static`, `worker`, `byoc`",
+        "did you mean `livepeer`?",
+    );
+    let (e, f) = fail("unknown_mode", "[job]\nmode = \"gateway\"\n");
+    expect(
+        &e,
+        &f,
+        "2:8",
+        "unknown value `gateway` for `job.mode`",
+        "expected one of: `static`, `worker`, `byoc`, `livepeer`",
     );
 }
 
@@ -613,4 +621,55 @@ fn the_check_command_refuses_what_run_refuses() {
         );
         assert!(stderr.contains("config.toml:6:1"), "{command}: {stderr}");
     }
+}
+
+#[test]
+fn a_livepeer_job_needs_a_model_a_source_and_a_usable_tls_choice() {
+    let (e, _) = fail(
+        "lp_model",
+        "[job]\nmode = \"livepeer\"\nmodel_id = \" \"\norchestrators = [\"https://o:8935\"]\n",
+    );
+    assert_eq!(
+        (e.kind, e.key.as_str()),
+        (ErrorKind::InvalidValue, "job.model_id")
+    );
+    assert!(e.to_string().contains("`job.model_id` is empty"), "{e}");
+    let (e, _) = fail(
+        "lp_source",
+        "[job]\nmode = \"livepeer\"\nmodel_id = \"noop\"\n",
+    );
+    assert!(
+        e.to_string().contains("nowhere to find orchestrators"),
+        "{e}"
+    );
+    let (e, _) = fail(
+        "lp_url",
+        "[job]\nmode = \"livepeer\"\nmodel_id = \"noop\"\norchestrators = [\"ftp://o\"]\n",
+    );
+    assert_eq!(e.key, "job.orchestrators");
+    let (e, _) = fail(
+        "lp_pin",
+        "[job]\nmode = \"livepeer\"\nmodel_id = \"noop\"\norchestrators = [\"https://o:8935\"]\norchestrator_tls = \"pin\"\n",
+    );
+    assert!(e.to_string().contains("no `orchestrator_pins`"), "{e}");
+    let (e, _) = fail(
+        "lp_tls",
+        "[job]\nmode = \"livepeer\"\nmodel_id = \"noop\"\norchestrators = [\"https://o:8935\"]\norchestrator_tls = \"skip\"\n",
+    );
+    assert!(
+        e.to_string()
+            .contains("unknown `orchestrator_tls` \"skip\""),
+        "{e}"
+    );
+    let ok = temp_dir("lp_ok");
+    let file = write(
+        &ok,
+        "config.toml",
+        "[job]\nmode = \"livepeer\"\nmodel_id = \"noop\"\nsigner_url = \"https://signer.example\"\nsigner_headers = { Authorization = \"Bearer s3cret\" }\n",
+    );
+    let text = config::check_with(&file, &LoadOptions::default()).unwrap();
+    assert!(
+        text.contains("livepeer") && !text.contains("s3cret"),
+        "{text}"
+    );
 }

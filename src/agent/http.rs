@@ -93,6 +93,7 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
             "mode": stats.job_mode,
             "restarts": stats.job_restarts.load(Ordering::Relaxed),
             "restarts_unheard": stats.job_restarts_unheard.load(Ordering::Relaxed),
+            "orchestrator": stats.livepeer.get().and_then(|l| l.orchestrator()),
         },
     });
     (health.healthy, body)
@@ -209,6 +210,18 @@ pub fn metrics(stats: &AgentStats) -> String {
         "Job restarts since the pipeline was last heard from (the restart backoff's step).",
         c(&stats.job_restarts_unheard) as f64,
     );
+    if let Some(l) = stats.livepeer.get() {
+        e.counter(
+            "trickle_edge_livepeer_swaps_total",
+            "Fresh Livepeer jobs started on another orchestrator after a job went silent.",
+            c(&l.swaps),
+        );
+        e.counter(
+            "trickle_edge_livepeer_refusals_total",
+            "Livepeer orchestrators that failed to answer or refused a start.",
+            c(&l.refusals),
+        );
+    }
     let outputs = stats.outputs();
     let counters = outputs.counters();
     let by = |f: fn(&crate::actions::OutputCounters) -> u64| {

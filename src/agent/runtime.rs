@@ -110,6 +110,7 @@ impl ChannelStages {
         stats: &Arc<AgentStats>,
         shutdown: &Shutdown,
     ) -> Result<Self, AgentError> {
+        let client = &job.channel_client(client);
         let sub_opts = SubscriberOptions {
             client: client.clone(),
             start_seq: job.reader_start_seq,
@@ -171,7 +172,7 @@ fn camera_publisher(
         encoder: cfg.encoder.clone(),
         queue: plan::queue_limits(cfg),
         url: job.urls.publish.clone(),
-        options: plan::media_publisher_options(client),
+        options: plan::media_publisher_options(&job.channel_client(client)),
         stats: media.clone(),
         close_on_exit: false,
     };
@@ -531,6 +532,10 @@ pub async fn run(
     };
 
     let media = Arc::new(MediaPathStats::default());
+    let published = media.clone();
+    runner.count_segments_with(Arc::new(move || {
+        published.segments_published.load(Ordering::Relaxed)
+    }));
     let camera = camera_publisher(cfg, &job, &client, &media, &shutdown)?;
     let stats = Arc::new(AgentStats::new(
         media.clone(),
@@ -539,6 +544,9 @@ pub async fn run(
         outputs.clone(),
         job.urls.events.is_some(),
     ));
+    if matches!(cfg.job, JobMode::Livepeer(_)) {
+        let _ = stats.livepeer.set(runner.livepeer_counters());
+    }
     let (items, items_rx) = mpsc::channel(1024);
     let rules = RulesStage {
         rules,
@@ -604,7 +612,11 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                if running.stats.health().pipeline_dead {
+                let failed = running.job.failed();
+                if let Some(reason) = &failed {
+                    warn!(%reason, "the job failed; restarting it");
+                }
+                if running.stats.health().pipeline_dead || failed.is_some() {
                     if let Flow::Stop = running.restart_dead_job().await? {
                         break;
                     }
@@ -644,5 +656,10 @@ pub fn status_line(stats: &AgentStats) -> String {
             "alive"
         },
         stats.job_restarts.load(Ordering::Relaxed),
-    )
+    ) + &stats
+        .livepeer
+        .get()
+        .and_then(|l| l.orchestrator())
+        .map(|o| format!(" orchestrator={o}"))
+        .unwrap_or_default()
 }

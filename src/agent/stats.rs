@@ -32,6 +32,8 @@ pub struct AgentStats {
     pub reloads: AtomicU64,
     pub health: Arc<PipelineHealth>,
     pub job_mode: &'static str,
+    /// `mode = "livepeer"`: current orchestrator, swaps, refusals.
+    pub livepeer: std::sync::OnceLock<Arc<crate::job::livepeer::LivepeerCounters>>,
     pub started: Instant,
     /// The configured GOP, which sets how long a segment may take.
     gop_ms: AtomicU64,
@@ -59,6 +61,7 @@ impl AgentStats {
             reloads: AtomicU64::new(0),
             health: Arc::new(PipelineHealth::new(cfg.supervisor.pipeline_dead_after)),
             job_mode: cfg.job.name(),
+            livepeer: Default::default(),
             started: Instant::now(),
             gop_ms: AtomicU64::new(0),
             events_expected: Default::default(),

@@ -396,8 +396,9 @@ fn de_error(err: &toml::de::Error, index: &Index, sources: &Sources<'_>) -> Conf
 fn missing_hint(table: &KeyPath, field: &str) -> String {
     match (table.to_string().as_str(), field) {
         ("job", "publish_url") => "`mode = \"static\"` needs the trickle URL camera segments are published to, e.g. `publish_url = \"https://gateway.example/ai/trickle/cam\"`".into(),
-        ("job", "mode") => "add `mode = \"worker\"`, `mode = \"static\"` or `mode = \"byoc\"`".into(),
+        ("job", "mode") => "add `mode = \"worker\"`, `mode = \"static\"`, `mode = \"byoc\"` or `mode = \"livepeer\"`".into(),
         ("job", "orchestrator_url") => "`mode = \"byoc\"` needs the orchestrator's address, e.g. `orchestrator_url = \"https://orchestrator.example:8935\"`".into(),
+        ("job", "model_id") => "`mode = \"livepeer\"` needs the pipeline to run, e.g. `model_id = \"noop\"`".into(),
         ("job", "capability") => "`mode = \"byoc\"` needs the capability name the container was registered under, e.g. `capability = \"ball-detector\"`".into(),
         ("", _) => format!("add `{field} = …` at the top level"),
         (t, _) => format!("add `{field} = …` under `[{t}]`"),

@@ -23,7 +23,7 @@ pub use error::{ConfigError, ErrorKind};
 pub use load::LoadOptions;
 pub use resolved::ResolvedConfig;
 pub use schema::{
-    AgentConfig, AuthConfig, ByocJob, GpioDefaults, JobMode, QueueConfig, StaticJob,
+    AgentConfig, AuthConfig, ByocJob, GpioDefaults, JobMode, LivepeerJob, QueueConfig, StaticJob,
     SupervisorConfig, TlsConfig, WorkerJob,
 };
 

@@ -71,6 +71,9 @@ pub enum JobMode {
     /// capability: the orchestrator hosts the channels and forwards the
     /// stream to the container registered under `capability`.
     Byoc(ByocJob),
+    /// A live-video-to-video job directly on Livepeer orchestrators, acting
+    /// as its own gateway: discovery, `GetOrchestrator`, payments.
+    Livepeer(LivepeerJob),
 }
 
 impl JobMode {
@@ -80,6 +83,7 @@ impl JobMode {
             JobMode::Static(_) => "static",
             JobMode::Worker(_) => "worker",
             JobMode::Byoc(_) => "byoc",
+            JobMode::Livepeer(_) => "livepeer",
         }
     }
 }
@@ -180,6 +184,57 @@ pub struct ByocJob {
 
 fn default_byoc_timeout() -> u32 {
     30
+}
+
+/// `mode = "livepeer"`: orchestrators come from the first source set, in
+/// this order: `orchestrators`, `discovery_url`, the signer's
+/// `/discover-orchestrators` (or all of them at once in `token_file`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LivepeerJob {
+    /// The pipeline to run (`model_id` of the start request): required.
+    pub model_id: String,
+    /// Orchestrator URLs (`https://host:8935`; `http://` is h2c).
+    #[serde(default)]
+    pub orchestrators: Vec<String>,
+    /// `GET <url>?caps=live-video-to-video/<model_id>` answers candidates.
+    #[serde(default)]
+    pub discovery_url: Option<String>,
+    #[serde(default)]
+    pub discovery_headers: BTreeMap<String, Secret>,
+    /// Remote signer, needed for priced (on-chain) orchestrators.
+    #[serde(default)]
+    pub signer_url: Option<String>,
+    /// Extra headers on every signer call (`Authorization = "Bearer …"`).
+    #[serde(default)]
+    pub signer_headers: BTreeMap<String, Secret>,
+    /// A JSON object of more signer headers, read at each job start (keeps
+    /// the secret out of the config file).
+    #[serde(default)]
+    pub signer_headers_file: Option<PathBuf>,
+    /// A file holding the Livepeer SDK's base64 token (orchestrators,
+    /// signer, discovery and their headers at once); its values win.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Orchestrator certificates: `"tofu"` (default: pin the first one seen,
+    /// kept in `pins_dir`), `"pin"` (only `orchestrator_pins`) or
+    /// `"insecure"` (any, with a warning at every connection).
+    #[serde(default = "default_orchestrator_tls")]
+    pub orchestrator_tls: String,
+    /// `"host:port" = "<sha256 hex>"`, for `orchestrator_tls = "pin"`.
+    #[serde(default)]
+    pub orchestrator_pins: BTreeMap<String, String>,
+    /// Where trust-on-first-use pins are kept (default: `$STATE_DIRECTORY`,
+    /// set by systemd, else `/var/lib/trickle-edge`, plus `/livepeer-pins`).
+    #[serde(default)]
+    pub pins_dir: Option<PathBuf>,
+    /// Sent as the job's `params`.
+    #[serde(default)]
+    pub params: serde_json::Map<String, serde_json::Value>,
+}
+
+fn default_orchestrator_tls() -> String {
+    "tofu".into()
 }
 
 /// `[tls]`: the serde face of [`TlsOptions`]; verification is on by default.

@@ -133,6 +133,7 @@ pub(crate) fn validate(
                 ));
             }
         }
+        JobMode::Livepeer(l) => check_livepeer(check, l)?,
     }
     check_tls(c, check, &mut warnings)?;
     let auth = [
@@ -222,6 +223,68 @@ fn output_error(check: &Check<'_>, e: &ActionError) -> ConfigError {
 }
 
 /// An `http(s)://host[:port]/…` URL with a usable port.
+/// `mode = "livepeer"`: a model, somewhere to find orchestrators, a
+/// certificate policy that can work.
+fn check_livepeer(check: &Check<'_>, l: &crate::config::LivepeerJob) -> Result<(), ConfigError> {
+    if l.model_id.trim().is_empty() {
+        return Err(check.invalid(
+            "job.model_id",
+            "`job.model_id` is empty".into(),
+            Some("the pipeline to run, e.g. `model_id = \"noop\"` (orchestrators refuse a start without one)".into()),
+        ));
+    }
+    for url in &l.orchestrators {
+        check_url(check, "job.orchestrators", url)?;
+    }
+    if let Some(u) = &l.discovery_url {
+        check_url(check, "job.discovery_url", u)?;
+    }
+    if let Some(u) = &l.signer_url {
+        check_url(check, "job.signer_url", u)?;
+    }
+    let sources = !l.orchestrators.is_empty()
+        || l.discovery_url.is_some()
+        || l.signer_url.is_some()
+        || l.token_file.is_some();
+    if !sources {
+        return Err(check.invalid(
+            "job.model_id",
+            "`mode = \"livepeer\"` has nowhere to find orchestrators".into(),
+            Some("set `orchestrators = [\"https://host:8935\"]`, `discovery_url`, `signer_url` or `token_file`".into()),
+        ));
+    }
+    match l.orchestrator_tls.as_str() {
+        "tofu" | "insecure" => {}
+        "pin" if l.orchestrator_pins.is_empty() => {
+            return Err(check.invalid(
+                "job.orchestrator_tls",
+                "`orchestrator_tls = \"pin\"` with no `orchestrator_pins`".into(),
+                Some(
+                    "add `[job.orchestrator_pins]` with `\"host:8935\" = \"<sha256 hex>\"`".into(),
+                ),
+            ));
+        }
+        "pin" => {}
+        other => {
+            return Err(check.invalid(
+                "job.orchestrator_tls",
+                format!("unknown `orchestrator_tls` {other:?}"),
+                Some("use \"tofu\", \"pin\" or \"insecure\"".into()),
+            ));
+        }
+    }
+    for (target, pin) in &l.orchestrator_pins {
+        if let Err(e) = crate::trickle::tls::parse_pin(pin) {
+            return Err(check.invalid(
+                "job.orchestrator_pins",
+                format!("pin for {target:?}: {e}"),
+                None,
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn check_url(check: &Check<'_>, key: &str, url: &str) -> Result<(), ConfigError> {
     let hint = || Some("expected `http://HOST[:PORT]/PATH` or `https://…`".into());
     let bad = |why: &str| {

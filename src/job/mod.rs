@@ -7,6 +7,7 @@ pub mod byoc;
 pub mod control;
 mod error;
 pub mod health;
+pub mod livepeer;
 pub mod probe;
 pub mod worker_client;
 
@@ -15,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use tracing::info;
 
-use crate::config::{JobMode, StaticJob, WorkerJob};
+use crate::config::{JobMode, LivepeerJob, StaticJob, WorkerJob};
+use crate::livepeer::network::Network;
 use crate::media::CameraConfig;
 use crate::trickle::server::{self, RunningServer, ServerConfig};
 use crate::trickle::{ClientOptions, HttpClient};
@@ -42,6 +44,10 @@ pub struct Job {
     pub server: Option<Arc<RunningServer>>,
     worker: Option<WorkerApi>,
     byoc: Option<ByocStream>,
+    livepeer: Option<livepeer::LivepeerStream>,
+    /// The client options of this job's channels when they differ from the
+    /// agent's (a Livepeer orchestrator's pinned certificate).
+    channel_client: Option<ClientOptions>,
     /// This job's channel names on `server` (worker mode), closed when the
     /// job is replaced or the agent stops.
     channels: Vec<String>,
@@ -196,6 +202,19 @@ pub fn with_camera_size(
 pub struct JobRunner {
     server: Option<Arc<RunningServer>>,
     starts: AtomicU64,
+    /// Livepeer mode: the network (its refusals remembered across job
+    /// starts), rebuilt when a reload changes the mode's settings.
+    network: std::sync::Mutex<Option<(LivepeerJob, Arc<Network>)>>,
+    /// Livepeer mode: the camera's published-segment count, which drives
+    /// the payment loop.
+    segments: livepeer::SegmentCount,
+    /// Livepeer mode: the orchestrator of the last job started, sent to the
+    /// back of the line when the next job starts on the same network (the
+    /// agent restarts a job only when it went silent: a fresh job goes to
+    /// the next orchestrator, as Livepeer's gateway swaps).
+    last_orchestrator: std::sync::Mutex<Option<String>>,
+    /// Livepeer mode: current orchestrator, swaps, refusals.
+    counters: Arc<livepeer::LivepeerCounters>,
 }
 
 impl JobRunner {
@@ -203,12 +222,48 @@ impl JobRunner {
     pub async fn prepare(mode: &JobMode) -> Result<Self, JobError> {
         let server = match mode {
             JobMode::Worker(w) => Some(start_worker_server(w).await?),
-            JobMode::Static(_) | JobMode::Byoc(_) => None,
+            JobMode::Static(_) | JobMode::Byoc(_) | JobMode::Livepeer(_) => None,
         };
         Ok(Self {
             server,
             starts: AtomicU64::new(0),
+            network: Default::default(),
+            segments: Default::default(),
+            last_orchestrator: Default::default(),
+            counters: Default::default(),
         })
+    }
+
+    /// Tells a Livepeer job how many segments the camera has published, so
+    /// its payments follow the media (set once, when the camera exists).
+    pub fn count_segments_with(&self, count: Arc<dyn Fn() -> u64 + Send + Sync>) {
+        let _ = self.segments.set(count);
+    }
+
+    /// What a Livepeer job reports (`/healthz`, `/metrics`).
+    pub fn livepeer_counters(&self) -> Arc<livepeer::LivepeerCounters> {
+        self.counters.clone()
+    }
+
+    /// The network of `l`, kept across starts while `l` is unchanged; on
+    /// such a restart the last job's orchestrator is sent to the back.
+    fn network(&self, l: &LivepeerJob, client: &ClientOptions) -> Result<Arc<Network>, JobError> {
+        use crate::sync::LockIgnoringPoison;
+        let mut slot = self.network.lock_ignoring_poison();
+        if let Some((cfg, net)) = &*slot
+            && cfg == l
+        {
+            if let Some(prev) = self.last_orchestrator.lock_ignoring_poison().take() {
+                net.refuse(
+                    &prev,
+                    "its last job was replaced (pipeline silent): trying the others first".into(),
+                );
+            }
+            return Ok(net.clone());
+        }
+        let net = Arc::new(Network::new(livepeer::network_config(l)?, client)?);
+        *slot = Some((l.clone(), net.clone()));
+        Ok(net)
     }
 
     /// Starts one job of `mode` (which a reload may have changed) for a
@@ -220,6 +275,26 @@ impl JobRunner {
         client: &ClientOptions,
     ) -> Result<Job, JobError> {
         let n = self.starts.fetch_add(1, Ordering::Relaxed) + 1;
+        if let JobMode::Livepeer(l) = mode {
+            use crate::sync::LockIgnoringPoison;
+            let network = self.network(l, client)?;
+            let swap = self.last_orchestrator.lock_ignoring_poison().is_none()
+                && self.counters.orchestrator().is_some();
+            let job =
+                start_livepeer(&network, l, camera, client, &self.segments, &self.counters).await?;
+            if let Some(lp) = job.livepeer() {
+                *self.last_orchestrator.lock_ignoring_poison() = Some(lp.orchestrator.clone());
+                let previous = self
+                    .counters
+                    .orchestrator
+                    .lock_ignoring_poison()
+                    .replace(lp.orchestrator.clone());
+                if swap && previous.as_deref() != Some(lp.orchestrator.as_str()) {
+                    self.counters.swaps.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            return Ok(job);
+        }
         start(mode, camera, self.server.clone(), n, client).await
     }
 
@@ -252,6 +327,11 @@ pub fn params_only_change(
             same_params.params = b.params.clone();
             (same_params == *b && a.params != b.params).then(|| b.params.clone())
         }
+        (JobMode::Livepeer(a), JobMode::Livepeer(b)) => {
+            let mut same_params = a.clone();
+            same_params.params = b.params.clone();
+            (same_params == *b && a.params != b.params).then(|| b.params.clone())
+        }
         (JobMode::Byoc(a), JobMode::Byoc(b)) => {
             let mut same_params = a.clone();
             same_params.params = b.params.clone();
@@ -259,6 +339,37 @@ pub fn params_only_change(
         }
         _ => None,
     }
+}
+
+/// Starts a Livepeer job on `network`.
+async fn start_livepeer(
+    network: &Arc<Network>,
+    l: &LivepeerJob,
+    camera: &CameraConfig,
+    client: &ClientOptions,
+    segments: &livepeer::SegmentCount,
+    counters: &livepeer::LivepeerCounters,
+) -> Result<Job, JobError> {
+    let request_id = format!(
+        "trickle-edge-{}-{}",
+        std::process::id(),
+        rand::random::<u32>()
+    );
+    let params = with_camera_size(&l.params, camera);
+    let started = livepeer::start(network, params, client, &request_id, segments, counters).await?;
+    Ok(Job {
+        urls: started.urls,
+        server: None,
+        worker: None,
+        byoc: None,
+        livepeer: Some(started.stream),
+        channel_client: Some(started.channel_client),
+        channels: Vec::new(),
+        request_id,
+        // Fresh channels for every start, holding only this job's segments.
+        reader_start_seq: -2,
+        stopped: AtomicBool::new(false),
+    })
 }
 
 /// Starts a job. In worker mode the `n`th start's channels are created on
@@ -276,11 +387,18 @@ pub async fn start(
         rand::random::<u32>()
     );
     match mode {
+        JobMode::Livepeer(l) => {
+            let network = Arc::new(Network::new(livepeer::network_config(l)?, client)?);
+            let counters = Default::default();
+            start_livepeer(&network, l, camera, client, &Default::default(), &counters).await
+        }
         JobMode::Static(s) => Ok(Job {
             urls: static_urls(s),
             server: None,
             worker: None,
             byoc: None,
+            livepeer: None,
+            channel_client: None,
             channels: Vec::new(),
             request_id,
             reader_start_seq: -1,
@@ -298,6 +416,8 @@ pub async fn start(
                 server: None,
                 worker: None,
                 byoc: Some(stream),
+                livepeer: None,
+                channel_client: None,
                 channels: Vec::new(),
                 request_id,
                 reader_start_seq: -2,
@@ -356,6 +476,8 @@ pub async fn start(
                 server: Some(server),
                 worker: Some(worker),
                 byoc: None,
+                livepeer: None,
+                channel_client: None,
                 channels: names,
                 request_id,
                 reader_start_seq: -2,
@@ -387,7 +509,27 @@ impl Job {
         if let Some(b) = &self.byoc {
             b.stop().await?;
         }
+        if let Some(l) = &self.livepeer {
+            l.stop().await?;
+        }
         Ok(())
+    }
+
+    /// The client options for this job's channels: the job's own (a
+    /// Livepeer orchestrator's pin) or else `agent`'s.
+    pub fn channel_client(&self, agent: &ClientOptions) -> ClientOptions {
+        self.channel_client.clone().unwrap_or_else(|| agent.clone())
+    }
+
+    /// Why the job cannot go on, when it found out before its pipeline went
+    /// silent (a Livepeer payment refused for good): restart it as dead.
+    pub fn failed(&self) -> Option<String> {
+        self.livepeer.as_ref().and_then(|l| l.failed())
+    }
+
+    /// The Livepeer job, in livepeer mode.
+    pub fn livepeer(&self) -> Option<&livepeer::LivepeerStream> {
+        self.livepeer.as_ref()
     }
 
     /// Closes and removes this job's channels on our server, once the next

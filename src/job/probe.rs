@@ -182,6 +182,45 @@ pub async fn probe_job(
                 endpoints.push(p);
             }
         }
+        JobMode::Livepeer(l) => {
+            // GetOrchestrator is read-only: it reserves nothing.
+            let surveyed = async {
+                let cfg = super::livepeer::network_config(l)?;
+                let net = crate::livepeer::network::Network::new(cfg, client)?;
+                super::livepeer::survey(&net).await
+            };
+            match surveyed.await {
+                Ok(list) => {
+                    for s in list {
+                        let answer = match &s.refusal {
+                            None => Answer::Status {
+                                status: 200,
+                                detail: s.to_string(),
+                            },
+                            Some(r) => Answer::Failed(r.clone()),
+                        };
+                        endpoints.push(Probed {
+                            what: "orchestrator",
+                            method: "gRPC GetOrchestrator",
+                            url: s.url,
+                            answer,
+                            alternative: false,
+                        });
+                    }
+                }
+                Err(e) => endpoints.push(Probed {
+                    what: "orchestrators",
+                    method: "discovery",
+                    url: l
+                        .discovery_url
+                        .clone()
+                        .or(l.signer_url.clone())
+                        .unwrap_or_default(),
+                    answer: Answer::Failed(e.to_string()),
+                    alternative: false,
+                }),
+            }
+        }
         JobMode::Byoc(b) => {
             let orch = b.orchestrator_url.trim_end_matches('/');
             let headers = byoc::token_headers(&b.capability).unwrap_or_default();

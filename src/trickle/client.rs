@@ -164,10 +164,26 @@ impl HttpClient {
         headers: &[(&'static str, HeaderValue)],
         body: RequestBody,
     ) -> Result<Response<Incoming>, ClientError> {
+        let mut map = http::HeaderMap::new();
+        for (name, value) in headers {
+            map.append(*name, value.clone());
+        }
+        self.send_with(method, url, &map, body).await
+    }
+
+    /// [`send`](Self::send) with headers whose names are only known at run
+    /// time (a remote signer's configured headers).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &http::HeaderMap,
+        body: RequestBody,
+    ) -> Result<Response<Incoming>, ClientError> {
         let uri = parse_url(url)?;
         let mut req = Request::builder().method(method.clone()).uri(uri);
         for (name, value) in headers {
-            req = req.header(*name, value.clone());
+            req = req.header(name, value.clone());
         }
         if let Some(token) = &self.token {
             req = req.header(header::AUTHORIZATION, (**token).clone());

@@ -11,6 +11,7 @@ pub mod agent;
 pub mod byoc;
 pub mod config;
 pub mod http;
+pub mod livepeer;
 pub mod media;
 pub mod net;
 pub mod rtsp;

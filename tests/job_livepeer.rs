@@ -1,0 +1,446 @@
+//! `job.mode = "livepeer"` end to end, in process, against the stand-in
+//! orchestrator and remote signer that `tests/livepeer_sdk.rs` proves
+//! against Livepeer's own client: test camera → the job's publish channel;
+//! detections on the events channel (LV2V has no data channel) → rules →
+//! simulated GPIO; payments through the signer; refusals (503 at start, 481
+//! from the signer) sending the job to the next orchestrator; stop DELETEs
+//! the publish and control channels.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::agent::{resolved, start_agent};
+use support::http::simple;
+use support::livepeer::{OrchOffer, StandInOrchestrator, StandInSigner};
+use support::time::{wait_until, within};
+use support::tmp::temp_dir;
+use trickle_edge::config::ResolvedConfig;
+use trickle_edge::trickle::{Publisher, PublisherOptions};
+
+/// `job` is the `[job]` table's body after `mode = "livepeer"`.
+fn config(job: &str) -> ResolvedConfig {
+    resolved(&format!(
+        r#"
+[camera]
+source = "test"
+width = 320
+height = 240
+fps = 30
+[encoder]
+kind = "auto"
+bitrate_kbps = 500
+[job]
+mode = "livepeer"
+model_id = "noop"
+params = {{ prompt = "edge" }}
+{job}
+[supervisor]
+listen = "127.0.0.1:0"
+pipeline_dead_after = "30s"
+keepalive_interval = "1s"
+[outputs.led]
+type = "gpio"
+backend = "simulated"
+line = "led"
+[[rules]]
+name = "ball-seen"
+match = {{ type = "detection", label = "ball" }}
+then = [{{ output = "led", action = "set" }}]
+"#
+    ))
+}
+
+/// One sample of the agent's `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
+    let (_, body) = simple(addr, "GET", "/metrics", &[]).await;
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string())))
+        .expect("valid exposition");
+    scrape
+        .samples
+        .iter()
+        .find(|s| s.metric == name)
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Gauge(v) => v,
+            _ => f64::NAN,
+        })
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
+}
+
+/// Plays the orchestrator's runner: one Livepeer event envelope carrying a
+/// detection, on the job's events channel.
+async fn publish_detection(events_url: &str) {
+    let mut p = Publisher::connect(
+        events_url,
+        PublisherOptions {
+            content_type: "application/json".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let event = serde_json::json!({
+        "queue_event_type": "ai_stream_events",
+        "event": {
+            "type": "detection",
+            "boxes": [{"label": "ball", "confidence": 0.9, "box": [0.4, 0.4, 0.6, 0.6]}],
+        },
+    });
+    let mut seg = p.next_segment().await.unwrap();
+    seg.write(Bytes::from(event.to_string())).await.unwrap();
+    seg.finish().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offchain_job_starts_events_drive_a_rule_and_stop_deletes_the_channels() {
+    let dir = temp_dir("lp-offchain");
+    let orch = StandInOrchestrator::start(OrchOffer::default(), true).await;
+    let r = start_agent(config(&format!(
+        "orchestrators = [\"{}\"]\npins_dir = \"{}\"",
+        orch.url,
+        dir.display()
+    )))
+    .await;
+    let mut first = r.handles.stats.media.first_published.subscribe();
+    within("the first segment accepted", first.wait_for(|v| *v))
+        .await
+        .unwrap();
+    let ready = std::time::Instant::now();
+    println!(
+        "job start (GetOrchestrator -> first segment accepted): {} ms",
+        (ready - orch.grpc_at()[0]).as_millis()
+    );
+    let starts = orch.starts();
+    assert_eq!(starts.len(), 1, "{:?}", orch.refused_starts());
+    let job = &starts[0];
+    assert_eq!(job.body["model_id"], "noop");
+    assert_eq!(job.body["params"]["prompt"], "edge");
+    assert_eq!(job.body["params"]["width"], 320);
+    assert_eq!(job.payment, "", "off-chain: no payment");
+    let mid = job.manifest_id.clone();
+    let trickle = orch.trickle();
+    assert!(trickle.state.channel(&mid).is_some());
+    // The certificate was pinned on first use.
+    assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+
+    let h = r.handles.clone();
+    publish_detection(&format!("{}{mid}-events", trickle.base_url())).await;
+    wait_until(
+        "a GPIO activation from a detection on the events channel",
+        || h.gpio.states_of("led").contains(&true),
+    )
+    .await;
+    assert!(orch.payments().is_empty(), "off-chain: nothing to pay");
+
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    wait_until("publish and control channels deleted", || {
+        trickle.state.channel(&mid).is_none()
+            && trickle.state.channel(&format!("{mid}-control")).is_none()
+    })
+    .await;
+    orch.stop();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn priced_job_pays_through_the_signer_while_streaming() {
+    let orch = StandInOrchestrator::start(
+        OrchOffer {
+            price_per_unit: 3,
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let signer = StandInSigner::start(vec![orch.url.clone()]).await;
+    let headers = temp_dir("lp-signer-headers");
+    let file = headers.join("signer.json");
+    std::fs::write(&file, r#"{"Authorization": "Bearer from-file"}"#).unwrap();
+    let r = start_agent(config(&format!(
+        "signer_url = \"{}\"\nsigner_headers_file = \"{}\"\norchestrator_tls = \"insecure\"",
+        signer.url,
+        file.display()
+    )))
+    .await;
+    let starts = orch.starts();
+    assert_eq!(starts.len(), 1, "{:?}", orch.refused_starts());
+    assert!(!starts[0].payment.is_empty(), "the start was paid");
+    wait_until("three payments while streaming", || {
+        orch.payments().len() >= 3
+    })
+    .await;
+    let payments = orch.payments();
+    let gaps: Vec<f64> = payments
+        .windows(2)
+        .map(|w| (w[1].at - w[0].at).as_secs_f64())
+        .collect();
+    println!("payment gaps (s): {gaps:.2?}");
+    let calls = signer.calls();
+    assert!(calls[0].body.get("ManifestID").is_none());
+    for (i, c) in calls.iter().enumerate().skip(1) {
+        assert_eq!(c.body["ManifestID"], starts[0].manifest_id.as_str());
+        assert_eq!(c.body["state"]["n"], i as u64, "state echoed");
+    }
+    for c in &calls {
+        assert_eq!(c.headers["authorization"], "Bearer from-file");
+    }
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    let paid = orch.payments().len();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(orch.payments().len(), paid, "payments end with the job");
+    orch.stop();
+    signer.stop();
+    std::fs::remove_dir_all(headers).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_503_at_start_sends_the_job_to_the_next_orchestrator() {
+    let full = StandInOrchestrator::start(
+        OrchOffer {
+            refuse_start: Some((503, "insufficient capacity".into())),
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let slow = StandInOrchestrator::start(
+        OrchOffer {
+            grpc_delay: Some(Duration::from_millis(500)),
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let r = start_agent(config(&format!(
+        "orchestrators = [\"{}\", \"{}\"]\norchestrator_tls = \"insecure\"",
+        full.url, slow.url
+    )))
+    .await;
+    assert_eq!(
+        full.refused_starts(),
+        [(503, "insufficient capacity".into())]
+    );
+    assert_eq!(slow.starts().len(), 1);
+    let addr = r.handles.supervisor_addr.expect("supervisor endpoint");
+    assert_eq!(
+        metric(addr, "trickle_edge_livepeer_refusals_total").await,
+        1.0
+    );
+    assert_eq!(metric(addr, "trickle_edge_livepeer_swaps_total").await, 0.0);
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    full.stop();
+    slow.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_481_from_the_signer_sends_the_job_to_the_next_orchestrator() {
+    let priced = || OrchOffer {
+        price_per_unit: 9,
+        ..Default::default()
+    };
+    let first = StandInOrchestrator::start(priced(), false).await;
+    let second = StandInOrchestrator::start(
+        OrchOffer {
+            grpc_delay: Some(Duration::from_millis(500)),
+            ..priced()
+        },
+        false,
+    )
+    .await;
+    let signer = StandInSigner::start(Vec::new()).await;
+    signer.inject(&[481]);
+    let r = start_agent(config(&format!(
+        "orchestrators = [\"{}\", \"{}\"]\nsigner_url = \"{}\"\norchestrator_tls = \"insecure\"",
+        first.url, second.url, signer.url
+    )))
+    .await;
+    assert!(first.starts().is_empty(), "{:?}", first.refused_starts());
+    assert_eq!(second.starts().len(), 1);
+    assert_eq!(signer.calls()[0].status, 481);
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    first.stop();
+    second.stop();
+    signer.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_orchestrators_command_lists_answers_and_refusals() {
+    let good = StandInOrchestrator::start(
+        OrchOffer {
+            price_per_unit: 4,
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let refusing = StandInOrchestrator::start(
+        OrchOffer {
+            refuse_grpc: Some("no capacity for noop".into()),
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let dir = temp_dir("lp-cli");
+    let cfg = dir.join("config.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[job]\nmode = \"livepeer\"\nmodel_id = \"noop\"\norchestrators = [\"{}\", \"{}\"]\norchestrator_tls = \"insecure\"\n",
+            good.url, refusing.url
+        ),
+    )
+    .unwrap();
+    let out = within(
+        "trickle-edge orchestrators",
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
+            .args(["orchestrators", "--config"])
+            .arg(&cfg)
+            .output(),
+    )
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |url: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(url))
+            .unwrap_or_else(|| panic!("no line for {url}:\n{stdout}"))
+            .to_string()
+    };
+    let ok = line(&good.url);
+    assert!(
+        ok.trim_start().starts_with("ok") && ok.contains("4 wei/1 px") && ok.contains(" ms"),
+        "{ok}"
+    );
+    let refused = line(&refusing.url);
+    assert!(
+        refused.contains("FAIL") && refused.contains("no capacity for noop"),
+        "{refused}"
+    );
+    good.stop();
+    refusing.stop();
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// 30 s (here 3 s) without events: outputs to failsafe, and a fresh job on
+/// the next orchestrator, not the one that went silent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_pipeline_fails_over_to_the_next_orchestrator_with_outputs_at_failsafe() {
+    let first = StandInOrchestrator::start(OrchOffer::default(), false).await;
+    let second = StandInOrchestrator::start(
+        OrchOffer {
+            grpc_delay: Some(Duration::from_millis(500)),
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let mut cfg = config(&format!(
+        "orchestrators = [\"{}\", \"{}\"]\norchestrator_tls = \"insecure\"",
+        first.url, second.url
+    ));
+    cfg.config.supervisor.pipeline_dead_after = Duration::from_secs(3);
+    let r = start_agent(cfg).await;
+    assert_eq!(first.starts().len(), 1);
+    let mid = first.starts()[0].manifest_id.clone();
+    publish_detection(&format!("{}{mid}-events", first.trickle().base_url())).await;
+    let h = r.handles.clone();
+    wait_until("the rule fires on the first orchestrator's events", || {
+        h.gpio.states_of("led").contains(&true)
+    })
+    .await;
+    // The first orchestrator's pipeline says nothing more.
+    wait_until("a fresh job on the second orchestrator", || {
+        second.starts().len() == 1
+    })
+    .await;
+    assert_eq!(first.starts().len(), 1, "not restarted on the silent one");
+    let states = h.gpio.states_of("led");
+    let on = states.iter().position(|s| *s).unwrap();
+    assert!(
+        states[on..].contains(&false),
+        "outputs at failsafe between the jobs: {states:?}"
+    );
+    assert!(
+        r.handles
+            .stats
+            .pipeline_deaths
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    // /healthz names the orchestrator now in use; /metrics counts the swap.
+    let addr = r.handles.supervisor_addr.expect("supervisor endpoint");
+    let (_, body) = simple(addr, "GET", "/healthz", &[]).await;
+    let health: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        health["job"]["orchestrator"],
+        second.url.as_str(),
+        "{health}"
+    );
+    assert_eq!(metric(addr, "trickle_edge_livepeer_swaps_total").await, 1.0);
+    let status = trickle_edge::agent::runtime::status_line(&r.handles.stats);
+    assert!(
+        status.ends_with(&format!(" orchestrator={}", second.url)),
+        "{status}"
+    );
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    first.stop();
+    second.stop();
+}
+
+/// A 481 from the signer mid-stream (the price went above the limit): the
+/// job moves to the next orchestrator instead of streaming unpaid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_481_mid_stream_moves_the_job_to_the_next_orchestrator() {
+    let priced = || OrchOffer {
+        price_per_unit: 9,
+        ..Default::default()
+    };
+    let first = StandInOrchestrator::start(priced(), false).await;
+    let second = StandInOrchestrator::start(
+        OrchOffer {
+            grpc_delay: Some(Duration::from_millis(500)),
+            ..priced()
+        },
+        false,
+    )
+    .await;
+    let signer = StandInSigner::start(Vec::new()).await;
+    let mut cfg = config(&format!(
+        "orchestrators = [\"{}\", \"{}\"]\nsigner_url = \"{}\"\norchestrator_tls = \"insecure\"",
+        first.url, second.url, signer.url
+    ));
+    // Only the 481 may end this job, not the events' silence.
+    cfg.config.supervisor.pipeline_dead_after = Duration::from_secs(600);
+    let r = start_agent(cfg).await;
+    assert_eq!(first.starts().len(), 1);
+    wait_until("a first payment while streaming", || {
+        !first.payments().is_empty()
+    })
+    .await;
+    signer.inject(&[481]);
+    wait_until("a fresh job on the second orchestrator", || {
+        second.starts().len() == 1
+    })
+    .await;
+    assert_eq!(first.starts().len(), 1, "not restarted on the refused one");
+    assert!(signer.calls().iter().any(|c| c.status == 481));
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    first.stop();
+    second.stop();
+    signer.stop();
+}

@@ -1,0 +1,613 @@
+//! Stand-ins for a Livepeer orchestrator (live-video-to-video) and a remote
+//! signer, written from the project's notes on go-livepeer
+//! (`server/ai_http.go`, `server/rpc.go`, `server/remote_signer.go`) and
+//! proven against Livepeer's own client in `tests/livepeer_sdk.rs`.
+//!
+//! The orchestrator serves gRPC `GetOrchestrator` and its HTTP API on one
+//! TLS port (self-signed ECDSA P-256, as real ones are): HTTP/2 requests
+//! with `content-type: application/grpc` are gRPC, the rest (HTTP/1 or 2)
+//! is `/live-video-to-video` and `/payment`. Its trickle channels live on a
+//! trickle server of our own (`trickle::server`) on a second loopback port:
+//! the start answer carries absolute channel URLs, so a client cannot tell,
+//! and the trickle server keeps its own HTTP/1 accept loop.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use prost::Message;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use serde_json::{Value, json};
+use trickle_edge::livepeer::proto::{
+    AuthToken, OrchestratorInfo, OrchestratorRequest, Payment, PaymentResult, PriceInfo, SegData,
+    TicketParams,
+};
+use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
+
+/// Go's `http.Error`: plain text with a trailing newline.
+fn text(status: u16, msg: &str) -> Response<Body> {
+    let mut r = Response::new(full(format!("{msg}\n")));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap();
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn json_answer(v: &Value) -> Response<Body> {
+    let mut r = Response::new(full(v.to_string()));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    r
+}
+
+/// What the orchestrator offers and refuses; tests change it between calls.
+#[derive(Debug, Clone, Default)]
+pub struct OrchOffer {
+    /// Wei per pixel unit; 0 = off-chain (no price, no ticket params).
+    pub price_per_unit: i64,
+    /// `GetOrchestrator` answers this gRPC error message instead.
+    pub refuse_grpc: Option<String>,
+    /// `/live-video-to-video` answers this status and plain-text body.
+    pub refuse_start: Option<(u16, String)>,
+    /// `GetOrchestrator` answers this much later (to order answers).
+    pub grpc_delay: Option<std::time::Duration>,
+}
+
+/// A `/live-video-to-video` the orchestrator accepted.
+#[derive(Debug, Clone)]
+pub struct StartedJob {
+    pub manifest_id: String,
+    pub body: Value,
+    pub payment: String,
+    pub segment: SegData,
+}
+
+/// A `/payment` the orchestrator received.
+#[derive(Debug, Clone)]
+pub struct ReceivedPayment {
+    pub at: Instant,
+    pub payment: String,
+    pub segment: SegData,
+}
+
+struct OrchState {
+    offer: Mutex<OrchOffer>,
+    url: String,
+    session_id: String,
+    trickle: RunningServer,
+    grpc_requests: Mutex<Vec<OrchestratorRequest>>,
+    /// When each `GetOrchestrator` arrived.
+    grpc_at: Mutex<Vec<Instant>>,
+    starts: Mutex<Vec<StartedJob>>,
+    refused_starts: Mutex<Vec<(u16, String)>>,
+    payments: Mutex<Vec<ReceivedPayment>>,
+}
+
+pub struct StandInOrchestrator {
+    pub url: String,
+    pub addr: SocketAddr,
+    /// SHA-256 of its certificate, for `pin_sha256`.
+    pub fingerprint: String,
+    state: Arc<OrchState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+fn self_signed() -> (Vec<u8>, Vec<u8>) {
+    let key = rcgen::KeyPair::generate().unwrap(); // ECDSA P-256
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    (cert.der().to_vec(), key.serialize_der())
+}
+
+impl StandInOrchestrator {
+    /// Starts on a loopback port with TLS (`tls`) or h2c/HTTP/1 in clear.
+    pub async fn start(offer: OrchOffer, tls: bool) -> StandInOrchestrator {
+        let trickle = server::start(ServerConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        })
+        .await
+        .expect("the orchestrator's trickle server starts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url = format!("{}://{addr}", if tls { "https" } else { "http" });
+        let (cert, key) = self_signed();
+        let fingerprint = trickle_edge::trickle::tls::fingerprint(&cert);
+        let acceptor = tls.then(|| {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let mut config = rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![CertificateDer::from(cert)],
+                    PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+                )
+                .unwrap();
+            config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+            tokio_rustls::TlsAcceptor::from(Arc::new(config))
+        });
+        let state = Arc::new(OrchState {
+            offer: Mutex::new(offer),
+            url: url.clone(),
+            session_id: format!("session-{}", addr.port()),
+            trickle,
+            grpc_requests: Mutex::new(Vec::new()),
+            grpc_at: Mutex::new(Vec::new()),
+            starts: Mutex::new(Vec::new()),
+            refused_starts: Mutex::new(Vec::new()),
+            payments: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (s, acceptor) = (s.clone(), acceptor.clone());
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(handle(&s, req).await) }
+                    });
+                    let builder = auto::Builder::new(TokioExecutor::new());
+                    match acceptor {
+                        Some(a) => {
+                            if let Ok(tls) = a.accept(sock).await {
+                                let _ = builder.serve_connection(TokioIo::new(tls), svc).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(sock), svc).await;
+                        }
+                    }
+                });
+            }
+        });
+        StandInOrchestrator {
+            url,
+            addr,
+            fingerprint,
+            state,
+            task,
+        }
+    }
+
+    pub fn set_offer(&self, f: impl FnOnce(&mut OrchOffer)) {
+        f(&mut self.state.offer.lock().unwrap());
+    }
+
+    pub fn grpc_requests(&self) -> Vec<OrchestratorRequest> {
+        self.state.grpc_requests.lock().unwrap().clone()
+    }
+
+    /// When each `GetOrchestrator` arrived.
+    pub fn grpc_at(&self) -> Vec<Instant> {
+        self.state.grpc_at.lock().unwrap().clone()
+    }
+
+    pub fn starts(&self) -> Vec<StartedJob> {
+        self.state.starts.lock().unwrap().clone()
+    }
+
+    pub fn refused_starts(&self) -> Vec<(u16, String)> {
+        self.state.refused_starts.lock().unwrap().clone()
+    }
+
+    pub fn payments(&self) -> Vec<ReceivedPayment> {
+        self.state.payments.lock().unwrap().clone()
+    }
+
+    /// The auth token's session id this orchestrator hands out.
+    pub fn session_id(&self) -> &str {
+        &self.state.session_id
+    }
+
+    pub fn trickle(&self) -> &RunningServer {
+        &self.state.trickle
+    }
+
+    /// Closes every channel of every job (what an orchestrator does when a
+    /// priced job's payments stop).
+    pub fn close_channels(&self) {
+        for name in self.state.trickle.state.channel_names() {
+            self.state.trickle.state.close_channel(&name);
+        }
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+fn info(s: &OrchState) -> OrchestratorInfo {
+    let offer = s.offer.lock().unwrap().clone();
+    let priced = offer.price_per_unit > 0;
+    OrchestratorInfo {
+        transcoder: s.url.clone(),
+        address: if priced { vec![0x11; 20] } else { Vec::new() },
+        auth_token: Some(AuthToken {
+            token: b"stand-in-token".to_vec(),
+            session_id: s.session_id.clone(),
+            expiration: 1_900_000_000,
+        }),
+        price_info: priced.then(|| PriceInfo {
+            price_per_unit: offer.price_per_unit,
+            pixels_per_unit: 1,
+            ..Default::default()
+        }),
+        ticket_params: priced.then(|| TicketParams {
+            recipient: vec![0x11; 20],
+            face_value: vec![1, 0],
+            win_prob: vec![0xff; 4],
+            recipient_rand_hash: vec![0x22; 32],
+            seed: vec![3],
+            expiration_block: vec![9],
+            expiration_params: None,
+        }),
+        ..Default::default()
+    }
+}
+
+/// A gRPC unary answer: the message length-prefixed, `grpc-status` in the
+/// trailers (or a trailers-only error).
+fn grpc_answer(result: Result<Vec<u8>, String>) -> Response<Body> {
+    let mut trailers = HeaderMap::new();
+    let frames: Vec<Result<Frame<Bytes>, Infallible>> = match result {
+        Ok(msg) => {
+            let mut framed = BytesMut::with_capacity(5 + msg.len());
+            framed.put_u8(0);
+            framed.put_u32(msg.len() as u32);
+            framed.put_slice(&msg);
+            trailers.insert("grpc-status", HeaderValue::from_static("0"));
+            vec![
+                Ok(Frame::data(framed.freeze())),
+                Ok(Frame::trailers(trailers)),
+            ]
+        }
+        Err(message) => {
+            trailers.insert("grpc-status", HeaderValue::from_static("2"));
+            trailers.insert("grpc-message", HeaderValue::from_str(&message).unwrap());
+            vec![Ok(Frame::trailers(trailers))]
+        }
+    };
+    let mut r = Response::new(StreamBody::new(futures_util::stream::iter(frames)).boxed());
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/grpc"));
+    r
+}
+
+fn segment_of(headers: &HeaderMap) -> Option<SegData> {
+    let raw = headers.get("livepeer-segment")?.to_str().ok()?;
+    SegData::decode(&*BASE64.decode(raw).ok()?).ok()
+}
+
+fn header_str(headers: &HeaderMap, name: &str) -> String {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
+}
+
+/// The orchestrator's checks of a paid request, as go-livepeer makes them:
+/// segment credentials carrying our auth token (403), and a payment when
+/// priced (400 "Insufficient balance" without one).
+fn check_credentials(s: &OrchState, headers: &HeaderMap) -> Result<SegData, (u16, &'static str)> {
+    let seg = segment_of(headers).ok_or((403, "invalid segment credentials"))?;
+    let token_ok = seg
+        .auth_token
+        .as_ref()
+        .is_some_and(|t| t.session_id == s.session_id);
+    if !token_ok {
+        return Err((403, "missing or expired auth token"));
+    }
+    let priced = s.offer.lock().unwrap().price_per_unit > 0;
+    let payment = header_str(headers, "livepeer-payment");
+    if priced {
+        let decoded = BASE64
+            .decode(&payment)
+            .ok()
+            .and_then(|b| Payment::decode(&*b).ok());
+        match decoded {
+            None if payment.is_empty() => return Err((400, "Insufficient balance")),
+            None => return Err((402, "could not parse payment")),
+            Some(p) if p.sender.len() != 20 => return Err((400, "invalid payment sender")),
+            Some(_) => {}
+        }
+    }
+    Ok(seg)
+}
+
+async fn handle(s: &OrchState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let grpc = header_str(&headers, "content-type").starts_with("application/grpc");
+    match (method, path.as_str()) {
+        (Method::POST, "/net.Orchestrator/GetOrchestrator") if grpc => {
+            if body.len() < 5 {
+                return grpc_answer(Err("empty request".into()));
+            }
+            let Ok(request) = OrchestratorRequest::decode(&body[5..]) else {
+                return grpc_answer(Err("bad request".into()));
+            };
+            s.grpc_requests.lock().unwrap().push(request);
+            s.grpc_at.lock().unwrap().push(Instant::now());
+            let delay = s.offer.lock().unwrap().grpc_delay;
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            let refusal = s.offer.lock().unwrap().refuse_grpc.clone();
+            match refusal {
+                Some(msg) => grpc_answer(Err(msg)),
+                None => grpc_answer(Ok(info(s).encode_to_vec())),
+            }
+        }
+        (Method::POST, "/live-video-to-video") => start(s, &headers, &body),
+        (Method::POST, "/payment") => match check_credentials(s, &headers) {
+            Err((status, msg)) => text(status, msg),
+            Ok(segment) => {
+                s.payments.lock().unwrap().push(ReceivedPayment {
+                    at: Instant::now(),
+                    payment: header_str(&headers, "livepeer-payment"),
+                    segment,
+                });
+                let result = PaymentResult {
+                    info: Some(info(s)),
+                };
+                let mut r = Response::new(full(result.encode_to_vec()));
+                r.headers_mut().insert(
+                    "content-type",
+                    HeaderValue::from_static("application/x-protobuf"),
+                );
+                r
+            }
+        },
+        _ => text(404, "404 page not found"),
+    }
+}
+
+fn start(s: &OrchState, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+    let refuse = |status: u16, msg: &str| {
+        s.refused_starts
+            .lock()
+            .unwrap()
+            .push((status, msg.to_string()));
+        text(status, msg)
+    };
+    if let Some((status, msg)) = s.offer.lock().unwrap().refuse_start.clone() {
+        return refuse(status, &msg);
+    }
+    let segment = match check_credentials(s, headers) {
+        Ok(seg) => seg,
+        Err((status, msg)) => return refuse(status, msg),
+    };
+    let Ok(req) = serde_json::from_slice::<Value>(body) else {
+        return refuse(400, "could not parse the request body");
+    };
+    if req
+        .get("model_id")
+        .and_then(Value::as_str)
+        .is_none_or(str::is_empty)
+    {
+        return refuse(400, "missing model_id");
+    }
+    let n = s.starts.lock().unwrap().len();
+    let mid = format!("mid{}x{n}", s.session_id.len());
+    let names = [
+        (mid.clone(), "video/MP2T"),
+        (format!("{mid}-out"), "video/MP2T"),
+        (format!("{mid}-control"), "application/json"),
+        (format!("{mid}-events"), "application/json"),
+    ];
+    for (name, ct) in &names {
+        s.trickle
+            .state
+            .create_channel(name, Some(ct.to_string()))
+            .unwrap();
+    }
+    let base = s.trickle.base_url();
+    s.starts.lock().unwrap().push(StartedJob {
+        manifest_id: mid.clone(),
+        body: req,
+        payment: header_str(headers, "livepeer-payment"),
+        segment,
+    });
+    json_answer(&json!({
+        "publish_url": format!("{base}{mid}"),
+        "subscribe_url": format!("{base}{mid}-out"),
+        "control_url": format!("{base}{mid}-control"),
+        "events_url": format!("{base}{mid}-events"),
+        "manifest_id": mid,
+    }))
+}
+
+/// A `/generate-live-payment` the signer answered.
+#[derive(Debug, Clone)]
+pub struct SignerCall {
+    pub body: Value,
+    pub status: u16,
+    pub headers: HeaderMap,
+}
+
+#[derive(Default)]
+struct SignerState {
+    /// Statuses to answer next, before answering normally again.
+    inject: Mutex<VecDeque<u16>>,
+    calls: Mutex<Vec<SignerCall>>,
+    info_calls: Mutex<Vec<HeaderMap>>,
+    discover_queries: Mutex<Vec<String>>,
+    orchestrators: Mutex<Vec<String>>,
+}
+
+/// A remote signer (`livepeer -remoteSigner`) stand-in, plain HTTP/1.
+pub struct StandInSigner {
+    pub url: String,
+    state: Arc<SignerState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub const SIGNER_ADDRESS: &str = "0x00112233445566778899aabbccddeeff00112233";
+
+impl StandInSigner {
+    pub async fn start(orchestrators: Vec<String>) -> StandInSigner {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let state = Arc::new(SignerState::default());
+        *state.orchestrators.lock().unwrap() = orchestrators;
+        let s = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((sock, _)) = listener.accept().await else {
+                    continue;
+                };
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req| {
+                        let s = s.clone();
+                        async move { Ok::<_, Infallible>(signer_handle(&s, req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(sock), svc)
+                        .await;
+                });
+            }
+        });
+        StandInSigner { url, state, task }
+    }
+
+    /// The next payment calls answer these statuses, in order.
+    pub fn inject(&self, statuses: &[u16]) {
+        self.state.inject.lock().unwrap().extend(statuses);
+    }
+
+    pub fn calls(&self) -> Vec<SignerCall> {
+        self.state.calls.lock().unwrap().clone()
+    }
+
+    pub fn info_calls(&self) -> Vec<HeaderMap> {
+        self.state.info_calls.lock().unwrap().clone()
+    }
+
+    pub fn discover_queries(&self) -> Vec<String> {
+        self.state.discover_queries.lock().unwrap().clone()
+    }
+
+    pub fn stop(self) {
+        self.task.abort();
+    }
+}
+
+async fn signer_handle(s: &SignerState, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_string();
+    let query = req.uri().query().unwrap_or("").to_string();
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let body = req
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    match (method, path.as_str()) {
+        (Method::POST, "/sign-orchestrator-info") => {
+            s.info_calls.lock().unwrap().push(headers);
+            json_answer(&json!({
+                "address": SIGNER_ADDRESS,
+                "signature": format!("0x{}", "ab".repeat(65)),
+            }))
+        }
+        (Method::GET, "/discover-orchestrators") => {
+            s.discover_queries.lock().unwrap().push(query);
+            let list: Vec<Value> = s
+                .orchestrators
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|a| json!({"address": a, "score": 1.0, "capabilities": []}))
+                .collect();
+            json_answer(&Value::Array(list))
+        }
+        (Method::POST, "/generate-live-payment") => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            let injected = s.inject.lock().unwrap().pop_front();
+            let status = injected.unwrap_or(200);
+            s.calls.lock().unwrap().push(SignerCall {
+                body: v.clone(),
+                status,
+                headers,
+            });
+            if let Some(code) = injected {
+                // Error bodies are plain text even when labelled JSON.
+                let mut r = text(code, &format!("stand-in signer status {code}"));
+                r.headers_mut()
+                    .insert("content-type", HeaderValue::from_static("application/json"));
+                return r;
+            }
+            let info = v
+                .get("orchestrator")
+                .and_then(Value::as_str)
+                .and_then(|o| BASE64.decode(o).ok())
+                .and_then(|b| OrchestratorInfo::decode(&*b).ok());
+            let Some(info) = info else {
+                return text(400, "missing or invalid orchestrator info");
+            };
+            let Some(price) = info.price_info.clone().filter(|p| p.price_per_unit > 0) else {
+                return text(400, "missing or zero priceInfo");
+            };
+            let n = v.pointer("/state/n").and_then(Value::as_u64).unwrap_or(0) + 1;
+            // The signer invents a manifest ID on the first call.
+            let manifest = v
+                .get("ManifestID")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("signer-manifest-{n}"));
+            let payment = Payment {
+                ticket_params: info.ticket_params.clone(),
+                sender: vec![
+                    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
+                    0xdd, 0xee, 0xff, 0x00, 0x11, 0x22, 0x33,
+                ],
+                expected_price: Some(price),
+                ..Default::default()
+            };
+            let seg = SegData {
+                manifest_id: manifest.clone().into_bytes(),
+                auth_token: info.auth_token.clone(),
+                ..Default::default()
+            };
+            json_answer(&json!({
+                "payment": BASE64.encode(payment.encode_to_vec()),
+                "segCreds": BASE64.encode(seg.encode_to_vec()),
+                "state": {"n": n, "manifest": manifest},
+            }))
+        }
+        _ => text(404, "404 page not found"),
+    }
+}
