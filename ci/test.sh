@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the tests need, then runs every test: formatting and lints,
 # deployment checks (systemd units, Debian package, the install steps on a
-# bare Debian root, aarch64 build under qemu), then cargo's unit,
+# bare Debian root, aarch64 build under qemu), GPIO and V4L2 tests on a real
+# kernel booted under QEMU (gpio-sim, vivid), then cargo's unit,
 # integration and interop tests (Livepeer's Python SDK, a real pytrickle
 # worker) last, so the run
 # ends with cargo's summary lines. Nothing is skipped silently: a stage that
@@ -43,6 +44,9 @@ elif [ "$rc" -ne 0 ]; then
   echo "ci/cross-aarch64.sh failed with exit code $rc" >&2
   exit "$rc"
 fi
+
+stage "GPIO and V4L2 on a real kernel under QEMU (ci/vm-gpio.sh)"
+bash ci/vm-gpio.sh
 
 stage "cargo test"
 cargo build --all-targets --locked 2>&1 | tail -n 3
