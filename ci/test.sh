@@ -44,6 +44,9 @@ elif [ "$rc" -ne 0 ]; then
   exit "$rc"
 fi
 
+stage "fuzz targets, 30 s each (ci/fuzz.sh)"
+bash ci/fuzz.sh
+
 stage "cargo test"
 cargo build --all-targets --locked 2>&1 | tail -n 3
 echo "ci/test.sh: stages before cargo test took $(( $(date +%s) - t_start )) s" >&2
