@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Steady-state cost of `trickle-edge run` (static job, 1280x720 30 fps test
 # camera, x264, 2 Mbit/s) publishing into a local `trickle-edge serve`, and
-# process start -> READY (first segment confirmed). Prints one summary line.
+# process start -> READY (first segment confirmed). Prints one summary line
+# and its `BENCH agent_steady ...` twin for bench/run.
 # Usage: bash bench/agent_steady.sh [seconds]   (after cargo build --release;
 # TRICKLE_EDGE_BIN=path runs another build, e.g. an older commit's)
 set -euo pipefail
@@ -42,4 +43,6 @@ segs=$(curl -s http://127.0.0.1:29394/metrics | awk '/^trickle_edge_segments_pub
 kill -TERM $AGENT; wait $AGENT || true
 awk -v c0="$c0" -v c1="$c1" -v t0="$t0" -v t1="$t1" -v tck="$tck" -v rss="$rss" -v hwm="$hwm" -v ready="$ready" -v segs="$segs" 'BEGIN {
   printf "run (static, 720p30 x264): %.1f%% CPU, RSS %.1f MB (peak %.1f MB), start -> READY %s s, %s segments\n",
-    100*(c1-c0)/tck/(t1-t0), rss/1024, hwm/1024, ready, segs }'
+    100*(c1-c0)/tck/(t1-t0), rss/1024, hwm/1024, ready, segs
+  printf "BENCH agent_steady seconds=%s cpu_pct=%.1f rss_mb=%.1f hwm_mb=%.1f ready_s=%s segments=%s\n",
+    t1-t0, 100*(c1-c0)/tck/(t1-t0), rss/1024, hwm/1024, ready, segs }'

@@ -99,6 +99,10 @@ fn throughput() {
         items as f64 / secs,
         (data.len() * rounds as usize) as f64 / 1e6
     );
+    println!(
+        "BENCH data_throughput items_per_s={:.0}",
+        items as f64 / secs
+    );
 }
 
 fn pct(v: &mut [f64], p: f64) -> f64 {
@@ -195,11 +199,12 @@ async fn latency(samples: usize) {
     if let Some(w) = w {
         w.finish().await.unwrap();
     }
+    let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
     println!(
-        "data line written -> simulated GPIO transition: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms ({samples} items)",
-        pct(&mut lat, 0.5),
-        pct(&mut lat, 0.99),
-        pct(&mut lat, 1.0)
+        "data line written -> simulated GPIO transition: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms ({samples} items)"
+    );
+    println!(
+        "BENCH data_latency p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3} samples={samples}"
     );
 }
 
@@ -227,6 +232,10 @@ fn memory() {
         "RSS with 100 rules: process {after} KiB; building the rules added {} KiB, running {items} items through them {} KiB more",
         built.saturating_sub(before),
         after.saturating_sub(built)
+    );
+    println!(
+        "BENCH data_memory rss_kib={after} rules_kib={}",
+        built.saturating_sub(before)
     );
 }
 

@@ -129,6 +129,11 @@ fn main() {
                 lat.len(),
                 entries.len()
             );
+            println!(
+                "BENCH glass worker={} p50_ms={p50:.0} p99_ms={p99:.0} episodes={}",
+                worker.name(),
+                lat.len()
+            );
         }
         stop_tx.trigger();
         let _ = agent.await;

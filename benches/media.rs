@@ -8,7 +8,13 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SECONDS: u64 = 20;
+/// Seconds measured per process; `MEDIA_SECONDS` shortens it (bench/run --quick).
+fn seconds() -> u64 {
+    std::env::var("MEDIA_SECONDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20)
+}
 const BIN: &str = env!("CARGO_BIN_EXE_trickle-edge");
 
 fn clk_tck() -> f64 {
@@ -45,12 +51,12 @@ struct Sample {
     hwm_mb: f64,
 }
 
-/// Lets a process run for SECONDS, samples CPU and peak RSS, stops it.
+/// Lets a process run for `seconds()`, samples CPU and peak RSS, stops it.
 fn measure(mut child: Child) -> (Sample, Child) {
     let pid = child.id();
     std::thread::sleep(Duration::from_secs(2)); // skip start-up
     let (c0, t0) = (cpu_seconds(pid), Instant::now());
-    std::thread::sleep(Duration::from_secs(SECONDS));
+    std::thread::sleep(Duration::from_secs(seconds()));
     let cpu = cpu_seconds(pid) - c0;
     let wall = t0.elapsed().as_secs_f64();
     let hwm = hwm_kb(pid);
@@ -102,7 +108,8 @@ fn main() {
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
     println!(
-        "# camera publishing, 1280x720 30 fps test source, 2 Mbit/s, 1 s GOP, {SECONDS} s each"
+        "# camera publishing, 1280x720 30 fps test source, 2 Mbit/s, 1 s GOP, {} s each",
+        seconds()
     );
     for encoder in ["x264", "openh264"] {
         let spawned = Instant::now();
@@ -176,6 +183,19 @@ fn main() {
             first
                 .map(|s| format!("{s:.2} s"))
                 .unwrap_or_else(|| "not seen".into())
+        );
+        // For bench/run: the same numbers, one key=value line.
+        println!(
+            "BENCH media encoder={encoder} ours_cpu_pct={:.1} ours_hwm_mb={:.1} bare_cpu_pct={:.1} bare_hwm_mb={:.1} keyframe_to_wire_p50_ms={} keyframe_to_wire_p99_ms={} first_segment_s={}",
+            ours.cpu_pct,
+            ours.hwm_mb,
+            bare.cpu_pct,
+            bare.hwm_mb,
+            field("keyframe_to_wire_ms_p50="),
+            field("keyframe_to_wire_ms_p99="),
+            first
+                .map(|s| format!("{s:.2}"))
+                .unwrap_or_else(|| "NaN".into())
         );
     }
     let _ = server.kill();

@@ -248,17 +248,23 @@ fn main() {
                 t.bytes / 1_000_000,
                 t.wall
             );
+            println!(
+                "BENCH trickle_transfer readers={readers} mb_s={:.1} client_cpu_s_gb={:.3} client_user_s_gb={:.3} server_cpu_s_gb={:.3}",
+                mb(t.bytes) / t.wall,
+                t.client_cpu / gb(t.bytes),
+                t.client_user / gb(t.bytes),
+                t.server_cpu / gb(t.bytes)
+            );
             if readers == 1 {
                 OURS.with(|o| *o.borrow_mut() = Some((t.client_cpu / gb(t.bytes), t.client_user / gb(t.bytes), mb(t.bytes) / t.wall)));
             }
         }
         let mut lat = latency(&server, "lat", 2000).await;
+        let (p50, p99, max) = (pct(&mut lat, 0.5), pct(&mut lat, 0.99), pct(&mut lat, 1.0));
         println!(
-            "publisher write -> subscriber read: p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms (2000 samples)",
-            pct(&mut lat, 0.5),
-            pct(&mut lat, 0.99),
-            pct(&mut lat, 1.0)
+            "publisher write -> subscriber read: p50 {p50:.3} ms, p99 {p99:.3} ms, max {max:.3} ms (2000 samples)"
         );
+        println!("BENCH trickle_latency p50_ms={p50:.3} p99_ms={p99:.3} max_ms={max:.3}");
     });
     println!(
         "server RSS after the transfers: {} KiB (peak {} KiB)",
@@ -306,6 +312,13 @@ fn main() {
                         py_user_gb / ours_user,
                         ours_mbs / (mb(bytes) / wall)
                     );
+                    println!(
+                        "BENCH trickle_sdk sdk_mb_s={:.1} sdk_cpu_s_gb={py_cpu_gb:.3} sdk_user_s_gb={py_user_gb:.3} cpu_ratio={:.2} user_cpu_ratio={:.2} speed_ratio={:.2}",
+                        mb(bytes) / wall,
+                        py_cpu_gb / ours,
+                        py_user_gb / ours_user,
+                        ours_mbs / (mb(bytes) / wall)
+                    );
                 }
             });
         }
@@ -339,11 +352,11 @@ fn main() {
             }
         }
     });
+    let full = status_kb(server.pid(), "VmRSS");
     println!(
-        "server RSS with 100 channels: idle {} KiB; each holding 5 x 100 KiB segments (48.8 MiB of data) {} KiB",
-        idle,
-        status_kb(server.pid(), "VmRSS")
+        "server RSS with 100 channels: idle {idle} KiB; each holding 5 x 100 KiB segments (48.8 MiB of data) {full} KiB"
     );
+    println!("BENCH trickle_memory idle_100_channels_kib={idle} full_100_channels_kib={full}");
 }
 
 thread_local! {

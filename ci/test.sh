@@ -48,6 +48,9 @@ fi
 stage "GPIO and V4L2 on a real kernel under QEMU (ci/vm-gpio.sh)"
 bash ci/vm-gpio.sh
 
+stage "fuzz targets, 30 s each (ci/fuzz.sh)"
+bash ci/fuzz.sh
+
 stage "cargo test"
 cargo build --all-targets --locked 2>&1 | tail -n 3
 echo "ci/test.sh: stages before cargo test took $(( $(date +%s) - t_start )) s" >&2

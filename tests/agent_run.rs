@@ -106,6 +106,8 @@ async fn detections_reach_the_simulated_gpio_and_metrics_parse() {
     assert!(value("trickle_edge_segments_published_total") >= 3.0);
     assert!(value("trickle_edge_data_items_total") >= 1.0);
     assert!(value("trickle_edge_rule_fires_total") >= 1.0);
+    // The runtime's task gauge counts at least this scrape's connection task.
+    assert!(value("trickle_edge_tokio_alive_tasks") >= 1.0);
     assert!(
         scrape
             .samples

@@ -281,5 +281,14 @@ pub fn metrics(stats: &AgentStats) -> String {
         "Seconds since the last pipeline event.",
         stats.health.silent_for().as_secs_f64(),
     );
+    // Tasks alive in the runtime serving this scrape (the agent's): a count
+    // that only grows over hours is a task leak (bench/soak.sh samples it).
+    if let Ok(rt) = tokio::runtime::Handle::try_current() {
+        e.gauge(
+            "trickle_edge_tokio_alive_tasks",
+            "Tasks alive in the agent's tokio runtime.",
+            rt.metrics().num_alive_tasks() as f64,
+        );
+    }
     e.finish()
 }

@@ -43,8 +43,18 @@ pub(crate) fn board_dirs(opts: &LoadOptions) -> Vec<PathBuf> {
 
 pub(crate) fn load(path: &Path, opts: &LoadOptions) -> Result<ResolvedConfig, ConfigError> {
     let text = read(path)?;
-    let mut sources = Sources::new(path, &text);
-    let doc = parse(&sources, &text, 0)?;
+    load_text(path, &text, opts)
+}
+
+/// [`load`] of a config already in memory; `path` only names it in errors
+/// (presets and token files it names are still read).
+pub(crate) fn load_text(
+    path: &Path,
+    text: &str,
+    opts: &LoadOptions,
+) -> Result<ResolvedConfig, ConfigError> {
+    let mut sources = Sources::new(path, text);
+    let doc = parse(&sources, text, 0)?;
     let (board, at) = match &opts.board {
         Some(name) => (Some(name.clone()), None),
         None => board_key(&doc, &sources)?,

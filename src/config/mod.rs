@@ -40,6 +40,16 @@ pub fn load_with(
     load::load(path.as_ref(), opts)
 }
 
+/// Loads a config from text in memory, as [`load_with`] loads a file:
+/// `path` only names it in errors. Used by the `config` fuzz target.
+pub fn load_str(
+    path: impl AsRef<Path>,
+    text: &str,
+    opts: &LoadOptions,
+) -> Result<ResolvedConfig, ConfigError> {
+    load::load_text(path.as_ref(), text, opts)
+}
+
 /// What `trickle-edge check` prints: the resolved config, or the first error.
 pub fn check(path: impl AsRef<Path>, board: Option<&str>) -> Result<String, ConfigError> {
     let opts = LoadOptions {

@@ -366,6 +366,26 @@ pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
     })
 }
 
+/// Serves the HTTP/1 requests of one connection on any byte stream, exactly
+/// as a connection accepted by [`start`] is served (interim responses, the
+/// header timeout), until the peer closes it or it fails. For in-memory
+/// streams: the fuzz target `server_requests` drives it over a duplex pipe.
+pub async fn serve_one_connection<T>(state: Arc<ServerState>, io: T) -> Result<(), hyper::Error>
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let (io, interim) = InterimIo::new(io);
+    let service = TrickleService {
+        state: state.clone(),
+        interim,
+    };
+    hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(state.config.header_read_timeout)
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await
+}
+
 /// Closes idle channels every `sweep_interval` until `shutdown` fires.
 async fn sweep_idle_channels(state: Arc<ServerState>, mut shutdown: Shutdown) {
     let mut sweep = tokio::time::interval(state.config.sweep_interval);
