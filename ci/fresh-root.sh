@@ -72,8 +72,10 @@
 #   that deletes them; checked). `apt-get update` still runs in each root.
 # - cargo-registry/: bind-mounted at ~/.cargo/registry in root B (crates are
 #   downloaded from crates.io once).
-# - target-<rustc version>-<Cargo.lock hash>/: root B's target dir
-#   (bind-mounted at the copy's target/; the two newest keys are kept).
+# - target-<rustc version>/: root B's target dir (bind-mounted at the
+#   copy's target/; the two newest keys are kept). Not keyed by Cargo.lock:
+#   cargo rebuilds just the dependencies a changed lock names, where a new
+#   key would rebuild every crate.
 #   Dependencies are reused, but src/main.rs and src/lib.rs of the copy are
 #   touched before the build, so trickle-edge itself is compiled and the
 #   binary relinked inside the root every run, against the root's
@@ -437,13 +439,12 @@ half_deb() {
 half_setup() {
   # shellcheck disable=SC1091
   [ ! -f "$HOME/.cargo/env" ] || . "$HOME/.cargo/env"
-  local r=$WORK/roots/setup rc=0 out=$LOGS/setup-demo.log src rustup_home cargo_bin rver lock tkey tdir t0 bin host_ca
+  local r=$WORK/roots/setup rc=0 out=$LOGS/setup-demo.log src rustup_home cargo_bin rver tkey tdir t0 bin host_ca
   rustup_home=$(rustup show home 2>/dev/null || echo "${RUSTUP_HOME:-$HOME/.rustup}")
   cargo_bin=$(dirname "$(command -v cargo 2>/dev/null || echo "$HOME/.cargo/bin/cargo")")
   if [ ! -x "$cargo_bin/rustup" ] || [ ! -d "$rustup_home/toolchains" ]; then
     missing "a rustup toolchain on the host (rustup home $rustup_home, cargo in $cargo_bin)"
   fi
-  lock=$(sha256sum Cargo.lock | cut -c1-12)
 
   phase "B: unpack a fresh root"
   new_root setup
@@ -481,7 +482,7 @@ half_setup() {
     || { printf '%s\n' "$rver" | indent; die "root B: the host's rustup toolchain does not run in the root"; }
   rver=$(printf '%s' "$rver" | awk '/^rustc /{print $2; exit}')
   [ -n "$rver" ] || die "root B: cannot read the rustc version in the root"
-  tkey=target-$rver-$lock
+  tkey=target-$rver
   tdir=$CACHE/$tkey
   # Target dir cache: keep the two newest keys.
   mkdir -p "$tdir"; touch "$tdir"
