@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod media;
 pub mod net;
+pub mod pki;
 pub mod time;
 pub mod tmp;
 pub mod tracing;
