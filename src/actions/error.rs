@@ -29,8 +29,9 @@ pub enum ActionError {
     Tls {
         output: String,
         field: &'static str,
+        /// Boxed: rustls' errors are large (see `Device`).
         #[source]
-        source: TlsError,
+        source: Box<TlsError>,
     },
     #[error("output `{output}`: `{field}`: {source}")]
     Device {

@@ -103,7 +103,7 @@ impl OutputTls<'_> {
             parse_pin(pin).map_err(|e| ActionError::Tls {
                 output: output.into(),
                 field: "pin_sha256",
-                source: e,
+                source: Box::new(e),
             })?;
         }
         match (self.client_cert, self.client_key) {
@@ -141,7 +141,7 @@ impl OutputTls<'_> {
             .map_err(|source| ActionError::Tls {
                 output: output.into(),
                 field: source.setting(),
-                source,
+                source: Box::new(source),
             })
     }
 }
