@@ -145,14 +145,17 @@ async fn gives_up_after_max_attempts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rejects_non_http_url() {
-    let cfg = configs(json!({ "hook": { "type": "webhook", "url": "https://example.invalid/" } }));
+async fn rejects_urls_other_than_http_and_https() {
+    let cfg = configs(json!({ "hook": { "type": "webhook", "url": "ftp://example.invalid/" } }));
     let err = trickle_edge::actions::Outputs::build(&cfg)
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        err.starts_with("output `hook`: `url`:") && err.contains("http://"),
-        "{err}"
+    assert_eq!(
+        err,
+        "output `hook`: `url`: \"ftp://example.invalid/\": only http:// and https:// are supported"
     );
+    // https:// builds (verification happens at connect: tests/actions_webhook_tls.rs).
+    let cfg = configs(json!({ "hook": { "type": "webhook", "url": "https://example.invalid/" } }));
+    trickle_edge::actions::Outputs::build(&cfg).expect("https:// is supported");
 }

@@ -486,7 +486,7 @@ fn webhook_schemes_run_refuses_are_refused_by_check_too() {
         assert_eq!(
             e.to_string(),
             format!(
-                "error: output `hook`: `url`: \"{url}\": only http:// is supported here\n  --> {}:3:1",
+                "error: output `hook`: `url`: \"{url}\": only http:// and https:// are supported\n  --> {}:3:1",
                 f.display()
             )
         );

@@ -2,12 +2,14 @@
 //! is one `run` starts with. Two depths: what the config alone can show
 //! (schemes, counts, names), and what only this machine can (the GPIO chip
 //! and line exist, the `exec` program is found, the log's directory is
-//! there). Neither requests a line or creates a file.
+//! there, a TLS output's CA, certificate and key files are readable PEM).
+//! Neither requests a line, creates a file or connects.
 
 use std::collections::BTreeMap;
 
 use super::config::{GpioBackend, OutputConfig};
 use super::error::ActionError;
+use super::tls::insecure_warning;
 use super::{exec, gpio, log, mqtt, webhook};
 
 /// How far [`check_outputs`] looks.
@@ -59,10 +61,18 @@ pub fn check_output(name: &str, cfg: &OutputConfig, depth: CheckDepth) -> Result
             }
         }
         OutputConfig::Webhook(c) => {
-            webhook::validate(name, c)?;
+            if depth == CheckDepth::Host {
+                webhook::prepare(name, c)?;
+            } else {
+                webhook::validate(name, c)?;
+            }
         }
         OutputConfig::Mqtt(c) => {
-            mqtt::validate(name, c)?;
+            if depth == CheckDepth::Host {
+                mqtt::prepare(name, c)?;
+            } else {
+                mqtt::validate(name, c)?;
+            }
         }
     }
     Ok(())
@@ -76,4 +86,15 @@ pub fn check_outputs(
     configs
         .iter()
         .try_for_each(|(name, cfg)| check_output(name, cfg, depth))
+}
+
+/// What works but is probably not meant, for `check` to print: TLS
+/// verification switched off, a password sent in clear text. The outputs
+/// log the same lines at every start.
+pub fn output_warnings(name: &str, cfg: &OutputConfig) -> Vec<String> {
+    match cfg {
+        OutputConfig::Webhook(c) if c.insecure => vec![insecure_warning(name, "webhook server")],
+        OutputConfig::Mqtt(c) => mqtt::warnings(name, c),
+        _ => Vec::new(),
+    }
 }

@@ -1,6 +1,10 @@
 //! Config schema of `[outputs.NAME]` tables. Pure data: validation that needs
 //! more than serde (URLs, argv, ranges) happens in each output's `build`, so
 //! its errors can name the output and the field.
+//!
+//! The webhook and MQTT outputs verify their servers' certificates on their
+//! own terms (`ca_file`, `pin_sha256`, `insecure`): they do not inherit
+//! `[tls]`, which is about the orchestrator, not a LAN broker or a webhook.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -188,11 +192,20 @@ fn default_output_cap() -> usize {
     64 * 1024
 }
 
-/// `type = "webhook"`: POST the item JSON to an `http://` URL.
+/// `type = "webhook"`: POST the item JSON to an `http://` or `https://` URL.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     pub url: String,
+    /// `https://` only: PEM CA bundle to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `https://` only: SHA-256 (hex) of the one server certificate to accept.
+    #[serde(default)]
+    pub pin_sha256: Option<String>,
+    /// `https://` only: accept any certificate (lab use; warns at start).
+    #[serde(default)]
+    pub insecure: bool,
     /// Per attempt: connect, send and receive the response head.
     #[serde(
         default = "default_webhook_timeout",
@@ -235,8 +248,25 @@ fn default_max_attempts() -> u32 {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// `mqtt://host:port` (port defaults to 1883).
+    /// `mqtt://host[:port]` (port 1883) or, over TLS, `mqtts://host[:port]`
+    /// (port 8883).
     pub broker: String,
+    /// `mqtts://` only: PEM CA bundle to trust instead of the system roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://` only: SHA-256 (hex) of the one broker certificate to accept.
+    #[serde(default)]
+    pub pin_sha256: Option<String>,
+    /// `mqtts://` only: accept any certificate (lab use; warns at start).
+    #[serde(default)]
+    pub insecure: bool,
+    /// `mqtts://` only: PEM client certificate for brokers that require one
+    /// (mutual TLS); needs `client_key`.
+    #[serde(default)]
+    pub client_cert: Option<PathBuf>,
+    /// The PEM private key of `client_cert`.
+    #[serde(default)]
+    pub client_key: Option<PathBuf>,
     /// Defaults to `trickle-edge-<output>`.
     #[serde(default)]
     pub client_id: Option<String>,

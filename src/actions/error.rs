@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use super::config::LineSpec;
+use crate::trickle::tls::TlsError;
 
 /// A config or device problem, naming the output and the field at fault.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,16 @@ pub enum ActionError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    /// A TLS setting that cannot be used: a missing or non-PEM file, a
+    /// key that does not match its certificate, a malformed pin.
+    #[error("output `{output}`: `{field}`: {source}")]
+    Tls {
+        output: String,
+        field: &'static str,
+        /// Boxed: rustls' errors are large (see `Device`).
+        #[source]
+        source: Box<TlsError>,
     },
     #[error("output `{output}`: `{field}`: {source}")]
     Device {

@@ -27,14 +27,18 @@
 //!
 //! [outputs.hook]
 //! type = "webhook"
-//! url = "http://10.0.0.5:8080/events"
+//! url = "https://hooks.example.org/events"   # or http://
+//! ca_file = "/etc/trickle-edge/hooks-ca.pem" # default: the system roots
 //! retry_min = "200ms"
 //! retry_max = "10s"
 //! max_attempts = 5
 //!
 //! [outputs.bus]
 //! type = "mqtt"
-//! broker = "mqtt://10.0.0.5:1883"
+//! broker = "mqtts://10.0.0.5:8883"     # or mqtt://…:1883 (clear text)
+//! ca_file = "/etc/trickle-edge/broker-ca.pem"
+//! client_cert = "/etc/trickle-edge/edge.pem"  # when the broker requires one
+//! client_key = "/etc/trickle-edge/edge.key"
 //! topic = "trickle-edge/{output}/{rule}"
 //! qos = 1
 //! ```
@@ -51,6 +55,7 @@ mod log;
 mod mqtt;
 mod queue;
 mod spill;
+mod tls;
 mod webhook;
 
 use std::collections::BTreeMap;
@@ -62,7 +67,7 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 
 pub use crate::duration::parse_duration;
-pub use check::{CheckDepth, check_output, check_outputs};
+pub use check::{CheckDepth, check_output, check_outputs, output_warnings};
 pub use config::{
     Bias, DEFAULT_QUEUE, Drive, ExecConfig, Failsafe, GpioBackend, GpioConfig, LineSpec, LogConfig,
     MqttConfig, OutputConfig, Secret, WebhookConfig,
@@ -226,8 +231,8 @@ impl Outputs {
                     exec::validate(&name, c)?;
                     Ready::Exec(c.clone())
                 }
-                OutputConfig::Webhook(c) => Ready::Webhook(c.clone(), webhook::validate(&name, c)?),
-                OutputConfig::Mqtt(c) => Ready::Mqtt(c.clone(), mqtt::validate(&name, c)?),
+                OutputConfig::Webhook(c) => Ready::Webhook(c.clone(), webhook::prepare(&name, c)?),
+                OutputConfig::Mqtt(c) => Ready::Mqtt(c.clone(), mqtt::prepare(&name, c)?),
             };
             ready.push((name, queue, counters, r));
         }

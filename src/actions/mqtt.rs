@@ -5,10 +5,22 @@
 //! once per state change (connected / lost), never once per failed attempt.
 //! Publishing waits for room in rumqttc's bounded request channel; while the
 //! broker is down that fills, then our queue fills and drops the newest.
+//!
+//! `mqtts://` brokers are reached over TLS built by the crate's TLS policy
+//! (rumqttc is given our rustls config, so it uses the same `ring`
+//! provider): verified against the system roots or the output's `ca_file`
+//! or `pin_sha256`, with `client_cert` + `client_key` for brokers that
+//! require a client certificate. A password sent over plain `mqtt://` to a
+//! host other than loopback is allowed (many LAN brokers have no TLS) but
+//! warned about at every start and by `check`.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{
+    AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
+};
+use rustls::ClientConfig;
 use tokio::time::sleep;
 
 use super::config::MqttConfig;
@@ -16,6 +28,7 @@ use super::counters::Counters;
 use super::error::ActionError;
 use super::json::item_json;
 use super::queue::Queue;
+use super::tls::{OutputTls, insecure_warning};
 use crate::backoff::Backoff;
 use crate::rules::Effect;
 
@@ -28,6 +41,46 @@ pub(crate) struct Plan {
     host: String,
     port: u16,
     qos: QoS,
+    /// `mqtts://`.
+    encrypted: bool,
+    /// Set by [`prepare`] for `mqtts://` brokers.
+    tls: Option<Arc<ClientConfig>>,
+}
+
+/// [`validate`], then the TLS config of an `mqtts://` broker (reading its
+/// CA, certificate and key files): what `run` starts with and what `check`
+/// tries on this machine.
+pub(crate) fn prepare(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionError> {
+    let mut plan = validate(output, cfg)?;
+    if plan.encrypted {
+        plan.tls = Some(OutputTls::from(cfg).client_config(output)?);
+    }
+    Ok(plan)
+}
+
+/// What a config that works may still get wrong: verification off, or a
+/// password readable on the network. Logged at every start; `check`
+/// prints them too.
+pub(crate) fn warnings(output: &str, cfg: &MqttConfig) -> Vec<String> {
+    let Ok(plan) = validate(output, cfg) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if cfg.insecure && plan.encrypted {
+        out.push(insecure_warning(output, "broker"));
+    }
+    if cfg.password.is_some() && !plan.encrypted && !is_loopback(&plan.host) {
+        out.push(format!(
+            "outputs.{output}: the MQTT password goes to {}:{} in clear text (mqtt://); use mqtts:// where the broker offers TLS",
+            plan.host, plan.port
+        ));
+    }
+    out
+}
+
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionError> {
@@ -36,12 +89,19 @@ pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionErr
         field,
         reason,
     };
-    let rest = cfg.broker.strip_prefix("mqtt://").ok_or_else(|| {
-        invalid(
+    let (rest, encrypted, default_port) = if let Some(rest) = cfg.broker.strip_prefix("mqtt://") {
+        (rest, false, 1883)
+    } else if let Some(rest) = cfg.broker.strip_prefix("mqtts://") {
+        (rest, true, 8883)
+    } else {
+        return Err(invalid(
             "broker",
-            format!("{:?}: expected mqtt://host:port", cfg.broker),
-        )
-    })?;
+            format!(
+                "{:?}: expected mqtt://host[:port] or, over TLS, mqtts://host[:port]",
+                cfg.broker
+            ),
+        ));
+    };
     let rest = rest.trim_end_matches('/');
     let (host, port) = match rest.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(':') => {
@@ -50,7 +110,7 @@ pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionErr
                 .map_err(|_| invalid("broker", format!("{:?}: bad port {p:?}", cfg.broker)))?;
             (h, port)
         }
-        _ => (rest, 1883),
+        _ => (rest, default_port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.is_empty() {
@@ -69,10 +129,24 @@ pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionErr
     if cfg.password.is_some() && cfg.username.is_none() {
         return Err(invalid("password", "needs `username`".into()));
     }
+    OutputTls::from(cfg).check(output, encrypted, "broker", "mqtts:// brokers")?;
+    if encrypted {
+        rustls_pki_types::ServerName::try_from(host).map_err(|e| {
+            invalid(
+                "broker",
+                format!(
+                    "{:?}: {host:?} cannot be checked against a certificate: {e}",
+                    cfg.broker
+                ),
+            )
+        })?;
+    }
     Ok(Plan {
         host: host.to_string(),
         port,
         qos,
+        encrypted,
+        tls: None,
     })
 }
 
@@ -148,8 +222,19 @@ pub(crate) async fn run(
                 .unwrap_or_default(),
         );
     }
+    if let Some(tls) = &plan.tls {
+        opts.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+            tls.clone(),
+        )));
+    }
+    for warning in warnings(&output, &cfg) {
+        tracing::warn!(output = %output, "{warning}");
+    }
     let (client, mut events) = AsyncClient::new(opts, cfg.queue.max(1));
-    let broker = format!("{}:{}", plan.host, plan.port);
+    // The scheme in every log line: a refused TLS handshake can surface as a
+    // bare "received fatal alert" on the first read.
+    let scheme = if plan.encrypted { "mqtts" } else { "mqtt" };
+    let broker = format!("{scheme}://{}:{}", plan.host, plan.port);
     let ev_counters = counters.clone();
     let ev_output = output.clone();
     let (min, max) = (cfg.reconnect_min, cfg.reconnect_max);

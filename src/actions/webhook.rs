@@ -1,9 +1,14 @@
-//! `type = "webhook"`: POSTs the item JSON to a plain `http://` URL.
+//! `type = "webhook"`: POSTs the item JSON to an `http://` or `https://` URL.
 //!
 //! One connection per delivery (webhooks are rare; no pool to go stale),
 //! each attempt bounded by `timeout`, failures retried with exponential
 //! backoff and full jitter. Deliveries are in order; while one is retrying,
 //! later effects wait in a queue that evicts the oldest when full.
+//!
+//! `https://` servers are verified by the crate's TLS policy (system roots,
+//! or the output's `ca_file` / `pin_sha256`; `insecure` warns at start). A
+//! handshake refused over the certificate is not retried: it will not
+//! change within a backoff, and each refusal is logged with its reason.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,23 +18,52 @@ use http_body_util::Full;
 use hyper::header::{CONTENT_TYPE, HOST, USER_AGENT};
 use hyper::{Request, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::time::{sleep, timeout};
+use tokio_rustls::TlsConnector;
 
 use super::config::WebhookConfig;
 use super::counters::Counters;
 use super::error::ActionError;
 use super::json::item_json;
 use super::queue::Queue;
+use super::tls::{OutputTls, insecure_warning};
 use crate::backoff::Backoff;
 
 /// A validated target: where to connect and what to send in the request line.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Target {
     host: String,
     port: u16,
     authority: String,
     path: String,
+    /// `https://`: the name the certificate must hold (a DNS name or an IP).
+    server_name: Option<ServerName<'static>>,
+    /// Set by [`prepare`] for `https://` targets.
+    tls: Option<TlsConnector>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("authority", &self.authority)
+            .field("path", &self.path)
+            .field("https", &self.server_name.is_some())
+            .finish()
+    }
+}
+
+/// [`validate`], then the TLS config of an `https://` target (reading its
+/// `ca_file`): what `run` starts with and what `check` tries on this machine.
+pub(crate) fn prepare(output: &str, cfg: &WebhookConfig) -> Result<Target, ActionError> {
+    let mut target = validate(output, cfg)?;
+    if target.server_name.is_some() {
+        let config = OutputTls::from(cfg).client_config(output)?;
+        target.tls = Some(TlsConnector::from(config));
+    }
+    Ok(target)
 }
 
 pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, ActionError> {
@@ -38,23 +72,27 @@ pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, Acti
         field,
         reason,
     };
-    // The scheme first: `http::Uri` calls `file:///x` only "invalid format".
-    if !cfg.url.to_ascii_lowercase().starts_with("http://") {
-        return Err(invalid(
+    let only = || {
+        invalid(
             "url",
-            format!("{:?}: only http:// is supported here", cfg.url),
-        ));
+            format!("{:?}: only http:// and https:// are supported", cfg.url),
+        )
+    };
+    // The scheme first: `http::Uri` calls `file:///x` only "invalid format".
+    let lower = cfg.url.to_ascii_lowercase();
+    if !lower.starts_with("http://") && !lower.starts_with("https://") {
+        return Err(only());
     }
     let uri: Uri = cfg
         .url
         .parse()
         .map_err(|e| invalid("url", format!("{:?}: {e}", cfg.url)))?;
-    if uri.scheme_str() != Some("http") {
-        return Err(invalid(
-            "url",
-            format!("{:?}: only http:// is supported here", cfg.url),
-        ));
-    }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
+        _ => return Err(only()),
+    };
+    OutputTls::from(cfg).check(output, https, "url", "https:// URLs")?;
     let authority = uri
         .authority()
         .ok_or_else(|| invalid("url", format!("{:?}: no host", cfg.url)))?;
@@ -70,15 +108,31 @@ pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, Acti
     if cfg.timeout.is_zero() {
         return Err(invalid("timeout", "must be more than 0".into()));
     }
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let server_name = if https {
+        Some(ServerName::try_from(host.clone()).map_err(|e| {
+            invalid(
+                "url",
+                format!(
+                    "{:?}: {host:?} cannot be checked against a certificate: {e}",
+                    cfg.url
+                ),
+            )
+        })?)
+    } else {
+        None
+    };
     Ok(Target {
-        host: authority
-            .host()
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-        port: authority.port_u16().unwrap_or(80),
+        port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        host,
         authority: authority.as_str().to_string(),
         path: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
+        server_name,
+        tls: None,
     })
 }
 
@@ -89,6 +143,9 @@ enum Attempt {
     Retry(RetryReason),
     /// The receiver rejected the request itself (other 4xx): retrying is futile.
     Reject(StatusCode),
+    /// The TLS handshake was refused (the server's certificate is not
+    /// trusted, or the server refused ours): retrying is futile too.
+    Untrusted(std::io::Error),
 }
 
 /// Why an attempt is worth repeating; logged with each retry and the give-up.
@@ -96,6 +153,8 @@ enum Attempt {
 enum RetryReason {
     #[error("connect: {0}")]
     Connect(#[source] std::io::Error),
+    #[error("TLS handshake: {0}")]
+    TlsHandshake(#[source] std::io::Error),
     #[error("handshake: {0}")]
     Handshake(#[source] hyper::Error),
     #[error("building request: {0}")]
@@ -116,6 +175,9 @@ pub(crate) async fn run(
     queue: Arc<Queue>,
     counters: Arc<Counters>,
 ) {
+    if cfg.insecure {
+        tracing::warn!(output = %output, url = %cfg.url, "{}", insecure_warning(&output, "webhook server"));
+    }
     while let Some(effect) = queue.pop().await {
         let body = Bytes::from(
             serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref()))
@@ -142,6 +204,11 @@ pub(crate) async fn run(
                     tracing::warn!(output = %output, url = %cfg.url, %status, "webhook rejected, not retrying");
                     break;
                 }
+                Attempt::Untrusted(error) => {
+                    counters.failed();
+                    tracing::warn!(output = %output, url = %cfg.url, %error, "webhook refused: TLS handshake failed, not retrying");
+                    break;
+                }
                 Attempt::Retry(reason) if attempt >= cfg.max_attempts => {
                     counters.failed();
                     tracing::warn!(output = %output, url = %cfg.url, attempt, %reason, "webhook failed, giving up");
@@ -164,6 +231,29 @@ async fn post(target: &Target, body: Bytes) -> Attempt {
         Ok(s) => s,
         Err(e) => return Attempt::Retry(RetryReason::Connect(e)),
     };
+    let (Some(tls), Some(name)) = (&target.tls, &target.server_name) else {
+        return exchange(stream, target, body).await;
+    };
+    match tls.connect(name.clone(), stream).await {
+        Ok(stream) => exchange(stream, target, body).await,
+        // rustls refused (a certificate, a pin, an alert from the server):
+        // that will not change on its own. Anything else (a reset, EOF) may.
+        Err(e) if is_tls_refusal(&e) => Attempt::Untrusted(e),
+        Err(e) => Attempt::Retry(RetryReason::TlsHandshake(e)),
+    }
+}
+
+/// Whether a handshake error came from rustls itself, not from the socket.
+fn is_tls_refusal(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+}
+
+/// One request and its response over a connected (plain or TLS) stream.
+async fn exchange<S>(stream: S, target: &Target, body: Bytes) -> Attempt
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
     {
         Ok(pair) => pair,

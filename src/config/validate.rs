@@ -185,6 +185,9 @@ pub(crate) fn validate(
         }
     }
     crate::actions::check_outputs(&c.outputs, depth).map_err(|e| output_error(check, &e))?;
+    for (name, output) in &c.outputs {
+        warnings.extend(crate::actions::output_warnings(name, output));
+    }
     check_rules(c, check, &mut warnings)?;
     Ok(warnings)
 }
@@ -195,6 +198,7 @@ fn output_error(check: &Check<'_>, e: &ActionError) -> ConfigError {
     let (output, field) = match e {
         ActionError::Invalid { output, field, .. }
         | ActionError::Io { output, field, .. }
+        | ActionError::Tls { output, field, .. }
         | ActionError::Device { output, field, .. } => (output, *field),
     };
     let hint = match (e, field) {
@@ -212,6 +216,14 @@ fn output_error(check: &Check<'_>, e: &ActionError) -> ConfigError {
                 None => probe.into(),
             })
         }
+        (ActionError::Tls { .. }, "ca_file") => Some(
+            "a PEM file holding the certificate of the CA that signed the server's certificate"
+                .into(),
+        ),
+        (ActionError::Tls { .. }, "client_cert" | "client_key") => Some(
+            "`client_cert` and `client_key` are PEM files: the certificate the broker trusts and its private key"
+                .into(),
+        ),
         (ActionError::Invalid { .. }, "argv") if e.to_string().contains("PATH") => Some(
             "give the program's absolute path; the service's PATH may differ from your shell's"
                 .into(),

@@ -4,15 +4,24 @@
 //! clients simply skip verification. We offer, in order of preference: the
 //! system roots (default), a CA file, a pinned leaf-certificate SHA-256, and
 //! an explicit `insecure` switch that logs a warning every time it is used.
+//!
+//! This is the crate's one client TLS policy: the trickle clients (`[tls]`)
+//! and the webhook and MQTT outputs (their own `ca_file`, `pin_sha256`,
+//! `insecure`, and for mutual TLS a [`ClientIdentity`]) all build their
+//! rustls config here, with the same `ring` provider.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use rustls::client::WantsClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    ClientConfig, ConfigBuilder, DigitallySignedStruct, RootCertStore, SignatureScheme,
+    WantsVerifier,
+};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
 
 /// How the client verifies a server's certificate.
@@ -27,6 +36,42 @@ pub struct TlsOptions {
     pub insecure: bool,
 }
 
+/// A client certificate (PEM, leaf first, then any intermediates) and its
+/// private key (PEM: PKCS#8, PKCS#1 or SEC1), for servers that ask the
+/// client to prove who it is (mutual TLS, e.g. a broker with
+/// `require_certificate true`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientIdentity {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+impl ClientIdentity {
+    fn load(&self) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+        let cert_pem = std::fs::read(&self.cert_file).map_err(|source| TlsError::ClientCert {
+            path: self.cert_file.clone(),
+            source,
+        })?;
+        let certs: Vec<_> = CertificateDer::pem_slice_iter(&cert_pem)
+            .filter_map(Result::ok)
+            .collect();
+        if certs.is_empty() {
+            return Err(TlsError::ClientCertEmpty {
+                path: self.cert_file.clone(),
+            });
+        }
+        let key_pem = std::fs::read(&self.key_file).map_err(|source| TlsError::ClientKey {
+            path: self.key_file.clone(),
+            source,
+        })?;
+        let key =
+            PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::ClientKeyEmpty {
+                path: self.key_file.clone(),
+            })?;
+        Ok((certs, key))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("cannot read CA file {path}: {source}")]
@@ -34,14 +79,56 @@ pub enum TlsError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("CA file {path} holds no usable certificate")]
+    #[error(
+        "CA file {path} holds no usable certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+    )]
     CaFileEmpty { path: PathBuf },
+    #[error("cannot read client certificate {path}: {source}")]
+    ClientCert {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "client certificate file {path} holds no certificate (expected PEM: -----BEGIN CERTIFICATE-----)"
+    )]
+    ClientCertEmpty { path: PathBuf },
+    #[error("cannot read client key {path}: {source}")]
+    ClientKey {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "client key file {path} holds no private key (expected PEM: -----BEGIN PRIVATE KEY----- or an RSA/EC key)"
+    )]
+    ClientKeyEmpty { path: PathBuf },
+    #[error("client certificate {cert} and key {key} cannot be used together: {source}")]
+    ClientIdentity {
+        cert: PathBuf,
+        key: PathBuf,
+        source: rustls::Error,
+    },
     #[error("pin_sha256 {0:?} is not 64 hex digits (colons allowed)")]
     BadPin(String),
     #[error("{NO_ROOTS}")]
     NoRoots,
     #[error("TLS setup failed: {0}")]
     Rustls(#[from] rustls::Error),
+}
+
+impl TlsError {
+    /// The setting at fault, as the outputs' tables spell it, so a config
+    /// error can point at its key.
+    pub fn setting(&self) -> &'static str {
+        match self {
+            TlsError::CaFile { .. } | TlsError::CaFileEmpty { .. } | TlsError::NoRoots => "ca_file",
+            TlsError::BadPin(_) => "pin_sha256",
+            TlsError::ClientCert { .. } | TlsError::ClientCertEmpty { .. } => "client_cert",
+            TlsError::ClientKey { .. }
+            | TlsError::ClientKeyEmpty { .. }
+            | TlsError::ClientIdentity { .. } => "client_key",
+            TlsError::Rustls(_) => "ca_file",
+        }
+    }
 }
 
 /// Why an https server cannot be verified on a system without root certificates.
@@ -74,33 +161,36 @@ pub fn fingerprint(cert: &[u8]) -> String {
 }
 
 impl TlsOptions {
-    /// Builds the rustls client config these options describe.
+    /// Builds the rustls client config of the trickle clients (`[tls]`),
+    /// warning when verification is off.
     pub fn client_config(&self) -> Result<ClientConfig, TlsError> {
-        let builder = ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?;
-        let config = if self.insecure {
+        if self.insecure {
             tracing::warn!(
                 "TLS verification is DISABLED (tls.insecure = true): any server, or anyone in between, is trusted"
             );
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(LeafVerifier {
-                    accept: Acceptance::Anything,
-                    provider: provider(),
-                }))
-                .with_no_client_auth()
+        }
+        self.client_config_for("tls", None)
+    }
+
+    /// Builds the rustls client config these options describe. `setting`
+    /// names the table they came from (`tls`, `outputs.hook`), so a refused
+    /// pin or a missing root names the key to change; `identity` is
+    /// presented to servers that ask for a client certificate. Logs nothing:
+    /// the caller warns about `insecure` in its own words, once per use.
+    pub fn client_config_for(
+        &self,
+        setting: &str,
+        identity: Option<&ClientIdentity>,
+    ) -> Result<ClientConfig, TlsError> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let verified = if self.insecure {
+            leaf_verifier(builder, Acceptance::Anything, setting)
         } else if let Some(pin) = &self.pin_sha256 {
-            let pin = parse_pin(pin)?;
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(LeafVerifier {
-                    accept: Acceptance::Pinned(pin),
-                    provider: provider(),
-                }))
-                .with_no_client_auth()
+            leaf_verifier(builder, Acceptance::Pinned(parse_pin(pin)?), setting)
         } else {
             match self.roots() {
-                Ok(roots) => builder.with_root_certificates(roots).with_no_client_auth(),
+                Ok(roots) => builder.with_root_certificates(roots),
                 // Plain http:// needs no roots, and a board installed without
                 // ca-certificates may talk only to a LAN worker: the missing
                 // roots become every https handshake's error, not this one's.
@@ -108,18 +198,24 @@ impl TlsOptions {
                     tracing::debug!(
                         "no system root certificates: https servers cannot be verified"
                     );
-                    builder
-                        .dangerous()
-                        .with_custom_certificate_verifier(Arc::new(LeafVerifier {
-                            accept: Acceptance::Nothing,
-                            provider: provider(),
-                        }))
-                        .with_no_client_auth()
+                    leaf_verifier(builder, Acceptance::Nothing, setting)
                 }
                 Err(e) => return Err(e),
             }
         };
-        Ok(config)
+        match identity {
+            None => Ok(verified.with_no_client_auth()),
+            Some(id) => {
+                let (certs, key) = id.load()?;
+                verified
+                    .with_client_auth_cert(certs, key)
+                    .map_err(|source| TlsError::ClientIdentity {
+                        cert: id.cert_file.clone(),
+                        key: id.key_file.clone(),
+                        source,
+                    })
+            }
+        }
     }
 
     fn roots(&self) -> Result<RootCertStore, TlsError> {
@@ -148,6 +244,20 @@ impl TlsOptions {
     }
 }
 
+fn leaf_verifier(
+    builder: ConfigBuilder<ClientConfig, WantsVerifier>,
+    accept: Acceptance,
+    setting: &str,
+) -> ConfigBuilder<ClientConfig, WantsClientCert> {
+    builder
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(LeafVerifier {
+            accept,
+            setting: setting.to_string(),
+            provider: provider(),
+        }))
+}
+
 /// Which certificates a non-CA verifier accepts.
 #[derive(Debug)]
 enum Acceptance {
@@ -164,6 +274,8 @@ enum Acceptance {
 #[derive(Debug)]
 struct LeafVerifier {
     accept: Acceptance,
+    /// The table the options came from, named in refusals.
+    setting: String,
     provider: Arc<CryptoProvider>,
 }
 
@@ -178,15 +290,22 @@ impl ServerCertVerifier for LeafVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         match &self.accept {
             Acceptance::Anything => Ok(ServerCertVerified::assertion()),
-            Acceptance::Nothing => Err(rustls::Error::General(NO_ROOTS.into())),
+            Acceptance::Nothing if self.setting == "tls" => {
+                Err(rustls::Error::General(NO_ROOTS.into()))
+            }
+            Acceptance::Nothing => Err(rustls::Error::General(format!(
+                "no system root certificates found (install ca-certificates), so no https server can be verified; or set {0}.ca_file or {0}.pin_sha256",
+                self.setting
+            ))),
             Acceptance::Pinned(pin) => {
                 let got: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
                 if got == *pin {
                     Ok(ServerCertVerified::assertion())
                 } else {
                     Err(rustls::Error::General(format!(
-                        "certificate fingerprint {} does not match tls.pin_sha256",
-                        fingerprint(end_entity.as_ref())
+                        "certificate fingerprint {} does not match {}.pin_sha256",
+                        fingerprint(end_entity.as_ref()),
+                        self.setting
                     )))
                 }
             }

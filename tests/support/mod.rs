@@ -14,6 +14,7 @@ pub mod http;
 pub mod livepeer;
 pub mod media;
 pub mod net;
+pub mod pki;
 pub mod rtsp;
 pub mod time;
 pub mod tmp;
