@@ -568,3 +568,84 @@ async fn a_chip_that_goes_away_is_reported_and_recovered_when_it_returns() {
     out.dispatch(effect("lamp", Activate, 3));
     wait_until("lamp on again", || dev.line(0, 2).value()).await;
 }
+
+/// `probe` and `check` of the real binary against real chips: what a user
+/// runs to find the names a config takes, and what tells them a name is
+/// wrong before the agent starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probe_lists_named_lines_and_check_refuses_a_line_the_chip_lacks() {
+    vm::inside_vm();
+    let board = SimDevice::create(
+        "probe-board",
+        &[
+            Bank::new("pinctrl-rp1", 32)
+                .line(17, "GPIO17")
+                .line(27, "GPIO27"),
+            Bank::new("probe-expander", 4).line(1, "PROBE_RELAY"),
+        ],
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(vm::agent_bin())
+            .args(args)
+            .output()
+            .expect("run trickle-edge");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        println!("$ trickle-edge {}\n{text}", args.join(" "));
+        (out.status.success(), text)
+    };
+
+    let (ok, probe) = run(&["probe"]);
+    assert!(ok, "probe fails:\n{probe}");
+    for want in [
+        format!("/dev/{} label=pinctrl-rp1 lines=32", board.chip_name(0)),
+        "17=GPIO17 27=GPIO27".to_string(),
+        format!("/dev/{} label=probe-expander lines=4", board.chip_name(1)),
+        "1=PROBE_RELAY".to_string(),
+    ] {
+        assert!(probe.contains(&want), "probe lacks {want:?}:\n{probe}");
+    }
+
+    let setup = Setup::new(temp_dir("vm-check"));
+    setup.write_config(
+        r#"
+[outputs.relay]
+type = "gpio"
+chip = "pinctrl-rp1"
+line = "GPIO71"
+"#,
+    );
+    let config = setup.config.display().to_string();
+    let text = std::fs::read_to_string(&setup.config).unwrap();
+    let row = 1 + text
+        .lines()
+        .position(|l| l == r#"line = "GPIO71""#)
+        .unwrap();
+    let (ok, wrong) = run(&["check", "--config", &config]);
+    assert!(!ok, "check accepts a line the chip lacks:\n{wrong}");
+    for want in [
+        format!("{config}:{row}:1"),
+        "GPIO71".to_string(),
+        "GPIO17, GPIO27".to_string(),
+        "did you mean `GPIO17`".to_string(),
+    ] {
+        assert!(
+            wrong.contains(&want),
+            "check's error lacks {want:?}:\n{wrong}"
+        );
+    }
+
+    setup.write_config(
+        r#"
+[outputs.relay]
+type = "gpio"
+chip = "pinctrl-rp1"
+line = "GPIO17"
+"#,
+    );
+    let (ok, right) = run(&["check", "--config", &config]);
+    assert!(ok, "check refuses a line the chip has:\n{right}");
+}
