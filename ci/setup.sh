@@ -12,6 +12,8 @@ pkgs=(
   build-essential pkg-config ca-certificates curl
   python3 python3-venv python3-pip
   mosquitto procps
+  # headless browser for tests/status_page.rs
+  chromium
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
