@@ -15,6 +15,8 @@ pkgs=(
   python3 python3-venv python3-pip
   mosquitto procps
   iproute2 nftables
+  # headless browser for tests/status_page.rs
+  chromium
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   libgstrtspserver-1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good

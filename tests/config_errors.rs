@@ -673,3 +673,39 @@ fn a_livepeer_job_needs_a_model_a_source_and_a_usable_tls_choice() {
         "{text}"
     );
 }
+
+#[test]
+fn the_status_page_stays_on_loopback_unless_allowed_with_a_token() {
+    let job = "[job]\nmode = \"worker\"\nworker_url = \"http://127.0.0.1:9/\"\n";
+    let (e, f) = fail(
+        "supervisor_wide",
+        &format!("{job}[supervisor]\nlisten = \"0.0.0.0:9464\"\n"),
+    );
+    expect(
+        &e,
+        &f,
+        "5:1",
+        "`supervisor.listen` = 0.0.0.0:9464 is not a loopback address: the status page shows the camera to whoever connects",
+        "keep 127.0.0.1 and use `ssh -L 9464:127.0.0.1:9464 board`, or set `supervisor.allow_remote = true` with a token in `[auth]`",
+    );
+    let (e, f) = fail(
+        "supervisor_no_token",
+        &format!("{job}[supervisor]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n"),
+    );
+    expect(
+        &e,
+        &f,
+        "6:1",
+        "`supervisor.allow_remote` needs a token in `[auth]`: requests without it are refused",
+        "set `[auth] token_file = \"/etc/trickle-edge/token\"`",
+    );
+    let d = temp_dir("supervisor_ok");
+    let file = write(
+        &d,
+        "config.toml",
+        &format!(
+            "{job}[auth]\ntoken = \"t\"\n[supervisor]\nlisten = \"0.0.0.0:9464\"\nallow_remote = true\n"
+        ),
+    );
+    config::load(&file).expect("allowed with a token");
+}

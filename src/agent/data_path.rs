@@ -65,6 +65,9 @@ pub struct DataPathStats {
     pub item_to_effect: Histogram,
     /// Unix time (ms) of the last item, for `/healthz`.
     pub last_item_unix_ms: AtomicU64,
+    /// Boxes, fires, output and rule states for the status page and Home
+    /// Assistant (`status/feed.rs`).
+    pub live: Arc<crate::status::LiveFeed>,
 }
 
 impl DataPathStats {
@@ -411,6 +414,9 @@ async fn run_rules(
             before.untrusted_timestamps + now_stats.untrusted_timestamps,
             Ordering::Relaxed,
         );
+        // The status page and Home Assistant (status/feed.rs).
+        let fired = stats.live.effects(&effects);
+        stats.live.rule_states(rules.held(), &fired);
         for effect in effects.drain(..) {
             stats.effects.fetch_add(1, Ordering::Relaxed);
             debug!(rule = %effect.rule, output = %effect.output, action = ?effect.action, "rule fired");
@@ -431,6 +437,7 @@ async fn run_rules(
                     let seen = *rules.stats();
                     let now = Instant::now();
                     effects = rules.on_item(&item, now);
+                    stats.live.item(&item);
                     ordering.check(&seen, &rules, &item, now);
                     if !effects.is_empty() {
                         stats.item_to_effect.observe(arrived.elapsed().as_secs_f64());

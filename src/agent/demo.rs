@@ -224,6 +224,13 @@ pub async fn run_demo(
                             s.base_url()
                         )?;
                     }
+                    if let Some(addr) = h.supervisor_addr {
+                        writeln!(
+                            out,
+                            "{}status page: http://{addr}/  (live frame, boxes, zones, outputs, fires)",
+                            if tty { "\r\x1b[2K" } else { "" },
+                        )?;
+                    }
                     handles = Some(h);
                 }
                 continue;

@@ -1,5 +1,6 @@
 //! The local supervisor endpoint: `/healthz` (JSON, per stage) and
-//! `/metrics` (Prometheus text). Loopback by default.
+//! `/metrics` (Prometheus text), and the status page (`status/page.rs`).
+//! Loopback by default; other peers need the `[auth]` token.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -8,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode, header};
-use http_body_util::Full;
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use tokio::net::TcpListener;
@@ -18,28 +19,77 @@ use super::stats::AgentStats;
 use crate::http_serve::ServeLimits;
 use crate::shutdown::Shutdown;
 use crate::stage::StageHandle;
+use crate::status::page::Body;
+
+/// Who may read the endpoint (`status/access.rs`).
+#[derive(Clone, Default)]
+pub struct Access {
+    /// Loopback peers need no token.
+    pub trust_loopback: bool,
+    /// The `[auth]` token; `None`: only trusted peers get answers.
+    pub token: Option<String>,
+}
+
+impl std::fmt::Debug for Access {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Access")
+            .field("trust_loopback", &self.trust_loopback)
+            .field("token", &self.token.as_ref().map(|_| "***"))
+            .finish()
+    }
+}
 
 /// Binds and serves in the background until `shutdown` fires; returns the
 /// bound address and the serving stage.
 pub async fn start(
     listen: SocketAddr,
     stats: Arc<AgentStats>,
+    access: Access,
     shutdown: &Shutdown,
 ) -> std::io::Result<(SocketAddr, StageHandle)> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let svc = service_fn(move |req| {
-        let stats = stats.clone();
-        async move { Ok::<_, Infallible>(handle(&stats, req)) }
-    });
+    let connections = PerPeer {
+        stats,
+        access: Arc::new(access),
+    };
     let stage = StageHandle::spawn("supervisor endpoint", shutdown, |s| {
-        crate::http_serve::serve(listener, svc, ServeLimits::default(), s)
+        crate::http_serve::serve_connections(listener, connections, ServeLimits::default(), s)
     });
     Ok((addr, stage))
 }
 
-fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
-    let mut r = Response::new(Full::new(Bytes::from(body)));
+/// Gives each connection a service that knows its peer, for the token check.
+struct PerPeer {
+    stats: Arc<AgentStats>,
+    access: Arc<Access>,
+}
+
+type Service = Box<
+    dyn hyper::service::Service<
+            Request<Incoming>,
+            Response = Response<Body>,
+            Error = Infallible,
+            Future = std::future::Ready<Result<Response<Body>, Infallible>>,
+        > + Send,
+>;
+
+impl crate::http_serve::Connections for PerPeer {
+    type Io = tokio::net::TcpStream;
+    type Body = Body;
+    type Service = Service;
+
+    fn open(&self, stream: tokio::net::TcpStream, peer: SocketAddr) -> (Self::Io, Self::Service) {
+        let (stats, access) = (self.stats.clone(), self.access.clone());
+        let svc = service_fn(move |req| {
+            std::future::ready(Ok::<_, Infallible>(handle(&stats, &access, peer, req)))
+        });
+        (stream, Box::new(svc))
+    }
+}
+
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Body> {
+    let mut r = Response::new(Full::new(Bytes::from(body)).boxed());
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -48,7 +98,32 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
     r
 }
 
-fn handle(stats: &AgentStats, req: Request<Incoming>) -> Response<Full<Bytes>> {
+fn handle(
+    stats: &Arc<AgentStats>,
+    access: &Access,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    if !crate::status::page::is_public(req.uri().path())
+        && crate::status::access::needs_token(peer.ip(), access.trust_loopback)
+        && !crate::status::access::bearer_matches(
+            req.headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes()),
+            access.token.as_deref(),
+        )
+    {
+        let mut r = reply(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "a bearer token is required from this address\n".into(),
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return r;
+    }
     match req.uri().path() {
         "/healthz" => {
             let (healthy, body) = healthz(stats);
@@ -60,7 +135,9 @@ fn handle(stats: &AgentStats, req: Request<Incoming>) -> Response<Full<Bytes>> {
             reply(status, "application/json", body.to_string())
         }
         "/metrics" => reply(StatusCode::OK, "text/plain; version=0.0.4", metrics(stats)),
-        _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+        // The status page and its stream (status/page.rs).
+        path => crate::status::page::route(stats, path)
+            .unwrap_or_else(|| reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into())),
     }
 }
 
@@ -275,6 +352,16 @@ pub fn metrics(stats: &AgentStats) -> String {
         "trickle_edge_segment_upload_seconds",
         "From a GOP's first byte to the server confirming the segment.",
         &m.segment_upload,
+    );
+    e.counter(
+        "trickle_edge_snapshots_encoded_total",
+        "JPEG snapshots encoded for the status page (only while a viewer is connected).",
+        stats.media.snapshot.encoded(),
+    );
+    e.gauge(
+        "trickle_edge_status_viewers",
+        "Status pages connected to the live stream now.",
+        stats.media.snapshot.viewers() as f64,
     );
     e.gauge(
         "trickle_edge_pipeline_silent_seconds",

@@ -38,6 +38,9 @@ pub struct MediaPathStats {
     /// From a keyframe reaching the appsink to its first byte handed to the
     /// HTTP connection; the last 4096 samples, for benchmarks.
     pub keyframe_to_wire: std::sync::Mutex<std::collections::VecDeque<f64>>,
+    /// The status page's JPEG snapshots: every camera this path starts
+    /// feeds it (encoding only while a viewer is connected).
+    pub snapshot: Arc<crate::media::SnapshotTap>,
 }
 
 impl MediaPathStats {
@@ -77,6 +80,7 @@ impl Default for MediaPathStats {
             publish_error: std::sync::Mutex::new(None),
             segment_upload: Default::default(),
             keyframe_to_wire: Default::default(),
+            snapshot: Default::default(),
         }
     }
 }
@@ -247,6 +251,7 @@ impl CameraPublisher {
         shutdown: &Shutdown,
     ) -> Result<Self, crate::media::MediaError> {
         let (camera, queue) = crate::media::Camera::new(cfg.camera, cfg.encoder, cfg.queue)?;
+        let camera = camera.with_snapshot(cfg.stats.snapshot.clone());
         let queue_stats = queue.stats();
         let handle = camera.handle();
         let (stop, shutdown) = shutdown.child();

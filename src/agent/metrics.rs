@@ -49,6 +49,12 @@ impl Histogram {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// The sum of every observation (the status page charts the mean of
+    /// each interval from two readings of count and sum).
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_us.load(Ordering::Relaxed) as f64 / 1e6
+    }
+
     /// Approximate quantile: the upper bound of the bucket holding it.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         let total = self.count();

@@ -343,6 +343,7 @@ impl Running {
         let cfg = &self.resolved.config;
         self.stats
             .set_health_basis(cfg.encoder.gop_seconds, self.job.urls.events.is_some());
+        self.stats.page.set(cfg, &self.job.urls);
         if diff.camera_restart_alone() {
             info!("reload: camera settings changed; restarting capture");
             self.restart_camera().await?;
@@ -397,6 +398,7 @@ impl Running {
             &self.shutdown,
         )?);
         old.close_channels();
+        self.stats.page.set(&self.resolved.config, &self.job.urls);
         Ok(())
     }
 
@@ -559,7 +561,18 @@ pub async fn run(
 
     // Not a child of the agent's shutdown: `/healthz` answers through the
     // whole stop, and is stopped last.
-    let http = super::http::start(cfg.supervisor.listen, stats.clone(), &Shutdown::never()).await;
+    stats.page.set(cfg, &job.urls);
+    let access = super::http::Access {
+        trust_loopback: cfg.supervisor.trust_loopback,
+        token: resolved.token.as_ref().map(|t| t.0.clone()),
+    };
+    let http = super::http::start(
+        cfg.supervisor.listen,
+        stats.clone(),
+        access,
+        &Shutdown::never(),
+    )
+    .await;
     if let Err(e) = &http {
         warn!(listen = %cfg.supervisor.listen, error = %e, "health endpoint not available");
     }

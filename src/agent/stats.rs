@@ -40,6 +40,8 @@ pub struct AgentStats {
     /// Whether the job has an events channel whose silence means death.
     events_expected: std::sync::atomic::AtomicBool,
     outputs: std::sync::Mutex<Arc<Outputs>>,
+    /// The job and zones the status page shows (`status/page.rs`).
+    pub page: crate::status::PageInfo,
 }
 
 impl AgentStats {
@@ -66,6 +68,7 @@ impl AgentStats {
             gop_ms: AtomicU64::new(0),
             events_expected: Default::default(),
             outputs: std::sync::Mutex::new(outputs),
+            page: Default::default(),
         };
         stats.set_health_basis(cfg.encoder.gop_seconds, events_expected);
         stats

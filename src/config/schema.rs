@@ -284,6 +284,15 @@ pub struct SupervisorConfig {
     /// `/healthz` and `/metrics`; loopback so nothing is exposed by default.
     #[serde(default = "default_supervisor_listen")]
     pub listen: SocketAddr,
+    /// Allows `listen` on a non-loopback address (the status page shows the
+    /// camera): then `[auth]` must hold a token, and peers other than
+    /// loopback must send it as `Authorization: Bearer <token>`.
+    #[serde(default)]
+    pub allow_remote: bool,
+    /// Loopback peers need no token (the board's own user, `ssh -L`). False:
+    /// every request must carry the token.
+    #[serde(default = "default_true")]
+    pub trust_loopback: bool,
     /// systemd watchdog ping interval (keep it under half of `WatchdogSec`).
     #[serde(
         default = "default_10s",
@@ -310,6 +319,9 @@ pub struct SupervisorConfig {
 fn default_supervisor_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9464))
 }
+fn default_true() -> bool {
+    true
+}
 fn default_10s() -> Duration {
     Duration::from_secs(10)
 }
@@ -321,6 +333,8 @@ impl Default for SupervisorConfig {
     fn default() -> Self {
         Self {
             listen: default_supervisor_listen(),
+            allow_remote: false,
+            trust_loopback: true,
             watchdog_interval: default_10s(),
             pipeline_dead_after: default_30s(),
             keepalive_interval: default_10s(),

@@ -149,6 +149,29 @@ pub(crate) fn validate(
         ));
     }
     let s = &c.supervisor;
+    let has_token = auth.iter().any(|(_, set)| *set);
+    if !s.listen.ip().is_loopback() && !s.allow_remote {
+        return Err(check.invalid(
+            "supervisor.listen",
+            format!(
+                "`supervisor.listen` = {} is not a loopback address: the status page shows the camera to whoever connects",
+                s.listen
+            ),
+            Some("keep 127.0.0.1 and use `ssh -L 9464:127.0.0.1:9464 board`, or set `supervisor.allow_remote = true` with a token in `[auth]`".into()),
+        ));
+    }
+    if (s.allow_remote || !s.trust_loopback) && !has_token {
+        let key = if s.allow_remote {
+            "supervisor.allow_remote"
+        } else {
+            "supervisor.trust_loopback"
+        };
+        return Err(check.invalid(
+            key,
+            format!("`{key}` needs a token in `[auth]`: requests without it are refused"),
+            Some("set `[auth] token_file = \"/etc/trickle-edge/token\"`".into()),
+        ));
+    }
     for (key, d) in [
         ("supervisor.watchdog_interval", s.watchdog_interval),
         ("supervisor.pipeline_dead_after", s.pipeline_dead_after),

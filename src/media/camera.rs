@@ -77,6 +77,7 @@ impl Camera {
                 encoder_kind: encoder.kind,
                 encoder,
                 paced: true,
+                snapshot: None,
             },
             sender,
             backoff: Backoff::new(Duration::from_millis(250), Duration::from_secs(30)),
@@ -89,6 +90,13 @@ impl Camera {
     /// files). For tests that need minutes of media in seconds.
     pub fn unpaced(mut self) -> Self {
         self.spec.paced = false;
+        self
+    }
+
+    /// Adds the status page's snapshot branch to every pipeline this camera
+    /// builds (`media/snapshot.rs`).
+    pub fn with_snapshot(mut self, tap: Arc<super::snapshot::SnapshotTap>) -> Self {
+        self.spec.snapshot = Some(tap);
         self
     }
 

@@ -71,6 +71,9 @@ pub const ELEMENTS: &[Element] = &[
     e("identity", CORE, Need::Required),
     e("filesrc", CORE, Need::Required),
     e("queue", CORE, Need::Required),
+    // The status page's snapshot branch (media/snapshot.rs).
+    e("tee", CORE, Need::Required),
+    e("valve", CORE, Need::Required),
     e("videotestsrc", BASE, Need::Required),
     e("videoconvert", BASE, Need::Required),
     e("videoscale", BASE, Need::Required),
@@ -81,6 +84,7 @@ pub const ELEMENTS: &[Element] = &[
     e("decodebin", BASE, Need::Required),
     e("v4l2src", GOOD, Need::Required),
     e("rtspsrc", GOOD, Need::Required),
+    e("jpegenc", GOOD, Need::Required),
     e("h264parse", BAD, Need::Required),
     e("mpegtsmux", BAD, Need::Required),
     e("tsdemux", BAD, Need::Required),

@@ -25,6 +25,7 @@ mod error;
 mod pipeline;
 pub mod probe;
 mod segmenter;
+pub mod snapshot;
 
 pub use camera::{Camera, CameraHandle};
 pub use config::{CameraConfig, EncoderConfig, EncoderKind, Source, redact_url};
@@ -38,3 +39,4 @@ pub use probe::{MediaReport, probe_media};
 pub use segmenter::{
     GopQueueLimits, GopSegment, GopWriter, MediaStats, SegmentQueue, SegmentSender, segment_queue,
 };
+pub use snapshot::{Snapshot, SnapshotTap};

@@ -36,6 +36,9 @@ pub struct PipelineSpec {
     /// Real-time pacing: live test source and files played at their own rate.
     /// Off only in tests that want media faster than real time.
     pub paced: bool,
+    /// Where the status page's JPEG snapshots go (`media/snapshot.rs`);
+    /// `None`: no snapshot branch.
+    pub snapshot: Option<std::sync::Arc<super::snapshot::SnapshotTap>>,
 }
 
 /// Builds (but does not start) the pipeline for `spec`. The appsink is named `sink`.
@@ -186,6 +189,10 @@ fn encode_tail(
         .add_many(&chain[..chain.len() - 1])
         .map_err(|e| link_err(pipeline, e))?;
     gst::Element::link_many(&chain).map_err(|e| link_err(pipeline, e))?;
+    // The status page's snapshot branch, teed off the raw frames (issue 16).
+    if let Some(tap) = &spec.snapshot {
+        super::snapshot::add_branch(pipeline, &chain[3], tap, &spec.camera)?;
+    }
     for e in &chain[..chain.len() - 1] {
         let _ = e.sync_state_with_parent();
     }

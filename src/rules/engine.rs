@@ -189,6 +189,12 @@ impl RuleSet {
         self.wall_anchor = (at, unix_secs);
     }
 
+    /// Each rule's name and whether it is in its hold now (the status page
+    /// and Home Assistant show a rule as on while it holds).
+    pub fn held(&self) -> impl Iterator<Item = (&Arc<str>, bool)> {
+        self.rules.iter().map(|r| (&r.name, r.timing.is_held()))
+    }
+
     /// Processes timers due by `now`: duration debounces, hold releases, no-data.
     pub fn on_tick(&mut self, now: Instant) -> Vec<Effect> {
         let mut effects = Vec::new();

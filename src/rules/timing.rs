@@ -83,6 +83,11 @@ pub(crate) struct Timing {
 }
 
 impl Timing {
+    /// Whether the rule is in its hold now (fired, and matched within `hold`).
+    pub(crate) fn is_held(&self) -> bool {
+        self.held_until.is_some()
+    }
+
     pub(crate) fn new(spec: TimingSpec) -> Timing {
         Timing {
             spec,
