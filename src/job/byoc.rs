@@ -15,9 +15,13 @@
 //!    stream in the request's `{"stream_id": …}`.
 //!
 //! Off-chain orchestrators (no price) need no payment. A priced capability
-//! needs tickets from a remote signer, which this client does not yet have:
-//! such a start is refused here with the price, instead of streaming into
-//! the orchestrator's `402 Insufficient balance` a minute later.
+//! needs tickets and a job-request signature made with the sender's own
+//! Ethereum key: Livepeer's gateway signs both itself (go-livepeer
+//! `byoc/payment.go`), and Livepeer's remote signer, which the `livepeer`
+//! mode uses, signs `live`, `lv2v` and `fixed` payments but neither BYOC
+//! job requests nor their tickets. An edge agent holds no key, so such a
+//! start is refused here with the price, instead of streaming into the
+//! orchestrator's `402 Insufficient balance` a minute later.
 
 use std::time::Duration;
 
@@ -244,9 +248,9 @@ impl ByocStream {
             return Err(JobError::Orchestrator {
                 url: job.orchestrator_url.clone(),
                 reason: format!(
-                    "capability {:?} is priced ({} wei per {} units); paying for it needs a \
-                     remote signer, which the byoc mode does not support yet: use an off-chain \
-                     orchestrator or capability",
+                    "capability {:?} is priced ({} wei per {} units); paying for it needs the \
+                     sender's own Ethereum key (Livepeer's remote signer signs no BYOC job \
+                     requests or tickets): use an off-chain orchestrator or capability",
                     job.capability,
                     price.price_per_unit,
                     price.pixels_per_unit.max(1)
