@@ -153,7 +153,8 @@ bookworm-updates or trixie-backports (apt-cache madison rust-src)"
 fi
 
 # --- 4. arm64 GStreamer sysroot -------------------------------------------
-SYSROOT_PKGS=(libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev)
+# libgstrtspserver-1.0-dev: the tests link the RTSP test server (a dev-dependency).
+SYSROOT_PKGS=(libc6-dev libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstrtspserver-1.0-dev)
 stamp="$SYSROOT/.trickle-edge-sysroot"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "${SYSROOT_PKGS[*]}" ]; then
   say "downloading arm64 ${SYSROOT_PKGS[*]} and their dependencies"
