@@ -329,12 +329,6 @@ impl Channel {
         let next = st.next_write.max(seq + 1);
         st.set_next_write(next);
         st.last_write = Instant::now();
-        // A seq below this one that never got a byte and has no writer
-        // (its POST died, and the publisher moved on) will not be written:
-        // its parked readers get a 470 naming the live edge now, rather
-        // than waiting until the ring comes round to its slot, or forever
-        // once the publisher stops.
-        st.retire(|s| s.seq() < seq && s.is_empty() && s.is_unclaimed());
     }
 
     /// Closes one segment early; false when that seq is not held.
@@ -447,29 +441,6 @@ mod tests {
         assert_eq!(again.seq(), 1);
         assert_eq!(ch.next_write(), 2);
         assert!(!waiting.is_closed(), "a retry is not a restart");
-    }
-
-    #[tokio::test]
-    async fn a_seq_whose_post_died_is_given_up_once_a_later_one_is_written() {
-        let ch = Channel::new("c".into(), None);
-        write(&ch, 0, b"a");
-        // POST 1 dies before its first byte (its server connection broke);
-        // a reader is parked on it; the publisher moves on to 2.
-        let WriteSlot::Claimed(died) = ch.for_write(1, false) else {
-            panic!()
-        };
-        ch.writer_failed(&died);
-        let ReadSlot::Found(parked) = ch.for_read(1) else {
-            panic!()
-        };
-        let mut reader = parked.add_reader(8).unwrap();
-        write(&ch, 2, b"c");
-        assert!(
-            matches!(ch.for_read(1), ReadSlot::Missing(m) if m.latest == 3),
-            "seq 1 will never be written: readers go to the live edge"
-        );
-        let woke = tokio::time::timeout(std::time::Duration::from_secs(5), reader.next()).await;
-        assert!(woke.is_ok(), "the parked reader was woken");
     }
 
     #[tokio::test]
