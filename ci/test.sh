@@ -54,4 +54,6 @@ bash ci/fuzz.sh
 stage "cargo test"
 cargo build --all-targets --locked 2>&1 | tail -n 3
 echo "ci/test.sh: stages before cargo test took $(( $(date +%s) - t_start )) s" >&2
-cargo test --locked -- --test-threads=2 2>&1
+# Every test binary runs even after one fails, and a failure prints its panic
+# message without a backtrace, so the end of the log names what failed and why.
+RUST_BACKTRACE=0 cargo test --locked --no-fail-fast -- --test-threads=2 2>&1

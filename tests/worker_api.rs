@@ -112,16 +112,15 @@ async fn start_while_running_restarts_with_the_new_request() {
         .to_string()
     };
     let (code, v) = call(a, "POST", "/api/stream/start", Some(&start("one"))).await;
-    assert_eq!((code, &v["gateway_request_id"]), (200, &json!("one")));
-    assert_eq!(
-        call(a, "GET", "/health", None).await,
-        (200, json!({"status": "OK"}))
-    );
-    let (code, v) = call(a, "POST", "/api/stream/start", Some(&start("two"))).await;
-    assert_eq!((code, &v["state"]), (200, &json!("running")));
+    assert_eq!((code, &v["gateway_request_id"]), (200, &json!("one")), "{v}");
+    let health = call(a, "GET", "/health", None).await;
     let (_, st) = call(a, "GET", "/api/stream/status", None).await;
-    assert_eq!(st["gateway_request_id"], "two");
-    assert_eq!(st["params"], json!({"prompt": "two"}));
+    assert_eq!(health, (200, json!({"status": "OK"})), "status: {st}");
+    let (code, v) = call(a, "POST", "/api/stream/start", Some(&start("two"))).await;
+    assert_eq!((code, &v["state"]), (200, &json!("running")), "{v}");
+    let (_, st) = call(a, "GET", "/api/stream/status", None).await;
+    assert_eq!(st["gateway_request_id"], "two", "{st}");
+    assert_eq!(st["params"], json!({"prompt": "two"}), "{st}");
     // Params merge shallowly, bare or wrapped.
     call(
         a,
@@ -150,7 +149,12 @@ async fn start_while_running_restarts_with_the_new_request() {
         "idle"
     );
     // The worker never deletes channels it did not create.
-    assert!(s.state.channel("one").is_some() && s.state.channel("two").is_some());
+    assert_eq!(
+        (s.state.channel("one").is_some(), s.state.channel("two").is_some()),
+        (true, true),
+        "channels left: {:?}",
+        s.state.channel_names()
+    );
     w.shutdown().await;
 }
 
