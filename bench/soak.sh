@@ -109,7 +109,10 @@ while :; do
 done
 segs=$(metric trickle_edge_segments_published_total)
 dropped=$(metric trickle_edge_effects_dropped_total)
-logged=$(cat "$TMP"/detections.jsonl* 2>/dev/null | wc -l)
+# Lines the log output wrote, from its own counter (the files on disk keep
+# only the newest `max_files` after rotation, so counting lines there would
+# undercount).
+logged=$(metric 'trickle_edge_output_sent_total{output="detections"}')
 kill -TERM "$AGENT"; wait "$AGENT" || true; AGENT=""
 
 # Table and least-squares slopes (per hour) of each column against time.
