@@ -98,9 +98,8 @@ struct ShedWarning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatched {
     Queued,
-    /// Queued after evicting the output's oldest queued effect (webhook).
-    QueuedDroppedOldest,
-    /// Written to the log output's overflow file: late, not lost.
+    /// Written to the output's overflow file (log, webhook, MQTT at QoS 1
+    /// or 2): late, not lost.
     Spilled,
     /// Replaced the GPIO level queued last: only the latest level matters.
     Coalesced,
@@ -214,8 +213,11 @@ impl Outputs {
                 OutputConfig::Gpio(c) => Queue::new(c.queue, DropPolicy::CoalesceLevels),
                 OutputConfig::Log(c) => Queue::lossless(c.queue, log::overflow(&name, c)?),
                 OutputConfig::Exec(c) => Queue::new(c.queue, DropPolicy::Newest),
-                OutputConfig::Webhook(c) => Queue::new(c.queue, DropPolicy::Oldest),
-                OutputConfig::Mqtt(c) => Queue::new(c.queue, DropPolicy::Newest),
+                OutputConfig::Webhook(c) => Queue::lossless(c.queue, webhook::overflow(&name, c)?),
+                // QoS 0 is fire-and-forget by the user's own choice: the
+                // broker may drop it anyway, so a disk backlog buys nothing.
+                OutputConfig::Mqtt(c) if c.qos == 0 => Queue::new(c.queue, DropPolicy::Newest),
+                OutputConfig::Mqtt(c) => Queue::lossless(c.queue, mqtt::overflow(&name, c)?),
             });
             let counters = Arc::new(Counters::default());
             let r = match cfg {
@@ -387,8 +389,9 @@ impl Outputs {
     }
 
     /// Hands an effect to the output it names. Never waits: a full queue
-    /// spills (log), coalesces (GPIO levels) or drops (oldest for webhooks,
-    /// the new effect otherwise), and counts; drops are warned about.
+    /// spills (log, webhook, MQTT at QoS 1 or 2), coalesces (GPIO levels)
+    /// or drops the new effect (exec, MQTT at QoS 0), and counts; drops are
+    /// warned about.
     pub fn dispatch(&self, effect: Effect) -> Dispatched {
         let Some((name, out)) = self.outputs.get_key_value(&effect.output) else {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -405,10 +408,6 @@ impl Outputs {
             Pushed::Coalesced => {
                 out.counters.coalesced();
                 Dispatched::Coalesced
-            }
-            Pushed::QueuedDroppedOldest => {
-                out.shed(name, 1, "queue full: the oldest queued effect was dropped");
-                Dispatched::QueuedDroppedOldest
             }
             Pushed::Dropped => {
                 out.shed(name, 1, "queue full or closed: the new effect was dropped");
