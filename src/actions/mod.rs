@@ -3,8 +3,10 @@
 //!
 //! Each configured output runs in its own task behind a bounded queue, so
 //! `dispatch` never waits and one slow or stuck output never stalls another
-//! or the data path. GPIO lines have a failsafe state, applied at start-up,
-//! on `failsafe()` and when `Outputs` is dropped.
+//! or the data path. The log, webhook and MQTT (QoS 1, 2) outputs are
+//! lossless up to their spill file's bound (`spill.rs`). GPIO lines have a
+//! failsafe state, applied at start-up, on `failsafe()` and when `Outputs`
+//! is dropped.
 //!
 //! ```toml
 //! [outputs.door]
@@ -32,6 +34,8 @@
 //! retry_min = "200ms"
 //! retry_max = "10s"
 //! max_attempts = 5
+//! spill_max_bytes = 67108864   # a burst beyond `queue` waits on disk
+//! spill_dir = "/var/lib/trickle-edge/spill"  # default: <state dir>/spill
 //!
 //! [outputs.bus]
 //! type = "mqtt"
