@@ -279,3 +279,47 @@ async fn rejects_urls_other_than_http_and_https() {
     let cfg = configs(json!({ "hook": { "type": "webhook", "url": "https://example.invalid/" } }));
     trickle_edge::actions::Outputs::build(&cfg).expect("https:// is supported");
 }
+
+/// A stop with a stalled receiver keeps what was not sent (queued in
+/// memory, in flight, spilled): the next start POSTs all of it first, in
+/// order, to a receiver that answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_stop_left_unsent_is_posted_first_after_a_restart() {
+    const N: i64 = 300;
+    let dir = temp_dir("webhook-restart");
+    let config = |url: String| {
+        json!({ "hook": {
+            "type": "webhook", "url": url, "timeout": "600s", "max_attempts": 1,
+            "queue": 8, "spill_dir": dir,
+        }})
+    };
+    let stalled = HeldWebhook::start().await;
+    let out = build(config(format!("http://{}/hook", stalled.addr)));
+    for seq in 0..N {
+        out.dispatch(effect("hook", Deliver, seq));
+    }
+    wait_until("the first POST held", || {
+        stalled.waiting.load(std::sync::atomic::Ordering::SeqCst) == 1
+    })
+    .await;
+    out.shutdown(Duration::from_millis(100)).await;
+    assert!(stalled.seqs().is_empty());
+    assert!(
+        dir.join("hook.spill").exists(),
+        "nothing kept for the next start"
+    );
+
+    let up = HeldWebhook::start().await;
+    up.open();
+    let again = build(config(format!("http://{}/hook", up.addr)));
+    wait_until("every effect of the last run delivered", || {
+        again.counters_of("hook").unwrap().sent == N as u64
+    })
+    .await;
+    assert_eq!(up.seqs(), (0..N).collect::<Vec<_>>());
+    assert!(
+        !dir.join("hook.spill").exists(),
+        "a drained spill is removed"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -152,15 +152,42 @@ impl Running {
 }
 
 impl Running {
-    /// Stops the task, closes the line (failsafe) and gives it back to the
+    /// Stops the task, keeps what a lossless output had not sent for the
+    /// next start, closes the line (failsafe) and gives it back to the
     /// kernel at once, without waiting for the aborted task to drop it.
-    fn close(&self) {
+    fn close(&self, name: &str) {
         self.queue.close();
         if let Some(t) = self.task.lock_ignoring_poison().take() {
             t.abort();
         }
+        self.keep_unsent(name);
         if let Some(line) = &self.line {
             line.release();
+        }
+    }
+
+    /// After the task was stopped: a webhook's or MQTT output's effects
+    /// still queued in memory (the one being sent among them) go to the
+    /// front of its spill, so a restart sends them first (the spill's own
+    /// unsent lines are there already). Counted as spilled.
+    fn keep_unsent(&self, name: &str) {
+        if !matches!(self.kind, "webhook" | "mqtt") {
+            return;
+        }
+        match self.queue.keep_unsent() {
+            Ok(0) => {}
+            Ok(n) => {
+                for _ in 0..n {
+                    self.counters.spilled();
+                }
+                tracing::info!(
+                    output = name,
+                    kind = self.kind,
+                    kept = n,
+                    "unsent effects kept in the spill for the next start"
+                );
+            }
+            Err((n, why)) => self.shed(name, n as u64, &why),
         }
     }
 }
@@ -217,11 +244,16 @@ impl Outputs {
                 OutputConfig::Gpio(c) => Queue::new(c.queue, DropPolicy::CoalesceLevels),
                 OutputConfig::Log(c) => Queue::lossless(c.queue, log::overflow(&name, c)?),
                 OutputConfig::Exec(c) => Queue::new(c.queue, DropPolicy::Newest),
-                OutputConfig::Webhook(c) => Queue::lossless(c.queue, webhook::overflow(&name, c)?),
+                // `+ 1`: a webhook or MQTT output leaves the effect it is
+                // sending queued until it is sent (so a stop keeps it);
+                // `queue` still counts the ones waiting behind it.
+                OutputConfig::Webhook(c) => {
+                    Queue::lossless(c.queue + 1, webhook::overflow(&name, c)?)
+                }
                 // QoS 0 is fire-and-forget by the user's own choice: the
                 // broker may drop it anyway, so a disk backlog buys nothing.
                 OutputConfig::Mqtt(c) if c.qos == 0 => Queue::new(c.queue, DropPolicy::Newest),
-                OutputConfig::Mqtt(c) => Queue::lossless(c.queue, mqtt::overflow(&name, c)?),
+                OutputConfig::Mqtt(c) => Queue::lossless(c.queue + 1, mqtt::overflow(&name, c)?),
             });
             let counters = Arc::new(Counters::default());
             let r = match cfg {
@@ -324,8 +356,8 @@ impl Outputs {
         {
             return self.unchanged(Some(e));
         }
-        for (_, r) in &to_release {
-            r.close();
+        for (name, r) in &to_release {
+            r.close(name);
         }
         match Outputs::build_with(&to_build, self.simulated.clone()) {
             Ok(built) => {
@@ -453,6 +485,7 @@ impl Outputs {
             {
                 tracing::warn!(output = %name, kind = out.kind, "output did not finish before the shutdown deadline");
                 task.abort();
+                out.keep_unsent(name);
             }
         }
         let mut writes = tokio::task::JoinSet::new();
@@ -527,8 +560,8 @@ impl Outputs {
 
 impl Drop for Outputs {
     fn drop(&mut self) {
-        for (_, out) in self.owned() {
-            out.close();
+        for (name, out) in self.owned() {
+            out.close(name);
         }
     }
 }

@@ -323,8 +323,9 @@ pub(crate) async fn run(
     while queue.ready().await {
         // The queue first: while the overflow holds messages, new effects
         // go behind them there, so what is queued is older.
-        if let Some(effect) = queue.try_pop() {
+        if let Some(effect) = queue.front() {
             publish(render_topic(&cfg.topic, &effect), payload_of(&effect)).await;
+            queue.sent();
             continue;
         }
         let q = queue.clone();

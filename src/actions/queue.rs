@@ -241,9 +241,37 @@ impl Queue {
         }
     }
 
-    /// The next queued effect, without waiting.
-    pub(crate) fn try_pop(&self) -> Option<Effect> {
-        self.items.lock_ignoring_poison().pop_front()
+    /// The oldest queued effect, left queued until [`sent`](Self::sent):
+    /// an output stopped while sending it keeps it (see
+    /// [`keep_unsent`](Self::keep_unsent)).
+    pub(crate) fn front(&self) -> Option<Effect> {
+        self.items.lock_ignoring_poison().front().cloned()
+    }
+
+    /// The effect [`front`](Self::front) gave was sent (or given up on).
+    pub(crate) fn sent(&self) {
+        self.items.lock_ignoring_poison().pop_front();
+    }
+
+    /// For a lossless queue whose consumer has stopped: moves what is still
+    /// queued in memory to the front of the overflow file, so the next
+    /// start sends it first. Returns how many; an error says how many could
+    /// not be kept and why (they are discarded). Blocking file I/O.
+    pub(crate) fn keep_unsent(&self) -> Result<usize, (usize, String)> {
+        let Some(overflow) = &self.overflow else {
+            return Ok(0);
+        };
+        let mut overflow = overflow.lock_ignoring_poison();
+        let items: Vec<Effect> = self.items.lock_ignoring_poison().drain(..).collect();
+        let lines: Vec<Vec<u8>> = items.iter().map(|e| (overflow.render)(e)).collect();
+        overflow.file.prepend(&lines).map_err(|e| {
+            let why = format!(
+                "cannot keep unsent effects in {} at a stop: {e}",
+                overflow.file.path().display()
+            );
+            (lines.len(), why)
+        })?;
+        Ok(lines.len())
     }
 
     /// Next effect; after `close`, drains what is left and then returns `None`.

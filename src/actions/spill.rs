@@ -252,6 +252,44 @@ impl SpillFile {
         file.write_all_at(&header(self.start), 0)
     }
 
+    /// Puts `lines` before every unread line: what a stopping output still
+    /// held in memory, older than anything it spilled. Rewrites the file
+    /// (through a temporary one and a rename), so it is for a stop, not for
+    /// the hot path. The bound is not checked: those lines (at most the
+    /// output's `queue`) were accepted already.
+    pub(crate) fn prepend(&mut self, lines: &[Vec<u8>]) -> io::Result<()> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let mut body: Vec<u8> = lines.concat();
+        if let Some(file) = &self.file {
+            let mut unread = vec![0u8; (self.end - self.start) as usize];
+            file.read_exact_at(&mut unread, self.start)?;
+            body.extend_from_slice(&unread);
+        }
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut tmp = self.path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
+        {
+            let f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&tmp)?;
+            f.write_all_at(&header(HEADER_LEN), 0)?;
+            f.write_all_at(&body, HEADER_LEN)?;
+        }
+        std::fs::rename(&tmp, &self.path)?;
+        self.file = Some(self.open_file()?);
+        self.start = HEADER_LEN;
+        self.end = HEADER_LEN + body.len() as u64;
+        self.lines += lines.len() as u64;
+        Ok(())
+    }
+
     /// [`peek`](Self::peek) and [`consume`](Self::consume) at once, for a
     /// reader that cannot fail to send what it took.
     #[cfg(test)]
@@ -366,5 +404,24 @@ mod tests {
         assert_eq!(path_in(dir, "hook-1_a.b"), dir.join("hook-1_a.b.spill"));
         assert_eq!(path_in(dir, "../x"), dir.join("%2E.%2Fx.spill"));
         assert_eq!(path_in(dir, "a b/é"), dir.join("a%20b%2F%C3%A9.spill"));
+    }
+
+    #[test]
+    fn prepended_lines_come_before_the_unread_ones_and_survive_a_restart() {
+        let path = temp("prepend");
+        let mut s = SpillFile::open(path.clone(), 1 << 20).unwrap();
+        s.prepend(&[b"a\n".to_vec()]).unwrap();
+        s.append(b"c\n").unwrap();
+        s.append(b"d\n").unwrap();
+        s.consume(1, 2).unwrap(); // "a" sent
+        s.prepend(&[b"b\n".to_vec()]).unwrap();
+        drop(s);
+        let mut again = SpillFile::open(path.clone(), 1 << 20).unwrap();
+        assert_eq!(again.pending(), 3);
+        assert_eq!(
+            again.take(10).unwrap(),
+            vec![b"b\n".to_vec(), b"c\n".to_vec(), b"d\n".to_vec()]
+        );
+        std::fs::remove_dir_all(path.parent().unwrap()).ok();
     }
 }

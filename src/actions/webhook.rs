@@ -211,8 +211,9 @@ pub(crate) async fn run(
     while queue.ready().await {
         // The queue first: while the overflow holds bodies, new effects go
         // behind them there, so what is queued is older.
-        if let Some(effect) = queue.try_pop() {
+        if let Some(effect) = queue.front() {
             deliver(&output, &cfg, &target, &counters, body_of(&effect)).await;
+            queue.sent();
             continue;
         }
         let q = queue.clone();
