@@ -3,8 +3,9 @@
 MQTT 3.1.1 subscriber at QoS 1 (raw socket, standard library only). Each
 records the detection number `payload.n` of what it got. Touches READY once
 subscribed; when both have N, or nothing new came for STALL seconds, prints
-one line per peer: received, whether in fire order with no repeat, and the
-wall-clock time (epoch seconds) of the last arrival.
+one line per peer: received, whether in fire order (each number above the
+one before: none repeated or reordered; gaps are what `received` counts),
+and the wall-clock time (epoch seconds) of the last arrival.
 Usage: python3 burst_peers.py HTTP_PORT BROKER_PORT N READY_FILE
 """
 import json
@@ -86,7 +87,14 @@ def read_packet(sock, buf):
 
 
 def subscribe():
-    sock = socket.create_connection(("127.0.0.1", BROKER_PORT))
+    for _ in range(100):
+        try:
+            sock = socket.create_connection(("127.0.0.1", BROKER_PORT))
+            break
+        except ConnectionRefusedError:
+            time.sleep(0.1)
+    else:
+        raise SystemExit(f"no MQTT broker on 127.0.0.1:{BROKER_PORT}")
     buf = bytearray()
     sock.sendall(packet(0x10, string("MQTT") + bytes([4, 0x02]) + struct.pack("!H", 600) + string("burst-sub")))
     read_packet(sock, buf)  # CONNACK
@@ -117,4 +125,5 @@ while still < STALL and (len(got["webhook"]) < N or len(got["mqtt"]) < N):
     seen = now
 for peer in ("webhook", "mqtt"):
     g = got[peer]
-    print(f"{peer}: received={len(g)} of {N} in_order={'yes' if g == list(range(len(g))) else 'no'} last_at={last[peer]:.3f}")
+    ordered = all(a < b for a, b in zip(g, g[1:]))
+    print(f"{peer}: received={len(g)} of {N} in_order={'yes' if ordered else 'no'} last_at={last[peer]:.3f}")

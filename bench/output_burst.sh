@@ -18,7 +18,7 @@ HOOK_PORT=$((PORT + 1))
 BROKER_PORT=$((PORT + 2))
 URL="http://127.0.0.1:$PORT/ai/trickle/data"
 TMP=$(mktemp -d)
-trap 'kill $SRV $BROKER $PEERS 2>/dev/null || true; rm -rf "$TMP"' EXIT
+trap 'kill $SRV $BROKER $PEERS 2>/dev/null || true; wait 2>/dev/null; rm -rf "$TMP"' EXIT
 $BIN serve --listen "127.0.0.1:$PORT" --channel data=application/jsonl >/dev/null 2>&1 & SRV=$!
 printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 0\nmax_inflight_messages 0\n' \
   "$BROKER_PORT" > "$TMP/mosquitto.conf"
@@ -59,5 +59,6 @@ for out in hook bus; do
   line=$(grep "^$peer:" "$TMP/peers")
   at=$(sed 's/.*last_at=//' <<<"$line")
   summary=$(grep -E "^output $out:" "$TMP/err" || echo "output $out: (no per-output summary)")
-  echo "${line% last_at=*} publish_to_last=$(awk "BEGIN { printf \"%.2f\", $at - $t0 }")s subscriber_peak_rss_kib=$rss $summary"
+  took=$(awk "BEGIN { if ($at > 0) printf \"%.2fs\", $at - $t0; else print \"n/a\" }")
+  echo "${line% last_at=*} publish_to_last=$took subscriber_peak_rss_kib=$rss $summary"
 done
