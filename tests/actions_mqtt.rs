@@ -321,3 +321,37 @@ async fn config_errors_name_the_field() {
         assert!(err.starts_with(&format!("output `bus`: {field}")), "{err}");
     }
 }
+
+/// QoS 0 is fire-and-forget by the user's choice: a full queue sheds the
+/// new message (counted), it never spills. QoS 1 spills instead. On a
+/// current-thread runtime the outputs' tasks cannot run between these
+/// calls, so the queues only fill.
+#[tokio::test]
+async fn qos_0_sheds_and_qos_1_spills_when_the_queue_is_full() {
+    use trickle_edge::actions::Dispatched;
+    let dir = temp_dir("mqtt-qos");
+    let broker = format!("mqtt://127.0.0.1:{}", free_port()); // nothing listens
+    let out = build(json!({
+        "q0": { "type": "mqtt", "broker": broker, "qos": 0, "queue": 2, "spill_dir": dir },
+        "q1": { "type": "mqtt", "broker": broker, "qos": 1, "queue": 2, "spill_dir": dir },
+    }));
+    let outcomes = |name: &str| -> Vec<Dispatched> {
+        (0..5)
+            .map(|seq| out.dispatch(effect(name, Deliver, seq)))
+            .collect()
+    };
+    use Dispatched::{Dropped, Queued, Spilled};
+    // QoS 1 keeps a third in memory: the one being sent stays queued
+    // until it is handed to the MQTT client.
+    assert_eq!(outcomes("q0"), [Queued, Queued, Dropped, Dropped, Dropped]);
+    assert_eq!(outcomes("q1"), [Queued, Queued, Queued, Spilled, Spilled]);
+    let (q0, q1) = (
+        out.counters_of("q0").unwrap(),
+        out.counters_of("q1").unwrap(),
+    );
+    assert_eq!((q0.dropped, q0.spilled), (3, 0));
+    assert_eq!((q1.dropped, q1.spilled), (0, 2));
+    assert!(!dir.join("q0.spill").exists() && dir.join("q1.spill").exists());
+    drop(out);
+    std::fs::remove_dir_all(&dir).ok();
+}
