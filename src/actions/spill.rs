@@ -122,7 +122,8 @@ impl SpillFile {
             Err(e) => return Err(e),
         };
         let file = spill.open_file()?;
-        let (mut body, next) = match parse_header(&left) {
+        let had_header = parse_header(&left);
+        let (mut body, next) = match had_header {
             Some(next) => (left[HEADER_LEN as usize..].to_vec(), next.max(HEADER_LEN)),
             // No header: a file written before there was one; all unread.
             None => (left, HEADER_LEN),
@@ -136,8 +137,10 @@ impl SpillFile {
             std::fs::remove_file(&spill.path)?;
             return Ok(spill);
         }
-        file.write_all_at(&header(next), 0)?;
-        file.write_all_at(&body, HEADER_LEN)?;
+        if had_header.is_none() {
+            file.write_all_at(&header(next), 0)?;
+            file.write_all_at(&body, HEADER_LEN)?;
+        }
         file.set_len(end)?;
         spill.lines = body[(next - HEADER_LEN) as usize..]
             .iter()
