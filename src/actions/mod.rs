@@ -248,12 +248,14 @@ impl Outputs {
                 // sending queued until it is sent (so a stop keeps it);
                 // `queue` still counts the ones waiting behind it.
                 OutputConfig::Webhook(c) => {
-                    Queue::lossless(c.queue + 1, webhook::overflow(&name, c)?)
+                    Queue::lossless(c.queue.saturating_add(1), webhook::overflow(&name, c)?)
                 }
                 // QoS 0 is fire-and-forget by the user's own choice: the
                 // broker may drop it anyway, so a disk backlog buys nothing.
                 OutputConfig::Mqtt(c) if c.qos == 0 => Queue::new(c.queue, DropPolicy::Newest),
-                OutputConfig::Mqtt(c) => Queue::lossless(c.queue + 1, mqtt::overflow(&name, c)?),
+                OutputConfig::Mqtt(c) => {
+                    Queue::lossless(c.queue.saturating_add(1), mqtt::overflow(&name, c)?)
+                }
             });
             let counters = Arc::new(Counters::default());
             let r = match cfg {
