@@ -19,6 +19,7 @@ pub mod procfs;
 pub mod rules;
 pub mod shutdown;
 pub mod stage;
+pub mod state_dir;
 pub mod status;
 pub mod sync;
 pub mod trickle;

@@ -10,7 +10,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use support::actions::{build, configs, effect};
 use support::net::free_port;
-use support::time::{wait_until, within};
+use support::time::{wait_until, wait_until_for, within};
 use support::tmp::temp_dir;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -23,10 +23,15 @@ struct Broker {
 
 impl Broker {
     async fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, "").await
+    }
+
+    /// With `extra` lines appended to its config.
+    async fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf: PathBuf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
         )
         .unwrap();
         let child = Command::new("mosquitto")
@@ -49,13 +54,36 @@ impl Broker {
     async fn kill(mut self) {
         self.child.kill().await.unwrap();
     }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the broker: stopped, it keeps its
+    /// sockets open and reads nothing, as a wedged broker would.
+    async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("broker running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
+    }
 }
 
 /// A subscriber that (re)subscribes on every connection and forwards
 /// publishes as (topic, retain flag, JSON payload).
 fn subscriber(port: u16, id: &str) -> mpsc::UnboundedReceiver<(String, bool, Value)> {
+    subscriber_with(port, id, Duration::from_secs(5))
+}
+
+/// [`subscriber`] with its own keep-alive: one that outlasts a stopped
+/// broker keeps its session (and the messages queued for it).
+fn subscriber_with(
+    port: u16,
+    id: &str,
+    keep_alive: Duration,
+) -> mpsc::UnboundedReceiver<(String, bool, Value)> {
     let mut opts = MqttOptions::new(id, "127.0.0.1", port);
-    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_keep_alive(keep_alive);
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut events) = AsyncClient::new(opts, 16);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -105,6 +133,7 @@ async fn publishes_retains_and_survives_broker_restart() {
         "type": "mqtt", "broker": format!("mqtt://127.0.0.1:{port}"), "client_id": "edge-test",
         "topic": "trickle-edge/{output}/{rule}/{type}/{channel}", "qos": 1, "retain": true,
         "reconnect_min": "100ms", "reconnect_max": "1s", "max_payload": 200_000,
+        "spill_dir": dir,
     }}));
 
     let mut live = subscriber(port, "sub-live");
@@ -178,6 +207,96 @@ async fn publishes_retains_and_survives_broker_restart() {
     broker.kill().await;
 }
 
+/// Issue 15 item 4: at QoS 1 a burst that finds the broker stopped is not
+/// shed. What the MQTT client and the queue cannot hold goes to the
+/// output's overflow file; once the broker runs again every message
+/// reaches a subscriber, once and in order, and a log output beside it got
+/// every line while the broker was stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_qos_1_burst_into_a_stopped_broker_is_published_whole_in_order() {
+    const N: i64 = 20_000;
+    const PROBE: i64 = 1_000_000;
+    let dir = temp_dir("mqtt-burst");
+    let port = free_port();
+    // Unbounded per-client queues: the broker must not shed for the
+    // subscriber what the agent did not shed.
+    let broker = Broker::start_with(
+        &dir,
+        port,
+        "max_queued_messages 0\nmax_inflight_messages 0\n",
+    )
+    .await;
+    let spill = dir.join("spill");
+    let log = dir.join("events.jsonl");
+    let out = build(json!({
+        "bus": {
+            "type": "mqtt", "broker": format!("mqtt://127.0.0.1:{port}"), "qos": 1,
+            "keep_alive": "600s", "queue": 16, "spill_dir": spill,
+        },
+        "events": { "type": "log", "path": log, "fsync_interval": "100ms" },
+    }));
+    let mut rx = subscriber_with(port, "sub-burst", Duration::from_secs(600));
+    // Subscribed once a probe gets through.
+    let mut probe = PROBE;
+    loop {
+        out.dispatch(effect("bus", Deliver, probe));
+        probe += 1;
+        if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(300), rx.recv()).await {
+            break;
+        }
+        assert!(probe < PROBE + 100, "no probe reached the subscriber");
+    }
+
+    broker.signal("STOP").await;
+    for seq in 0..N {
+        out.dispatch(effect("bus", Deliver, seq));
+        out.dispatch(effect("events", Deliver, seq));
+    }
+    let bus = || out.counters_of("bus").unwrap();
+    wait_until_for(Duration::from_secs(300), "every line in the log", || {
+        out.counters_of("events").unwrap().sent == N as u64
+    })
+    .await;
+    assert!(
+        bus().sent < N as u64,
+        "the stopped broker took the whole burst: {:?}",
+        bus()
+    );
+    assert!(
+        bus().spilled > 0,
+        "the burst went through the overflow: {:?}",
+        bus()
+    );
+    assert_eq!(bus().dropped, 0);
+    assert!(spill.join("bus.spill").exists());
+
+    broker.signal("CONT").await;
+    let mut got = Vec::with_capacity(N as usize);
+    while got.len() < N as usize {
+        let (_, _, v) = next(&mut rx).await;
+        let seq = v["seq"].as_i64().unwrap();
+        if seq < PROBE {
+            got.push(seq);
+        }
+    }
+    assert!(
+        got.iter().copied().eq(0..N),
+        "lost, repeated or reordered: first wrong at {:?}",
+        got.iter().zip(0..N).position(|(g, w)| *g != w)
+    );
+    wait_until("the overflow file drained and removed", || {
+        !spill.join("bus.spill").exists()
+    })
+    .await;
+    let c = bus();
+    assert_eq!(
+        (c.fired, c.dropped, c.failed),
+        (N as u64 + (probe - PROBE) as u64, 0, 0)
+    );
+    broker.kill().await;
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn config_errors_name_the_field() {
     for (cfg, field) in [
@@ -201,4 +320,38 @@ async fn config_errors_name_the_field() {
             .to_string();
         assert!(err.starts_with(&format!("output `bus`: {field}")), "{err}");
     }
+}
+
+/// QoS 0 is fire-and-forget by the user's choice: a full queue sheds the
+/// new message (counted), it never spills. QoS 1 spills instead. On a
+/// current-thread runtime the outputs' tasks cannot run between these
+/// calls, so the queues only fill.
+#[tokio::test]
+async fn qos_0_sheds_and_qos_1_spills_when_the_queue_is_full() {
+    use trickle_edge::actions::Dispatched;
+    let dir = temp_dir("mqtt-qos");
+    let broker = format!("mqtt://127.0.0.1:{}", free_port()); // nothing listens
+    let out = build(json!({
+        "q0": { "type": "mqtt", "broker": broker, "qos": 0, "queue": 2, "spill_dir": dir },
+        "q1": { "type": "mqtt", "broker": broker, "qos": 1, "queue": 2, "spill_dir": dir },
+    }));
+    let outcomes = |name: &str| -> Vec<Dispatched> {
+        (0..5)
+            .map(|seq| out.dispatch(effect(name, Deliver, seq)))
+            .collect()
+    };
+    use Dispatched::{Dropped, Queued, Spilled};
+    // QoS 1 keeps a third in memory: the one being sent stays queued
+    // until it is handed to the MQTT client.
+    assert_eq!(outcomes("q0"), [Queued, Queued, Dropped, Dropped, Dropped]);
+    assert_eq!(outcomes("q1"), [Queued, Queued, Queued, Spilled, Spilled]);
+    let (q0, q1) = (
+        out.counters_of("q0").unwrap(),
+        out.counters_of("q1").unwrap(),
+    );
+    assert_eq!((q0.dropped, q0.spilled), (3, 0));
+    assert_eq!((q1.dropped, q1.spilled), (0, 2));
+    assert!(!dir.join("q0.spill").exists() && dir.join("q1.spill").exists());
+    drop(out);
+    std::fs::remove_dir_all(&dir).ok();
 }

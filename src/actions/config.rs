@@ -148,6 +148,8 @@ pub struct LogConfig {
     pub spill_max_bytes: u64,
 }
 
+/// 64 MiB: hours of a busy output's effects, and little next to the SD
+/// cards these boards boot from.
 fn default_spill_max_bytes() -> u64 {
     64 * 1024 * 1024
 }
@@ -229,6 +231,16 @@ pub struct WebhookConfig {
     pub max_attempts: u32,
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Where the overflow file `<output>.spill` goes when the queue is full
+    /// (default: `<state dir>/spill`, the state dir being
+    /// `$STATE_DIRECTORY` or `/var/lib/trickle-edge`). It survives a
+    /// restart: what is left in it is sent first at the next start.
+    #[serde(default)]
+    pub spill_dir: Option<PathBuf>,
+    /// Bound of that overflow file. Only past it does the output drop (and
+    /// warn).
+    #[serde(default = "default_spill_max_bytes")]
+    pub spill_max_bytes: u64,
 }
 
 fn default_webhook_timeout() -> Duration {
@@ -305,6 +317,16 @@ pub struct MqttConfig {
     pub reconnect_max: Duration,
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// QoS 1 and 2: where the overflow file `<output>.spill` goes when the queue is full
+    /// (default: `<state dir>/spill`, the state dir being
+    /// `$STATE_DIRECTORY` or `/var/lib/trickle-edge`). It survives a
+    /// restart: what is left in it is sent first at the next start.
+    #[serde(default)]
+    pub spill_dir: Option<PathBuf>,
+    /// Bound of that overflow file. Only past it does the output drop (and
+    /// warn). QoS 0 never spills: it sheds, as the user chose.
+    #[serde(default = "default_spill_max_bytes")]
+    pub spill_max_bytes: u64,
 }
 
 fn default_topic() -> String {

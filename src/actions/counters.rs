@@ -34,9 +34,9 @@ pub struct OutputCounters {
     pub timeouts: u64,
     /// Effects handed to this output by the rules (whatever became of them).
     pub fired: u64,
-    /// Effects that went through the log output's overflow file because its
-    /// queue was full; not lost (they are also counted in `sent` once
-    /// written).
+    /// Effects that went through the output's overflow file (log, webhook,
+    /// MQTT at QoS 1 or 2) because its queue was full; not lost (they are
+    /// also counted in `sent` once written, POSTed or published).
     pub spilled: u64,
     /// GPIO levels replaced in the queue by a later level: not lost, only
     /// the latest level matters.

@@ -7,7 +7,7 @@
 //! A log is a record, so this output does not drop under a burst: what its
 //! queue cannot hold goes to its overflow file (`<path>.spill`, see
 //! [`super::spill`]) as finished lines, which the writer takes back in
-//! order once the queue is empty.
+//! order once the queue is empty, and marks consumed once written.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -24,7 +24,7 @@ use super::error::ActionError;
 use super::json::action_name;
 use super::json::{item_json, rfc3339};
 use super::queue::{Overflow, Queue};
-use super::spill::{SpillFile, path_for};
+use super::spill::path_for;
 use crate::rules::{Effect, OutputAction};
 
 /// The open log file and its rotation policy. Only used from blocking code.
@@ -154,18 +154,13 @@ fn open_append(path: &Path) -> io::Result<File> {
 /// The overflow file of a log output; one left by an earlier run is taken
 /// up (its lines are written first).
 pub(crate) fn overflow(output: &str, cfg: &LogConfig) -> Result<Overflow, ActionError> {
-    let path = path_for(&cfg.path);
-    let file =
-        SpillFile::open(path.clone(), cfg.spill_max_bytes).map_err(|source| ActionError::Io {
-            output: output.to_string(),
-            field: "path",
-            path,
-            source,
-        })?;
-    Ok(Overflow {
-        file,
-        render: line_now,
-    })
+    Overflow::open(
+        output,
+        "path",
+        path_for(&cfg.path),
+        cfg.spill_max_bytes,
+        Box::new(line_now),
+    )
 }
 
 /// Spilled lines written per batch.
@@ -225,9 +220,10 @@ pub(crate) async fn run(
         // The queue first: while the overflow holds lines, new effects go
         // behind them there, so what is queued is older.
         let batch = queue.drain_ready();
-        let lines: Vec<Vec<u8>> = if batch.is_empty() {
+        let from_spill = batch.is_empty();
+        let lines: Vec<Vec<u8>> = if from_spill {
             let q = queue.clone();
-            match tokio::task::spawn_blocking(move || q.take_spilled(SPILL_BATCH)).await {
+            match tokio::task::spawn_blocking(move || q.peek_spilled(SPILL_BATCH)).await {
                 Ok(Ok(lines)) => lines,
                 Ok(Err(e)) => {
                     tracing::warn!(output = %output, error = %e, "cannot read the log's overflow file back; retrying");
@@ -241,6 +237,11 @@ pub(crate) async fn run(
             batch.iter().map(|e| line_for(e, now)).collect()
         };
         let count = lines.len();
+        let spilled_bytes: u64 = if from_spill {
+            lines.iter().map(|l| l.len() as u64).sum()
+        } else {
+            0
+        };
         if journald {
             for e in &batch {
                 let item = e.item.as_deref();
@@ -270,6 +271,17 @@ pub(crate) async fn run(
         )
         .await
         .unwrap_or(0);
+        if from_spill {
+            // Taken whether written or not: a line the log could not take
+            // is counted failed, as one from the queue is.
+            let q = queue.clone();
+            let consumed =
+                tokio::task::spawn_blocking(move || q.consume_spilled(count as u64, spilled_bytes))
+                    .await;
+            if let Ok(Err(e)) = consumed {
+                tracing::warn!(output = %output, error = %e, "cannot update the log's overflow file");
+            }
+        }
         for _ in 0..written {
             counters.sent();
         }

@@ -3,8 +3,10 @@
 //!
 //! Each configured output runs in its own task behind a bounded queue, so
 //! `dispatch` never waits and one slow or stuck output never stalls another
-//! or the data path. GPIO lines have a failsafe state, applied at start-up,
-//! on `failsafe()` and when `Outputs` is dropped.
+//! or the data path. The log, webhook and MQTT (QoS 1, 2) outputs are
+//! lossless up to their spill file's bound (`spill.rs`). GPIO lines have a
+//! failsafe state, applied at start-up, on `failsafe()` and when `Outputs`
+//! is dropped.
 //!
 //! ```toml
 //! [outputs.door]
@@ -32,6 +34,8 @@
 //! retry_min = "200ms"
 //! retry_max = "10s"
 //! max_attempts = 5
+//! spill_max_bytes = 67108864   # a burst beyond `queue` waits on disk
+//! spill_dir = "/var/lib/trickle-edge/spill"  # default: <state dir>/spill
 //!
 //! [outputs.bus]
 //! type = "mqtt"
@@ -98,9 +102,8 @@ struct ShedWarning {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dispatched {
     Queued,
-    /// Queued after evicting the output's oldest queued effect (webhook).
-    QueuedDroppedOldest,
-    /// Written to the log output's overflow file: late, not lost.
+    /// Written to the output's overflow file (log, webhook, MQTT at QoS 1
+    /// or 2): late, not lost.
     Spilled,
     /// Replaced the GPIO level queued last: only the latest level matters.
     Coalesced,
@@ -149,15 +152,42 @@ impl Running {
 }
 
 impl Running {
-    /// Stops the task, closes the line (failsafe) and gives it back to the
+    /// Stops the task, keeps what a lossless output had not sent for the
+    /// next start, closes the line (failsafe) and gives it back to the
     /// kernel at once, without waiting for the aborted task to drop it.
-    fn close(&self) {
+    fn close(&self, name: &str) {
         self.queue.close();
         if let Some(t) = self.task.lock_ignoring_poison().take() {
             t.abort();
         }
+        self.keep_unsent(name);
         if let Some(line) = &self.line {
             line.release();
+        }
+    }
+
+    /// After the task was stopped: a webhook's or MQTT output's effects
+    /// still queued in memory (the one being sent among them) go to the
+    /// front of its spill, so a restart sends them first (the spill's own
+    /// unsent lines are there already). Counted as spilled.
+    fn keep_unsent(&self, name: &str) {
+        if !matches!(self.kind, "webhook" | "mqtt") {
+            return;
+        }
+        match self.queue.keep_unsent() {
+            Ok(0) => {}
+            Ok(n) => {
+                for _ in 0..n {
+                    self.counters.spilled();
+                }
+                tracing::info!(
+                    output = name,
+                    kind = self.kind,
+                    kept = n,
+                    "unsent effects kept in the spill for the next start"
+                );
+            }
+            Err((n, why)) => self.shed(name, n as u64, &why),
         }
     }
 }
@@ -214,8 +244,18 @@ impl Outputs {
                 OutputConfig::Gpio(c) => Queue::new(c.queue, DropPolicy::CoalesceLevels),
                 OutputConfig::Log(c) => Queue::lossless(c.queue, log::overflow(&name, c)?),
                 OutputConfig::Exec(c) => Queue::new(c.queue, DropPolicy::Newest),
-                OutputConfig::Webhook(c) => Queue::new(c.queue, DropPolicy::Oldest),
-                OutputConfig::Mqtt(c) => Queue::new(c.queue, DropPolicy::Newest),
+                // `+ 1`: a webhook or MQTT output leaves the effect it is
+                // sending queued until it is sent (so a stop keeps it);
+                // `queue` still counts the ones waiting behind it.
+                OutputConfig::Webhook(c) => {
+                    Queue::lossless(c.queue.saturating_add(1), webhook::overflow(&name, c)?)
+                }
+                // QoS 0 is fire-and-forget by the user's own choice: the
+                // broker may drop it anyway, so a disk backlog buys nothing.
+                OutputConfig::Mqtt(c) if c.qos == 0 => Queue::new(c.queue, DropPolicy::Newest),
+                OutputConfig::Mqtt(c) => {
+                    Queue::lossless(c.queue.saturating_add(1), mqtt::overflow(&name, c)?)
+                }
             });
             let counters = Arc::new(Counters::default());
             let r = match cfg {
@@ -318,8 +358,8 @@ impl Outputs {
         {
             return self.unchanged(Some(e));
         }
-        for (_, r) in &to_release {
-            r.close();
+        for (name, r) in &to_release {
+            r.close(name);
         }
         match Outputs::build_with(&to_build, self.simulated.clone()) {
             Ok(built) => {
@@ -387,8 +427,9 @@ impl Outputs {
     }
 
     /// Hands an effect to the output it names. Never waits: a full queue
-    /// spills (log), coalesces (GPIO levels) or drops (oldest for webhooks,
-    /// the new effect otherwise), and counts; drops are warned about.
+    /// spills (log, webhook, MQTT at QoS 1 or 2), coalesces (GPIO levels)
+    /// or drops the new effect (exec, MQTT at QoS 0), and counts; drops are
+    /// warned about.
     pub fn dispatch(&self, effect: Effect) -> Dispatched {
         let Some((name, out)) = self.outputs.get_key_value(&effect.output) else {
             self.unrouted.fetch_add(1, Ordering::Relaxed);
@@ -405,10 +446,6 @@ impl Outputs {
             Pushed::Coalesced => {
                 out.counters.coalesced();
                 Dispatched::Coalesced
-            }
-            Pushed::QueuedDroppedOldest => {
-                out.shed(name, 1, "queue full: the oldest queued effect was dropped");
-                Dispatched::QueuedDroppedOldest
             }
             Pushed::Dropped => {
                 out.shed(name, 1, "queue full or closed: the new effect was dropped");
@@ -450,6 +487,7 @@ impl Outputs {
             {
                 tracing::warn!(output = %name, kind = out.kind, "output did not finish before the shutdown deadline");
                 task.abort();
+                out.keep_unsent(name);
             }
         }
         let mut writes = tokio::task::JoinSet::new();
@@ -524,8 +562,8 @@ impl Outputs {
 
 impl Drop for Outputs {
     fn drop(&mut self) {
-        for (_, out) in self.owned() {
-            out.close();
+        for (name, out) in self.owned() {
+            out.close(name);
         }
     }
 }

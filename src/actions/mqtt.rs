@@ -4,7 +4,12 @@
 //! error reconnects, so the task only adds backoff with full jitter and logs
 //! once per state change (connected / lost), never once per failed attempt.
 //! Publishing waits for room in rumqttc's bounded request channel; while the
-//! broker is down that fills, then our queue fills and drops the newest.
+//! broker is down or slow that fills, then our queue fills. At QoS 1 and 2
+//! what the queue cannot hold goes to the output's overflow file
+//! (`<spill_dir>/<output>.spill`, see [`super::spill`]) as finished topic
+//! and payload, published in order once the broker takes them again; the
+//! file survives a restart. At QoS 0 the new effect is dropped (and
+//! counted): the user chose fire-and-forget, which MQTT itself may drop.
 //!
 //! `mqtts://` brokers are reached over TLS built by the crate's TLS policy
 //! (rumqttc is given our rustls config, so it uses the same `ring`
@@ -27,7 +32,8 @@ use super::config::MqttConfig;
 use super::counters::Counters;
 use super::error::ActionError;
 use super::json::item_json;
-use super::queue::Queue;
+use super::queue::{Overflow, Queue};
+use super::spill::{dir_or_default, path_in};
 use super::tls::{OutputTls, insecure_warning};
 use crate::backoff::Backoff;
 use crate::rules::Effect;
@@ -188,6 +194,46 @@ pub fn render_topic(template: &str, effect: &Effect) -> String {
         .replace("{channel}", &clean(item.map_or("none", |i| &i.channel)))
 }
 
+/// The overflow file of a QoS 1 or 2 output; one left by an earlier run is
+/// published first.
+pub(crate) fn overflow(output: &str, cfg: &MqttConfig) -> Result<Overflow, ActionError> {
+    let dir = dir_or_default(cfg.spill_dir.as_deref());
+    let template = cfg.topic.clone();
+    Overflow::open(
+        output,
+        "spill_dir",
+        path_in(&dir, output),
+        cfg.spill_max_bytes,
+        Box::new(move |e| spill_line(&render_topic(&template, e), &payload_of(e))),
+    )
+}
+
+/// The payload for an effect: compact JSON, so never a newline in it.
+fn payload_of(effect: &Effect) -> Vec<u8> {
+    serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref())).unwrap_or_default()
+}
+
+/// `"<topic as a JSON string>"\t<payload>\n`: a JSON string holds no raw
+/// tab or newline, and the payload (compact JSON) no raw newline.
+fn spill_line(topic: &str, payload: &[u8]) -> Vec<u8> {
+    let mut line = serde_json::to_vec(topic).unwrap_or_default();
+    line.push(b'\t');
+    line.extend_from_slice(payload);
+    line.push(b'\n');
+    line
+}
+
+/// The topic and payload of a spilled line.
+fn parse_spill_line(line: &[u8]) -> Option<(String, Vec<u8>)> {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let tab = line.iter().position(|b| *b == b'\t')?;
+    let topic = serde_json::from_slice(&line[..tab]).ok()?;
+    Some((topic, line[tab + 1..].to_vec()))
+}
+
+/// Spilled messages read back at once.
+const SPILL_BATCH: usize = 1024;
+
 /// Aborts the event-loop task when the publishing task ends or is aborted.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -263,18 +309,48 @@ pub(crate) async fn run(
             }
         }
     }));
-    while let Some(effect) = queue.pop().await {
-        let topic = render_topic(&cfg.topic, &effect);
-        let payload = serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref()))
-            .unwrap_or_default();
+    let publish = async |topic: String, payload: Vec<u8>| {
         if payload.len() > cfg.max_payload {
             counters.failed();
             tracing::warn!(output = %output, topic, bytes = payload.len(), max_payload = cfg.max_payload, "MQTT message too large, not published");
-            continue;
+            return;
         }
         if let Err(e) = client.publish(topic, plan.qos, cfg.retain, payload).await {
             counters.failed();
             tracing::warn!(output = %output, error = %e, "MQTT publish failed");
+        }
+    };
+    while queue.ready().await {
+        // The queue first: while the overflow holds messages, new effects
+        // go behind them there, so what is queued is older.
+        if let Some(effect) = queue.front() {
+            publish(render_topic(&cfg.topic, &effect), payload_of(&effect)).await;
+            queue.sent();
+            continue;
+        }
+        let q = queue.clone();
+        let lines = match tokio::task::spawn_blocking(move || q.peek_spilled(SPILL_BATCH)).await {
+            Ok(Ok(lines)) => lines,
+            Ok(Err(e)) => {
+                tracing::warn!(output = %output, error = %e, "cannot read the MQTT overflow file back; retrying");
+                sleep(cfg.reconnect_max).await;
+                continue;
+            }
+            Err(_) => break,
+        };
+        for line in lines {
+            match parse_spill_line(&line) {
+                Some((topic, payload)) => publish(topic, payload).await,
+                None => {
+                    counters.failed();
+                    tracing::warn!(output = %output, "unreadable line in the MQTT overflow file, skipped");
+                }
+            }
+            // Handed to the MQTT client: a restart from here does not
+            // publish it again.
+            if let Err(e) = queue.consume_spilled(1, line.len() as u64) {
+                tracing::warn!(output = %output, error = %e, "cannot update the MQTT overflow file");
+            }
         }
     }
     let _ = client.try_disconnect();
@@ -283,6 +359,16 @@ pub(crate) async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spill_lines_keep_topic_and_payload() {
+        for topic in ["a/b", "a\tb\n\"c\"", "é/\\"] {
+            let line = spill_line(topic, br#"{"x":"\t\n"}"#);
+            assert_eq!(line.iter().filter(|b| **b == b'\n').count(), 1);
+            let (t, p) = parse_spill_line(&line).unwrap();
+            assert_eq!((t.as_str(), p.as_slice()), (topic, &br#"{"x":"\t\n"}"#[..]));
+        }
+    }
 
     #[test]
     fn template_checks() {

@@ -2,17 +2,20 @@
 //! output can never stall the rules engine or the data decoder behind it.
 //!
 //! What happens when it is full depends on the output (see
-//! `docs/architecture.md`, "When an output cannot keep up"): the log output
-//! spills to its own file (lossless up to that file's bound), GPIO levels
-//! coalesce (only the latest level matters), a webhook sheds its oldest
-//! effect, exec and MQTT shed the new one. Every shed effect is counted.
+//! `docs/architecture.md`, "When an output cannot keep up"): the log, a
+//! webhook and MQTT at QoS 1 or 2 spill to their own file (lossless up to
+//! that file's bound), GPIO levels coalesce (only the latest level
+//! matters), exec and MQTT at QoS 0 shed the new effect. Every shed effect
+//! is counted.
 
 use std::collections::VecDeque;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Notify;
 
+use super::error::ActionError;
 use super::spill::{SpillFile, SpillRefused};
 use crate::rules::{Effect, OutputAction};
 use crate::sync::LockIgnoringPoison;
@@ -20,23 +23,26 @@ use crate::sync::LockIgnoringPoison;
 /// Which effect to give up when the queue is full.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DropPolicy {
-    /// Keep what is queued, refuse the new effect (GPIO, log, exec, MQTT:
-    /// order and the earliest evidence matter more than recency).
+    /// Keep what is queued, refuse the new effect (exec, MQTT at QoS 0, and
+    /// the in-memory part of a lossless queue: order and the earliest
+    /// evidence matter more than recency).
     Newest,
-    /// Evict the oldest queued effect (webhook: a receiver wants the latest
-    /// state more than a backlog that piled up while it was down).
-    Oldest,
     /// A new level (activate/deactivate) replaces the level queued last:
     /// only the latest level matters (GPIO). A pulse that finds no room is
     /// refused, as with `Newest`.
     CoalesceLevels,
 }
 
+/// Renders an effect as one spill line: what the output will send, ending
+/// in its only newline.
+pub(crate) type Render = Box<dyn Fn(&Effect) -> Vec<u8> + Send + Sync>;
+
 /// The overflow of a lossless queue: effects rendered as the lines the
-/// output writes, kept in a file.
+/// output writes (a log line, a webhook body, an MQTT topic and payload),
+/// kept in a file.
 pub(crate) struct Overflow {
     pub(crate) file: SpillFile,
-    pub(crate) render: fn(&Effect) -> Vec<u8>,
+    pub(crate) render: Render,
 }
 
 /// Single-consumer bounded FIFO of effects.
@@ -52,6 +58,27 @@ pub(crate) struct Queue {
     overflow: Option<Mutex<Overflow>>,
 }
 
+impl Overflow {
+    /// Opens the overflow file at `path` (one left by an earlier run is
+    /// taken up: its lines go first); an error names the output and the
+    /// config field that put the file there.
+    pub(crate) fn open(
+        output: &str,
+        field: &'static str,
+        path: PathBuf,
+        max_bytes: u64,
+        render: Render,
+    ) -> Result<Overflow, ActionError> {
+        let file = SpillFile::open(path.clone(), max_bytes).map_err(|source| ActionError::Io {
+            output: output.to_string(),
+            field,
+            path,
+            source,
+        })?;
+        Ok(Overflow { file, render })
+    }
+}
+
 impl std::fmt::Debug for Overflow {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Overflow")
@@ -64,8 +91,6 @@ impl std::fmt::Debug for Overflow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Pushed {
     Queued,
-    /// Queued, and the oldest queued effect was evicted to make room.
-    QueuedDroppedOldest,
     /// Replaced the level queued last (policy `CoalesceLevels`).
     Coalesced,
     /// Written to the overflow file (the queue was full, or the overflow
@@ -137,7 +162,7 @@ impl Queue {
         };
         if matches!(
             outcome,
-            Pushed::Queued | Pushed::QueuedDroppedOldest | Pushed::Coalesced | Pushed::Spilled
+            Pushed::Queued | Pushed::Coalesced | Pushed::Spilled
         ) {
             // notify_one stores a permit when the consumer is not waiting yet.
             self.ready.notify_one();
@@ -163,11 +188,6 @@ impl Queue {
             return Pushed::Queued;
         }
         match self.policy {
-            DropPolicy::Oldest => {
-                items.pop_front();
-                items.push_back(effect);
-                Pushed::QueuedDroppedOldest
-            }
             DropPolicy::CoalesceLevels
                 if is_level(&effect) && items.back().is_some_and(is_level) =>
             {
@@ -199,14 +219,59 @@ impl Queue {
             .map_or(0, |o| o.lock_ignoring_poison().file.pending())
     }
 
-    /// Up to `max` lines from the overflow, oldest first: for the consumer,
-    /// only once the in-memory queue is empty (those effects are older).
+    /// Up to `max` lines from the overflow, oldest first, left there until
+    /// [`consume_spilled`](Self::consume_spilled): for the consumer, only
+    /// once the in-memory queue is empty (those effects are older). While
+    /// they are there, new effects keep going behind them, so order holds.
     /// Blocking file I/O.
-    pub(crate) fn take_spilled(&self, max: usize) -> std::io::Result<Vec<Vec<u8>>> {
+    pub(crate) fn peek_spilled(&self, max: usize) -> std::io::Result<Vec<Vec<u8>>> {
         match &self.overflow {
-            Some(o) => o.lock_ignoring_poison().file.take(max),
+            Some(o) => o.lock_ignoring_poison().file.peek(max),
             None => Ok(Vec::new()),
         }
+    }
+
+    /// The first `lines` peeked lines (`bytes` long in all) were sent.
+    /// Rewrites the overflow file's small header (or removes the file once
+    /// drained): blocking, but no more than the push path's own append.
+    pub(crate) fn consume_spilled(&self, lines: u64, bytes: u64) -> std::io::Result<()> {
+        match &self.overflow {
+            Some(o) => o.lock_ignoring_poison().file.consume(lines, bytes),
+            None => Ok(()),
+        }
+    }
+
+    /// The oldest queued effect, left queued until [`sent`](Self::sent):
+    /// an output stopped while sending it keeps it (see
+    /// [`keep_unsent`](Self::keep_unsent)).
+    pub(crate) fn front(&self) -> Option<Effect> {
+        self.items.lock_ignoring_poison().front().cloned()
+    }
+
+    /// The effect [`front`](Self::front) gave was sent (or given up on).
+    pub(crate) fn sent(&self) {
+        self.items.lock_ignoring_poison().pop_front();
+    }
+
+    /// For a lossless queue whose consumer has stopped: moves what is still
+    /// queued in memory to the front of the overflow file, so the next
+    /// start sends it first. Returns how many; an error says how many could
+    /// not be kept and why (they are discarded). Blocking file I/O.
+    pub(crate) fn keep_unsent(&self) -> Result<usize, (usize, String)> {
+        let Some(overflow) = &self.overflow else {
+            return Ok(0);
+        };
+        let mut overflow = overflow.lock_ignoring_poison();
+        let items: Vec<Effect> = self.items.lock_ignoring_poison().drain(..).collect();
+        let lines: Vec<Vec<u8>> = items.iter().map(|e| (overflow.render)(e)).collect();
+        overflow.file.prepend(&lines).map_err(|e| {
+            let why = format!(
+                "cannot keep unsent effects in {} at a stop: {e}",
+                overflow.file.path().display()
+            );
+            (lines.len(), why)
+        })?;
+        Ok(lines.len())
     }
 
     /// Next effect; after `close`, drains what is left and then returns `None`.
@@ -265,7 +330,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("queue-spill-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = SpillFile::open(dir.join("log.spill"), 1 << 20).unwrap();
-        let q = Queue::lossless(3, Overflow { file, render });
+        let q = Queue::lossless(
+            3,
+            Overflow {
+                file,
+                render: Box::new(render),
+            },
+        );
         let mut outcomes = Vec::new();
         for n in 0..10 {
             outcomes.push(q.push(effect(n, OutputAction::Deliver)));
@@ -285,7 +356,10 @@ mod tests {
         assert_eq!(q.push(effect(10, OutputAction::Deliver)), Pushed::Spilled);
         assert!(q.ready().await);
         while q.spilled() > 0 {
-            for line in q.take_spilled(4).unwrap() {
+            let lines = q.peek_spilled(4).unwrap();
+            let bytes = lines.iter().map(|l| l.len() as u64).sum();
+            q.consume_spilled(lines.len() as u64, bytes).unwrap();
+            for line in lines {
                 seen.push(String::from_utf8(line).unwrap().trim_end().to_string());
             }
         }
@@ -302,7 +376,13 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("queue-full-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = SpillFile::open(dir.join("log.spill"), 6).unwrap();
-        let q = Queue::lossless(1, Overflow { file, render });
+        let q = Queue::lossless(
+            1,
+            Overflow {
+                file,
+                render: Box::new(render),
+            },
+        );
         assert_eq!(q.push(effect(0, OutputAction::Deliver)), Pushed::Queued);
         assert_eq!(q.push(effect(1, OutputAction::Deliver)), Pushed::Spilled);
         assert_eq!(q.push(effect(2, OutputAction::Deliver)), Pushed::Spilled);

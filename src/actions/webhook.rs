@@ -2,8 +2,11 @@
 //!
 //! One connection per delivery (webhooks are rare; no pool to go stale),
 //! each attempt bounded by `timeout`, failures retried with exponential
-//! backoff and full jitter. Deliveries are in order; while one is retrying,
-//! later effects wait in a queue that evicts the oldest when full.
+//! backoff and full jitter. Deliveries are in order; while one is retrying
+//! or a receiver is slow, later effects wait in the queue and, when it is
+//! full, in the output's overflow file (`<spill_dir>/<output>.spill`, see
+//! [`super::spill`]) as finished bodies. That file survives a restart, so
+//! a receiver that was down while the agent restarted still gets them.
 //!
 //! `https://` servers are verified by the crate's TLS policy (system roots,
 //! or the output's `ca_file` / `pin_sha256`; `insecure` warns at start). A
@@ -28,7 +31,8 @@ use super::config::WebhookConfig;
 use super::counters::Counters;
 use super::error::ActionError;
 use super::json::item_json;
-use super::queue::Queue;
+use super::queue::{Overflow, Queue};
+use super::spill::{dir_or_default, path_in};
 use super::tls::{OutputTls, insecure_warning};
 use crate::backoff::Backoff;
 
@@ -136,6 +140,32 @@ pub(crate) fn validate(output: &str, cfg: &WebhookConfig) -> Result<Target, Acti
     })
 }
 
+/// The webhook's overflow file; one left by an earlier run is sent first.
+pub(crate) fn overflow(output: &str, cfg: &WebhookConfig) -> Result<Overflow, ActionError> {
+    let dir = dir_or_default(cfg.spill_dir.as_deref());
+    Overflow::open(
+        output,
+        "spill_dir",
+        path_in(&dir, output),
+        cfg.spill_max_bytes,
+        Box::new(|e| {
+            let mut line = body_of(e).to_vec();
+            line.push(b'\n');
+            line
+        }),
+    )
+}
+
+/// The POST body for an effect: compact JSON, so never a newline in it.
+fn body_of(effect: &crate::rules::Effect) -> Bytes {
+    Bytes::from(
+        serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref())).unwrap_or_default(),
+    )
+}
+
+/// Spilled bodies read back at once.
+const SPILL_BATCH: usize = 256;
+
 /// How one attempt ended.
 enum Attempt {
     Delivered(StatusCode),
@@ -178,49 +208,82 @@ pub(crate) async fn run(
     if cfg.insecure {
         tracing::warn!(output = %output, url = %cfg.url, "{}", insecure_warning(&output, "webhook server"));
     }
-    while let Some(effect) = queue.pop().await {
-        let body = Bytes::from(
-            serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref()))
-                .unwrap_or_default(),
-        );
-        let mut backoff = Backoff::new(cfg.retry_min, cfg.retry_max);
-        let mut attempt = 1;
-        loop {
-            let outcome = match timeout(cfg.timeout, post(&target, body.clone())).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    counters.timeout();
-                    Attempt::Retry(RetryReason::NoResponse(cfg.timeout))
-                }
-            };
-            match outcome {
-                Attempt::Delivered(status) => {
-                    counters.sent();
-                    tracing::debug!(output = %output, url = %cfg.url, %status, attempt, "webhook delivered");
-                    break;
-                }
-                Attempt::Reject(status) => {
-                    counters.failed();
-                    tracing::warn!(output = %output, url = %cfg.url, %status, "webhook rejected, not retrying");
-                    break;
-                }
-                Attempt::Untrusted(error) => {
-                    counters.failed();
-                    tracing::warn!(output = %output, url = %cfg.url, %error, "webhook refused: TLS handshake failed, not retrying");
-                    break;
-                }
-                Attempt::Retry(reason) if attempt >= cfg.max_attempts => {
-                    counters.failed();
-                    tracing::warn!(output = %output, url = %cfg.url, attempt, %reason, "webhook failed, giving up");
-                    break;
-                }
-                Attempt::Retry(reason) => {
-                    let delay = backoff.next_delay();
-                    tracing::debug!(output = %output, url = %cfg.url, attempt, %reason, ?delay, "webhook attempt failed, retrying");
-                    sleep(delay).await;
-                    counters.retry();
-                    attempt += 1;
-                }
+    while queue.ready().await {
+        // The queue first: while the overflow holds bodies, new effects go
+        // behind them there, so what is queued is older.
+        if let Some(effect) = queue.front() {
+            deliver(&output, &cfg, &target, &counters, body_of(&effect)).await;
+            queue.sent();
+            continue;
+        }
+        let q = queue.clone();
+        let bodies = match tokio::task::spawn_blocking(move || q.peek_spilled(SPILL_BATCH)).await {
+            Ok(Ok(bodies)) => bodies,
+            Ok(Err(e)) => {
+                tracing::warn!(output = %output, error = %e, "cannot read the webhook's overflow file back; retrying");
+                sleep(cfg.retry_max).await;
+                continue;
+            }
+            Err(_) => return,
+        };
+        for mut body in bodies {
+            let len = body.len() as u64;
+            body.pop(); // the newline
+            deliver(&output, &cfg, &target, &counters, Bytes::from(body)).await;
+            // Sent (or given up on): a restart from here does not send it
+            // again.
+            if let Err(e) = queue.consume_spilled(1, len) {
+                tracing::warn!(output = %output, error = %e, "cannot update the webhook's overflow file");
+            }
+        }
+    }
+}
+
+/// POSTs one body, retrying as configured; counts how it ended.
+async fn deliver(
+    output: &str,
+    cfg: &WebhookConfig,
+    target: &Target,
+    counters: &Counters,
+    body: Bytes,
+) {
+    let mut backoff = Backoff::new(cfg.retry_min, cfg.retry_max);
+    let mut attempt = 1;
+    loop {
+        let outcome = match timeout(cfg.timeout, post(target, body.clone())).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                counters.timeout();
+                Attempt::Retry(RetryReason::NoResponse(cfg.timeout))
+            }
+        };
+        match outcome {
+            Attempt::Delivered(status) => {
+                counters.sent();
+                tracing::debug!(output, url = %cfg.url, %status, attempt, "webhook delivered");
+                return;
+            }
+            Attempt::Reject(status) => {
+                counters.failed();
+                tracing::warn!(output, url = %cfg.url, %status, "webhook rejected, not retrying");
+                return;
+            }
+            Attempt::Untrusted(error) => {
+                counters.failed();
+                tracing::warn!(output, url = %cfg.url, %error, "webhook refused: TLS handshake failed, not retrying");
+                return;
+            }
+            Attempt::Retry(reason) if attempt >= cfg.max_attempts => {
+                counters.failed();
+                tracing::warn!(output, url = %cfg.url, attempt, %reason, "webhook failed, giving up");
+                return;
+            }
+            Attempt::Retry(reason) => {
+                let delay = backoff.next_delay();
+                tracing::debug!(output, url = %cfg.url, attempt, %reason, ?delay, "webhook attempt failed, retrying");
+                sleep(delay).await;
+                counters.retry();
+                attempt += 1;
             }
         }
     }

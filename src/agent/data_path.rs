@@ -422,9 +422,7 @@ async fn run_rules(
             debug!(rule = %effect.rule, output = %effect.output, action = ?effect.action, "rule fired");
             match outputs.dispatch(effect) {
                 Dispatched::Queued | Dispatched::Spilled | Dispatched::Coalesced => {}
-                Dispatched::QueuedDroppedOldest
-                | Dispatched::Dropped
-                | Dispatched::UnknownOutput => {
+                Dispatched::Dropped | Dispatched::UnknownOutput => {
                     stats.effects_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }

@@ -109,10 +109,7 @@ fn bad_config(reason: String) -> JobError {
 
 /// Where trust-on-first-use pins live by default.
 fn default_pins_dir() -> PathBuf {
-    std::env::var_os("STATE_DIRECTORY")
-        .and_then(|d| std::env::split_paths(&d).next())
-        .unwrap_or_else(|| PathBuf::from("/var/lib/trickle-edge"))
-        .join("livepeer-pins")
+    crate::state_dir::state_dir().join("livepeer-pins")
 }
 
 /// The network settings of `job`: its token file (whose values win, as in

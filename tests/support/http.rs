@@ -254,3 +254,81 @@ pub async fn slow_webhook(
     ));
     (addr, answered, stop)
 }
+
+/// A webhook receiver on loopback that has stalled until [`open`]ed: every
+/// POST waits, then, once open, is answered 200 and its JSON body recorded
+/// in the order answered (the output sends one at a time, so that is the
+/// order sent).
+///
+/// [`open`]: HeldWebhook::open
+#[allow(dead_code)] // each test binary compiles the kit; not all use this
+pub struct HeldWebhook {
+    pub addr: std::net::SocketAddr,
+    /// Bodies answered, in order.
+    pub received: std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
+    /// Requests waiting for the gate right now.
+    pub waiting: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    gate: tokio::sync::watch::Sender<bool>,
+    _stop: trickle_edge::shutdown::ShutdownTrigger,
+}
+
+#[allow(dead_code)]
+impl HeldWebhook {
+    pub async fn start() -> HeldWebhook {
+        use http_body_util::BodyExt;
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Arc::default();
+        let waiting = Arc::new(AtomicU64::new(0));
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let (rec, wait) = (received.clone(), waiting.clone());
+        let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let (rec, wait, mut open) = (rec.clone(), wait.clone(), open.clone());
+            async move {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                wait.fetch_add(1, Ordering::SeqCst);
+                let _ = open.wait_for(|o| *o).await;
+                wait.fetch_sub(1, Ordering::SeqCst);
+                let v = body
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                rec.lock().unwrap().push(v);
+                Ok::<_, std::convert::Infallible>(hyper::Response::new(http_body_util::Full::new(
+                    bytes::Bytes::new(),
+                )))
+            }
+        });
+        let (stop, shutdown) = trickle_edge::shutdown::ShutdownTrigger::new();
+        tokio::spawn(trickle_edge::http_serve::serve(
+            listener,
+            svc,
+            Default::default(),
+            shutdown,
+        ));
+        HeldWebhook {
+            addr,
+            received,
+            waiting,
+            gate,
+            _stop: stop,
+        }
+    }
+
+    /// Lets every waiting and later request through.
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// The `seq` of each body answered, in order.
+    pub fn seqs(&self) -> Vec<i64> {
+        self.received
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["seq"].as_i64().unwrap_or(-1))
+            .collect()
+    }
+}
