@@ -305,6 +305,22 @@ pub struct MqttConfig {
     pub reconnect_max: Duration,
     #[serde(default = "default_queue")]
     pub queue: usize,
+    /// Announce this agent to Home Assistant over this broker (MQTT
+    /// discovery): a binary sensor per rule, a detections-per-minute
+    /// sensor, availability with a last will.
+    #[serde(default)]
+    pub homeassistant: bool,
+    /// Where Home Assistant listens for discovery configs.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// This board's id in Home Assistant (device identifier, topics);
+    /// defaults to the hostname. Letters, digits, `_` and `-`.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
 }
 
 fn default_topic() -> String {

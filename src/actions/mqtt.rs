@@ -16,16 +16,20 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use rustls::ClientConfig;
-use tokio::time::sleep;
+use tokio::sync::{broadcast, watch};
+use tokio::time::{Instant, sleep};
 
+use super::OutputContext;
 use super::config::MqttConfig;
 use super::counters::Counters;
 use super::error::ActionError;
+use super::homeassistant::{self, Discovery, Msg};
 use super::json::item_json;
 use super::queue::Queue;
 use super::tls::{OutputTls, insecure_warning};
@@ -130,6 +134,7 @@ pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionErr
         return Err(invalid("password", "needs `username`".into()));
     }
     OutputTls::from(cfg).check(output, encrypted, "broker", "mqtts:// brokers")?;
+    homeassistant::validate(output, cfg)?;
     if encrypted {
         rustls_pki_types::ServerName::try_from(host).map_err(|e| {
             invalid(
@@ -197,12 +202,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How long a clean stop waits for `offline` and the disconnect to leave.
+const GOODBYE: Duration = Duration::from_secs(1);
+
 pub(crate) async fn run(
     output: Arc<str>,
     cfg: MqttConfig,
     plan: Plan,
     queue: Arc<Queue>,
     counters: Arc<Counters>,
+    ctx: OutputContext,
 ) {
     let client_id = cfg
         .client_id
@@ -227,6 +236,12 @@ pub(crate) async fn run(
             tls.clone(),
         )));
     }
+    let mut discovery = cfg
+        .homeassistant
+        .then(|| Discovery::new(&cfg, ctx.live.clone(), ctx.model.as_deref()));
+    if let Some(d) = &discovery {
+        opts.set_last_will(d.last_will());
+    }
     for warning in warnings(&output, &cfg) {
         tracing::warn!(output = %output, "{warning}");
     }
@@ -238,7 +253,9 @@ pub(crate) async fn run(
     let ev_counters = counters.clone();
     let ev_output = output.clone();
     let (min, max) = (cfg.reconnect_min, cfg.reconnect_max);
-    let _event_loop = AbortOnDrop(tokio::spawn(async move {
+    // Counts connections, so discovery re-announces after each one.
+    let (connects_tx, mut connects) = watch::channel(0u64);
+    let mut event_loop = AbortOnDrop(tokio::spawn(async move {
         let mut backoff = Backoff::new(min, max);
         let mut connected: Option<bool> = None;
         loop {
@@ -249,8 +266,11 @@ pub(crate) async fn run(
                     }
                     connected = Some(true);
                     backoff.reset();
+                    connects_tx.send_modify(|n| *n += 1);
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(_))) => ev_counters.sent(),
+                // A clean stop: what was asked before it has been written.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
                     if connected != Some(false) {
@@ -263,21 +283,79 @@ pub(crate) async fn run(
             }
         }
     }));
-    while let Some(effect) = queue.pop().await {
-        let topic = render_topic(&cfg.topic, &effect);
-        let payload = serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref()))
-            .unwrap_or_default();
-        if payload.len() > cfg.max_payload {
-            counters.failed();
-            tracing::warn!(output = %output, topic, bytes = payload.len(), max_payload = cfg.max_payload, "MQTT message too large, not published");
-            continue;
-        }
-        if let Err(e) = client.publish(topic, plan.qos, cfg.retain, payload).await {
-            counters.failed();
-            tracing::warn!(output = %output, error = %e, "MQTT publish failed");
+    let mut names = ctx.live.rule_names();
+    let mut changes = ctx.live.subscribe();
+    let mut rate = tokio::time::interval(homeassistant::RATE_EVERY);
+    rate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ha = discovery.is_some();
+    loop {
+        let msgs: Vec<Msg> = tokio::select! {
+            effect = queue.pop() => {
+                let Some(effect) = effect else { break };
+                publish_item(&output, &cfg, &plan, &client, &counters, &effect).await;
+                continue;
+            }
+            Ok(()) = connects.changed(), if ha => {
+                connects.borrow_and_update();
+                discovery.as_mut().map(|d| d.on_connect(Instant::now())).unwrap_or_default()
+            }
+            Ok(()) = names.changed(), if ha => {
+                let now: Vec<String> = names.borrow_and_update().clone();
+                discovery.as_mut().map(|d| d.rules_changed(&now)).unwrap_or_default()
+            }
+            change = changes.recv(), if ha => match (change, &discovery) {
+                (Ok(c), Some(d)) => d.rule_change(&c).into_iter().collect(),
+                (Err(broadcast::error::RecvError::Lagged(_)), Some(d)) => d.states(),
+                _ => Vec::new(),
+            },
+            _ = rate.tick(), if ha => {
+                discovery.as_mut().and_then(|d| d.tick(Instant::now())).into_iter().collect()
+            }
+        };
+        for m in msgs {
+            publish_retained(&output, &client, m).await;
         }
     }
+    if let Some(d) = &discovery {
+        publish_retained(&output, &client, d.offline()).await;
+    }
     let _ = client.try_disconnect();
+    // Let the event loop write what is queued, up to the disconnect.
+    let _ = tokio::time::timeout(GOODBYE, &mut event_loop.0).await;
+}
+
+/// One effect's item, as JSON, to the topic its template names.
+async fn publish_item(
+    output: &str,
+    cfg: &MqttConfig,
+    plan: &Plan,
+    client: &AsyncClient,
+    counters: &Counters,
+    effect: &Effect,
+) {
+    let topic = render_topic(&cfg.topic, effect);
+    let payload =
+        serde_json::to_vec(&item_json(&effect.rule, effect.item.as_deref())).unwrap_or_default();
+    if payload.len() > cfg.max_payload {
+        counters.failed();
+        tracing::warn!(output = %output, topic, bytes = payload.len(), max_payload = cfg.max_payload, "MQTT message too large, not published");
+        return;
+    }
+    if let Err(e) = client.publish(topic, plan.qos, cfg.retain, payload).await {
+        counters.failed();
+        tracing::warn!(output = %output, error = %e, "MQTT publish failed");
+    }
+}
+
+/// A Home Assistant discovery, state or availability message: retained
+/// (a Home Assistant started later must find it) and at least once.
+async fn publish_retained(output: &str, client: &AsyncClient, m: Msg) {
+    if let Err(e) = client
+        .publish(m.topic, QoS::AtLeastOnce, true, m.payload)
+        .await
+    {
+        tracing::warn!(output = %output, error = %e, "Home Assistant publish failed");
+    }
 }
 
 #[cfg(test)]
