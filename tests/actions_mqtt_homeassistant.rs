@@ -200,6 +200,57 @@ async fn discovery_states_detections_and_removal_with_the_demo_agent() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_removed_while_the_agent_was_stopped_is_retracted_at_the_next_start() {
+    let dir = temp_dir("ha-restart");
+    let port = free_port();
+    let _broker = Broker::start(&dir, port).await;
+    let mut inbox = Inbox::new(subscribe(port, "ha-restart", &["homeassistant/#"]));
+    let worker = WorkerHandle::start(([127, 0, 0, 1], 0).into(), WorkerConfig::default())
+        .await
+        .unwrap();
+    let mut config =
+        trickle_edge::agent::demo::demo_config(&worker.url(), &dir.join("events.jsonl")).unwrap();
+    config
+        .outputs
+        .insert("ha".into(), mqtt_output(port, "cam2"));
+    let mut first = config.clone();
+    first.rules.push(
+        toml::from_str(
+            "name = \"gone\"\nmatch = { type = \"detection\" }\nthen = [{ output = \"events\" }]\n",
+        )
+        .unwrap(),
+    );
+    let gone = "homeassistant/binary_sensor/cam2/gone/config";
+    let kept = "homeassistant/binary_sensor/cam2/ball-in-left-third/config";
+    let agent = start_agent(resolved(first)).await;
+    inbox.on(0, gone).await;
+    agent.stop.trigger();
+    let _ = within("agent stop", agent.agent).await;
+
+    // Started again without the rule: the broker's retained copy of its
+    // config is the only trace of it, and is retracted.
+    let mark = inbox.seen.len();
+    let agent = start_agent(resolved(config)).await;
+    inbox.on_payload(mark, gone, "").await;
+    let (_, m) = inbox
+        .find(mark, "the kept rule's config", |m| {
+            m.topic == kept && !m.payload.is_empty()
+        })
+        .await;
+    assert_eq!(json(&m)["name"], "ball-in-left-third");
+    agent.stop.trigger();
+    let _ = within("agent stop", agent.agent).await;
+    assert!(
+        !inbox
+            .seen
+            .iter()
+            .any(|m| m.topic == kept && m.payload.is_empty()),
+        "the kept rule's config was deleted"
+    );
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(3), worker.shutdown()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_will_says_offline_when_the_agent_is_killed() {
     let dir = temp_dir("ha-kill");
     let port = free_port();

@@ -13,7 +13,11 @@
 //!   the agent dies or loses the broker.
 //!
 //! A rule removed by a reload gets an empty retained config (Home
-//! Assistant then deletes the entity) and an empty retained state.
+//! Assistant then deletes the entity) and an empty retained state. After
+//! each connect the output also subscribes to its own rule configs: a
+//! retained one naming no current rule (removed while the agent was
+//! stopped, or by a reload that also rebuilt this output) is retracted the
+//! same way.
 //!
 //! This module only builds messages; `mqtt.rs` publishes them, so the
 //! naming and payloads are tested without a broker.
@@ -122,6 +126,11 @@ pub(crate) struct Discovery {
     live: Arc<LiveFeed>,
     /// Rule names with a config published.
     announced: BTreeSet<String>,
+    /// The rules' names once the rules task reported them.
+    current: Option<BTreeSet<String>>,
+    /// Object ids of retained rule configs the broker holds, not yet
+    /// compared with the rules (which may not be known yet).
+    found: BTreeSet<String>,
     /// `(when, detections_total)`, covering the last minute.
     samples: VecDeque<(Instant, u64)>,
     last_rate: Option<u64>,
@@ -144,6 +153,8 @@ impl Discovery {
             device,
             live,
             announced: BTreeSet::new(),
+            current: None,
+            found: BTreeSet::new(),
             samples: VecDeque::new(),
             last_rate: None,
         }
@@ -156,6 +167,48 @@ impl Discovery {
     /// `offline`, retained, sent by the broker if the connection dies.
     pub(crate) fn last_will(&self) -> LastWill {
         LastWill::new(self.availability_topic(), "offline", QoS::AtLeastOnce, true)
+    }
+
+    /// What to subscribe to after each connect: this node's rule configs,
+    /// whose retained copies say what Home Assistant still shows.
+    pub(crate) fn configs_filter(&self) -> String {
+        format!("{}/binary_sensor/{}/+/config", self.prefix, self.node)
+    }
+
+    /// A retained rule config the broker holds (from `configs_filter`):
+    /// retracted if it names no current rule.
+    pub(crate) fn retained_config(&mut self, topic: &str, payload: &[u8]) -> Vec<Msg> {
+        let head = format!("{}/binary_sensor/{}/", self.prefix, self.node);
+        let id = topic
+            .strip_prefix(&head)
+            .and_then(|rest| rest.strip_suffix("/config"));
+        match id {
+            Some(id) if !payload.is_empty() && !id.contains('/') => {
+                self.found.insert(id.to_string());
+                self.retract_stale()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Empty retained config and state for each found config that names no
+    /// current rule; nothing until the rules are known.
+    fn retract_stale(&mut self) -> Vec<Msg> {
+        let Some(current) = &self.current else {
+            return Vec::new();
+        };
+        let ids: BTreeSet<String> = current.iter().map(|r| object_id(r)).collect();
+        let found = std::mem::take(&mut self.found);
+        found
+            .iter()
+            .filter(|id| !ids.contains(*id))
+            .flat_map(|id| {
+                [
+                    Msg::new(self.rule_config_topic(id), ""),
+                    Msg::new(self.rule_state_topic(id), ""),
+                ]
+            })
+            .collect()
     }
 
     pub(crate) fn offline(&self) -> Msg {
@@ -236,9 +289,11 @@ impl Discovery {
             Msg::new(self.availability_topic(), "online"),
             self.rate_config(),
         ];
-        let names: Vec<String> = self.live.rule_names().borrow().clone();
+        let names = self.live.rule_names().borrow().clone();
         self.announced.clear();
-        out.extend(self.rules_changed(&names));
+        if let Some(names) = names {
+            out.extend(self.rules_changed(&names));
+        }
         out.extend(self.states());
         self.last_rate = None;
         out.extend(self.tick(now));
@@ -259,7 +314,9 @@ impl Discovery {
             out.push(self.rule_config(new));
             out.push(self.rule_state(new, on.get(new).copied().unwrap_or(false)));
         }
-        self.announced = current;
+        self.announced = current.clone();
+        self.current = Some(current);
+        out.extend(self.retract_stale());
         out
     }
 
@@ -383,6 +440,28 @@ mod tests {
                 on: true
             })
             .is_none()
+        );
+    }
+
+    #[test]
+    fn retained_configs_of_unknown_rules_are_retracted_once_rules_are_known() {
+        let live = Arc::new(LiveFeed::default());
+        let mut d = Discovery::new(&cfg("node_id = \"n\""), live, None);
+        let topic = |id: &str| format!("homeassistant/binary_sensor/n/{id}/config");
+        assert_eq!(d.configs_filter(), "homeassistant/binary_sensor/n/+/config");
+        // Before the rules are known nothing is retracted.
+        assert!(d.retained_config(&topic("old"), b"{}").is_empty());
+        assert!(d.retained_config(&topic("kept_rule"), b"{}").is_empty());
+        let msgs = d.rules_changed(&["kept rule".into()]);
+        assert!(msgs.contains(&Msg::new(topic("old"), "")));
+        assert!(msgs.contains(&Msg::new("trickle-edge/n/rule/old/state".into(), "")));
+        assert!(!msgs.contains(&Msg::new(topic("kept_rule"), "")));
+        // Once known, at once; an empty payload is already a retraction.
+        assert_eq!(d.retained_config(&topic("older"), b"{}").len(), 2);
+        assert!(d.retained_config(&topic("gone"), b"").is_empty());
+        assert!(
+            d.retained_config("homeassistant/sensor/n/x/config", b"{}")
+                .is_empty()
         );
     }
 

@@ -22,7 +22,7 @@ use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use rustls::ClientConfig;
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::{Instant, sleep};
 
 use super::OutputContext;
@@ -255,6 +255,10 @@ pub(crate) async fn run(
     let (min, max) = (cfg.reconnect_min, cfg.reconnect_max);
     // Counts connections, so discovery re-announces after each one.
     let (connects_tx, mut connects) = watch::channel(0u64);
+    // Retained rule configs the broker holds (discovery only).
+    let (retained_tx, mut retained) = mpsc::channel::<(String, bytes::Bytes)>(64);
+    let configs_filter = discovery.as_ref().map(|d| d.configs_filter());
+    let ev_client = client.clone();
     let mut event_loop = AbortOnDrop(tokio::spawn(async move {
         let mut backoff = Backoff::new(min, max);
         let mut connected: Option<bool> = None;
@@ -267,6 +271,16 @@ pub(crate) async fn run(
                     connected = Some(true);
                     backoff.reset();
                     connects_tx.send_modify(|n| *n += 1);
+                    if let Some(f) = &configs_filter
+                        && let Err(e) = ev_client.try_subscribe(f.clone(), QoS::AtLeastOnce)
+                    {
+                        tracing::warn!(output = %ev_output, error = %e, "Home Assistant: cannot subscribe to this node's configs");
+                    }
+                }
+                // Only retained copies, delivered at subscribe time: our
+                // own publishes come back without the flag.
+                Ok(Event::Incoming(Packet::Publish(p))) if p.retain => {
+                    let _ = retained_tx.try_send((p.topic, p.payload));
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(_))) => ev_counters.sent(),
                 // A clean stop: what was asked before it has been written.
@@ -300,8 +314,14 @@ pub(crate) async fn run(
                 discovery.as_mut().map(|d| d.on_connect(Instant::now())).unwrap_or_default()
             }
             Ok(()) = names.changed(), if ha => {
-                let now: Vec<String> = names.borrow_and_update().clone();
-                discovery.as_mut().map(|d| d.rules_changed(&now)).unwrap_or_default()
+                let now = names.borrow_and_update().clone();
+                match (now, discovery.as_mut()) {
+                    (Some(now), Some(d)) => d.rules_changed(&now),
+                    _ => Vec::new(),
+                }
+            }
+            Some((topic, payload)) = retained.recv(), if ha => {
+                discovery.as_mut().map(|d| d.retained_config(&topic, &payload)).unwrap_or_default()
             }
             change = changes.recv(), if ha => match (change, &discovery) {
                 (Ok(c), Some(d)) => d.rule_change(&c).into_iter().collect(),

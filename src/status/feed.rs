@@ -70,8 +70,9 @@ pub struct LiveFeed {
     rules_on: std::sync::Mutex<BTreeMap<String, bool>>,
     changes: broadcast::Sender<RuleChange>,
     /// The rules' names, sent when a reload changes them, so Home
-    /// Assistant discovery can announce new rules and retract removed ones.
-    names: watch::Sender<Vec<String>>,
+    /// Assistant discovery can announce new rules and retract removed ones;
+    /// `None` until the rules task first reports (no rules is `Some([])`).
+    names: watch::Sender<Option<Vec<String>>>,
 }
 
 impl Default for LiveFeed {
@@ -84,7 +85,7 @@ impl Default for LiveFeed {
             outputs: Default::default(),
             rules_on: Default::default(),
             changes: broadcast::channel(256).0,
-            names: watch::channel(Vec::new()).0,
+            names: watch::channel(None).0,
         }
     }
 }
@@ -224,13 +225,14 @@ impl LiveFeed {
         // Rules removed by a reload.
         let count = on.len();
         on.retain(|r, _| seen.iter().any(|s| **s == **r));
-        if renamed || on.len() != count {
-            self.names.send_replace(on.keys().cloned().collect());
+        if renamed || on.len() != count || self.names.borrow().is_none() {
+            self.names.send_replace(Some(on.keys().cloned().collect()));
         }
     }
 
-    /// The rules' names (sorted), changed when a reload adds or removes one.
-    pub fn rule_names(&self) -> watch::Receiver<Vec<String>> {
+    /// The rules' names (sorted), changed when a reload adds or removes one;
+    /// `None` before the rules task's first step.
+    pub fn rule_names(&self) -> watch::Receiver<Option<Vec<String>>> {
         self.names.subscribe()
     }
 
@@ -338,13 +340,21 @@ mod tests {
     fn rule_names_change_only_when_the_set_does() {
         let feed = LiveFeed::default();
         let mut names = feed.rule_names();
+        assert_eq!(*names.borrow(), None, "not reported yet");
         let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
         feed.rule_states([(&a, false), (&b, false)].into_iter(), &[]);
         assert!(names.has_changed().unwrap());
-        assert_eq!(*names.borrow_and_update(), ["a", "b"]);
+        assert_eq!(
+            *names.borrow_and_update(),
+            Some(vec!["a".into(), "b".into()])
+        );
         feed.rule_states([(&a, true), (&b, false)].into_iter(), &[]);
         assert!(!names.has_changed().unwrap(), "a state change is no rename");
         feed.rule_states([(&a, true)].into_iter(), &[]);
-        assert_eq!(*names.borrow_and_update(), ["a"]);
+        assert_eq!(*names.borrow_and_update(), Some(vec!["a".into()]));
+        // No rules at all is a report too.
+        let empty = LiveFeed::default();
+        empty.rule_states(std::iter::empty(), &[]);
+        assert_eq!(*empty.rule_names().borrow(), Some(vec![]));
     }
 }
