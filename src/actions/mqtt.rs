@@ -13,6 +13,12 @@
 //! require a client certificate. A password sent over plain `mqtt://` to a
 //! host other than loopback is allowed (many LAN brokers have no TLS) but
 //! warned about at every start and by `check`.
+//!
+//! With `homeassistant = true` the same connection carries Home Assistant
+//! discovery (`homeassistant.rs` builds the messages): its last will is the
+//! availability topic's `offline`, and the publishing loop also follows the
+//! rules' names and states. A clean stop (the queue closed) publishes
+//! `offline` and waits, briefly, for the disconnect to be written.
 
 use std::net::IpAddr;
 use std::sync::Arc;
