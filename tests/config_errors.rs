@@ -709,3 +709,25 @@ fn the_status_page_stays_on_loopback_unless_allowed_with_a_token() {
     );
     config::load(&file).expect("allowed with a token");
 }
+
+#[test]
+fn a_home_assistant_discovery_prefix_with_a_wildcard_is_placed_in_the_file() {
+    for (test, prefix) in [
+        ("ha_plus", "home+assistant"),
+        ("ha_hash", "ha/#"),
+        ("ha_empty", ""),
+    ] {
+        let text = format!(
+            "[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1\"\nhomeassistant = true\ndiscovery_prefix = \"{prefix}\"\n"
+        );
+        let (e, f) = fail(test, &text);
+        assert_eq!(e.key.as_str(), "outputs.bus.discovery_prefix");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "error: output `bus`: `discovery_prefix`: \"{prefix}\": must be a non-empty topic without `+`, `#`, empty levels or a leading or trailing `/` (Home Assistant's default is \"homeassistant\")\n  --> {}:5:1",
+                f.display()
+            )
+        );
+    }
+}

@@ -250,6 +250,14 @@ async fn no_viewer_no_snapshot_work_and_without_loopback_trust_the_token_is_requ
         (metric(&m, "trickle_edge_status_viewers")? == 0.0).then_some(())
     })
     .await;
+    // A frame already past the valve when it closed may still be encoded:
+    // let one more segment (a 1 s GOP, two snapshot intervals) go by first.
+    let drained = stats.media.segments_published.load(Ordering::Relaxed) + 1;
+    wait_for_some("one more segment", || {
+        let stats = stats.clone();
+        async move { (stats.media.segments_published.load(Ordering::Relaxed) >= drained).then_some(()) }
+    })
+    .await;
     let stopped_at = stats.media.snapshot.encoded();
     // Several snapshot intervals (2/s) of media later, still the same count.
     let later = stats.media.segments_published.load(Ordering::Relaxed) + 3;

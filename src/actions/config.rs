@@ -327,6 +327,22 @@ pub struct MqttConfig {
     /// warn). QoS 0 never spills: it sheds, as the user chose.
     #[serde(default = "default_spill_max_bytes")]
     pub spill_max_bytes: u64,
+    /// Announce this agent to Home Assistant over this broker (MQTT
+    /// discovery): a binary sensor per rule, a detections-per-minute
+    /// sensor, availability with a last will.
+    #[serde(default)]
+    pub homeassistant: bool,
+    /// Where Home Assistant listens for discovery configs.
+    #[serde(default = "default_discovery_prefix")]
+    pub discovery_prefix: String,
+    /// This board's id in Home Assistant (device identifier, topics);
+    /// defaults to the hostname. Letters, digits, `_` and `-`.
+    #[serde(default)]
+    pub node_id: Option<String>,
+}
+
+fn default_discovery_prefix() -> String {
+    "homeassistant".into()
 }
 
 fn default_topic() -> String {

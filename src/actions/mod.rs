@@ -45,6 +45,7 @@
 //! client_key = "/etc/trickle-edge/edge.key"
 //! topic = "trickle-edge/{output}/{rule}"
 //! qos = 1
+//! homeassistant = true                 # MQTT discovery (homeassistant.rs)
 //! ```
 
 mod check;
@@ -54,6 +55,7 @@ mod error;
 mod exec;
 mod gpio;
 mod gpio_chips;
+mod homeassistant;
 mod json;
 mod log;
 mod mqtt;
@@ -192,11 +194,21 @@ impl Running {
     }
 }
 
+/// What outputs know of the agent around them, kept across reloads: the
+/// live feed Home Assistant discovery announces rules and detections from,
+/// and the board model it names.
+#[derive(Clone, Default)]
+pub struct OutputContext {
+    pub live: Arc<crate::status::LiveFeed>,
+    pub model: Option<String>,
+}
+
 /// All configured outputs, running. Dropping it stops the tasks of the
 /// outputs only it holds and puts their GPIO lines in failsafe.
 pub struct Outputs {
     outputs: BTreeMap<Arc<str>, Arc<Running>>,
     simulated: SimulatedGpio,
+    context: OutputContext,
     unrouted: AtomicU64,
 }
 
@@ -226,6 +238,15 @@ impl Outputs {
     pub fn build_with(
         configs: &BTreeMap<String, OutputConfig>,
         simulated: SimulatedGpio,
+    ) -> Result<Outputs, ActionError> {
+        Self::build_in(configs, simulated, OutputContext::default())
+    }
+
+    /// Like `build_with`, in the agent's `context` (which reloads keep).
+    pub fn build_in(
+        configs: &BTreeMap<String, OutputConfig>,
+        simulated: SimulatedGpio,
+        context: OutputContext,
     ) -> Result<Outputs, ActionError> {
         // Validate and open everything before spawning anything.
         enum Ready {
@@ -295,7 +316,10 @@ impl Outputs {
                 Ready::Webhook(cfg, target) => {
                     ("webhook", Box::pin(webhook::run(n, cfg, target, q, c)))
                 }
-                Ready::Mqtt(cfg, plan) => ("mqtt", Box::pin(mqtt::run(n, cfg, plan, q, c))),
+                Ready::Mqtt(cfg, plan) => (
+                    "mqtt",
+                    Box::pin(mqtt::run(n, cfg, plan, q, c, context.clone())),
+                ),
             };
             let span = tracing::info_span!("output", name = %name, kind);
             let task = tokio::spawn(fut.instrument(span));
@@ -315,6 +339,7 @@ impl Outputs {
         Ok(Outputs {
             outputs,
             simulated,
+            context,
             unrouted: AtomicU64::new(0),
         })
     }
@@ -361,7 +386,7 @@ impl Outputs {
         for (name, r) in &to_release {
             r.close(name);
         }
-        match Outputs::build_with(&to_build, self.simulated.clone()) {
+        match Outputs::build_in(&to_build, self.simulated.clone(), self.context.clone()) {
             Ok(built) => {
                 let mut outputs = built.take_all();
                 kept(&mut outputs);
@@ -378,7 +403,7 @@ impl Outputs {
                 let mut not_restored = Vec::new();
                 for (name, r) in &to_release {
                     let one = BTreeMap::from([(name.to_string(), r.config.clone())]);
-                    match Outputs::build_with(&one, self.simulated.clone()) {
+                    match Outputs::build_in(&one, self.simulated.clone(), self.context.clone()) {
                         Ok(b) => outputs.extend(b.take_all()),
                         Err(e) => not_restored.push(e),
                     }
@@ -406,6 +431,7 @@ impl Outputs {
         Outputs {
             outputs,
             simulated: self.simulated.clone(),
+            context: self.context.clone(),
             unrouted: AtomicU64::new(0),
         }
     }
@@ -497,6 +523,32 @@ impl Outputs {
         while writes.join_next().await.is_some() {}
         // Drop then closes the lines (failsafe again, synchronously) and
         // aborts anything still running.
+    }
+
+    /// For the agent's stop, where these outputs stay shared with the
+    /// stats readers: closes every queue and gives each task up to
+    /// `deadline` to finish what it holds (the log's last lines, an MQTT
+    /// output's `offline` for Home Assistant), then aborts what is left.
+    pub async fn finish(&self, deadline: Duration) {
+        for out in self.outputs.values() {
+            out.queue.close();
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        for (name, out) in &self.outputs {
+            let task = out.task.lock_ignoring_poison().take();
+            if let Some(mut task) = task
+                && tokio::time::timeout_at(until, &mut task).await.is_err()
+            {
+                tracing::warn!(output = %name, kind = out.kind, "output did not finish before the stop deadline");
+                task.abort();
+                out.keep_unsent(name);
+            }
+        }
+    }
+
+    /// The live feed the outputs were built with (the rules task writes it).
+    pub fn live(&self) -> Arc<crate::status::LiveFeed> {
+        self.context.live.clone()
     }
 
     /// [`Outputs::shutdown`], then every output's counters as it left them.

@@ -18,19 +18,29 @@
 //! require a client certificate. A password sent over plain `mqtt://` to a
 //! host other than loopback is allowed (many LAN brokers have no TLS) but
 //! warned about at every start and by `check`.
+//!
+//! With `homeassistant = true` the same connection carries Home Assistant
+//! discovery (`homeassistant.rs` builds the messages): its last will is the
+//! availability topic's `offline`, and the publishing loop also follows the
+//! rules' names and states. A clean stop (the queue closed) publishes
+//! `offline` and waits, briefly, for the disconnect to be written.
 
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rumqttc::{
     AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
 use rustls::ClientConfig;
-use tokio::time::sleep;
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::time::{Instant, sleep};
 
+use super::OutputContext;
 use super::config::MqttConfig;
 use super::counters::Counters;
 use super::error::ActionError;
+use super::homeassistant::{self, Discovery, Msg};
 use super::json::item_json;
 use super::queue::{Overflow, Queue};
 use super::spill::{dir_or_default, path_in};
@@ -136,6 +146,7 @@ pub(crate) fn validate(output: &str, cfg: &MqttConfig) -> Result<Plan, ActionErr
         return Err(invalid("password", "needs `username`".into()));
     }
     OutputTls::from(cfg).check(output, encrypted, "broker", "mqtts:// brokers")?;
+    homeassistant::validate(output, cfg)?;
     if encrypted {
         rustls_pki_types::ServerName::try_from(host).map_err(|e| {
             invalid(
@@ -243,12 +254,16 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// How long a clean stop waits for `offline` and the disconnect to leave.
+const GOODBYE: Duration = Duration::from_secs(1);
+
 pub(crate) async fn run(
     output: Arc<str>,
     cfg: MqttConfig,
     plan: Plan,
     queue: Arc<Queue>,
     counters: Arc<Counters>,
+    ctx: OutputContext,
 ) {
     let client_id = cfg
         .client_id
@@ -273,6 +288,12 @@ pub(crate) async fn run(
             tls.clone(),
         )));
     }
+    let mut discovery = cfg
+        .homeassistant
+        .then(|| Discovery::new(&cfg, ctx.live.clone(), ctx.model.as_deref()));
+    if let Some(d) = &discovery {
+        opts.set_last_will(d.last_will());
+    }
     for warning in warnings(&output, &cfg) {
         tracing::warn!(output = %output, "{warning}");
     }
@@ -284,7 +305,13 @@ pub(crate) async fn run(
     let ev_counters = counters.clone();
     let ev_output = output.clone();
     let (min, max) = (cfg.reconnect_min, cfg.reconnect_max);
-    let _event_loop = AbortOnDrop(tokio::spawn(async move {
+    // Counts connections, so discovery re-announces after each one.
+    let (connects_tx, mut connects) = watch::channel(0u64);
+    // Retained rule configs the broker holds (discovery only).
+    let (retained_tx, mut retained) = mpsc::channel::<(String, bytes::Bytes)>(64);
+    let configs_filter = discovery.as_ref().map(|d| d.configs_filter());
+    let ev_client = client.clone();
+    let mut event_loop = AbortOnDrop(tokio::spawn(async move {
         let mut backoff = Backoff::new(min, max);
         let mut connected: Option<bool> = None;
         loop {
@@ -295,8 +322,21 @@ pub(crate) async fn run(
                     }
                     connected = Some(true);
                     backoff.reset();
+                    connects_tx.send_modify(|n| *n += 1);
+                    if let Some(f) = &configs_filter
+                        && let Err(e) = ev_client.try_subscribe(f.clone(), QoS::AtLeastOnce)
+                    {
+                        tracing::warn!(output = %ev_output, error = %e, "Home Assistant: cannot subscribe to this node's configs");
+                    }
+                }
+                // Only retained copies, delivered at subscribe time: our
+                // own publishes come back without the flag.
+                Ok(Event::Incoming(Packet::Publish(p))) if p.retain => {
+                    let _ = retained_tx.try_send((p.topic, p.payload));
                 }
                 Ok(Event::Outgoing(Outgoing::Publish(_))) => ev_counters.sent(),
+                // A clean stop: what was asked before it has been written.
+                Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
                 Ok(_) => {}
                 Err(e) => {
                     if connected != Some(false) {
@@ -309,51 +349,137 @@ pub(crate) async fn run(
             }
         }
     }));
-    let publish = async |topic: String, payload: Vec<u8>| {
-        if payload.len() > cfg.max_payload {
-            counters.failed();
-            tracing::warn!(output = %output, topic, bytes = payload.len(), max_payload = cfg.max_payload, "MQTT message too large, not published");
-            return;
-        }
-        if let Err(e) = client.publish(topic, plan.qos, cfg.retain, payload).await {
-            counters.failed();
-            tracing::warn!(output = %output, error = %e, "MQTT publish failed");
-        }
+    let mut names = ctx.live.rule_names();
+    let mut changes = ctx.live.subscribe();
+    let mut rate = tokio::time::interval(homeassistant::RATE_EVERY);
+    rate.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let ha = discovery.is_some();
+    let sink = Sink {
+        output: &output,
+        cfg: &cfg,
+        plan: &plan,
+        client: &client,
+        counters: &counters,
     };
-    while queue.ready().await {
-        // The queue first: while the overflow holds messages, new effects
-        // go behind them there, so what is queued is older.
-        if let Some(effect) = queue.front() {
-            publish(render_topic(&cfg.topic, &effect), payload_of(&effect)).await;
-            queue.sent();
-            continue;
-        }
-        let q = queue.clone();
-        let lines = match tokio::task::spawn_blocking(move || q.peek_spilled(SPILL_BATCH)).await {
-            Ok(Ok(lines)) => lines,
-            Ok(Err(e)) => {
-                tracing::warn!(output = %output, error = %e, "cannot read the MQTT overflow file back; retrying");
-                sleep(cfg.reconnect_max).await;
+    loop {
+        let msgs: Vec<Msg> = tokio::select! {
+            ready = queue.ready() => {
+                if !ready || !deliver_next(&sink, &queue).await {
+                    break;
+                }
                 continue;
             }
-            Err(_) => break,
-        };
-        for line in lines {
-            match parse_spill_line(&line) {
-                Some((topic, payload)) => publish(topic, payload).await,
-                None => {
-                    counters.failed();
-                    tracing::warn!(output = %output, "unreadable line in the MQTT overflow file, skipped");
+            Ok(()) = connects.changed(), if ha => {
+                connects.borrow_and_update();
+                discovery.as_mut().map(|d| d.on_connect(Instant::now())).unwrap_or_default()
+            }
+            Ok(()) = names.changed(), if ha => {
+                let now = names.borrow_and_update().clone();
+                match (now, discovery.as_mut()) {
+                    (Some(now), Some(d)) => d.rules_changed(&now),
+                    _ => Vec::new(),
                 }
             }
-            // Handed to the MQTT client: a restart from here does not
-            // publish it again.
-            if let Err(e) = queue.consume_spilled(1, line.len() as u64) {
-                tracing::warn!(output = %output, error = %e, "cannot update the MQTT overflow file");
+            Some((topic, payload)) = retained.recv(), if ha => {
+                discovery.as_mut().map(|d| d.retained_config(&topic, &payload)).unwrap_or_default()
             }
+            change = changes.recv(), if ha => match (change, &discovery) {
+                (Ok(c), Some(d)) => d.rule_change(&c).into_iter().collect(),
+                (Err(broadcast::error::RecvError::Lagged(_)), Some(d)) => d.states(),
+                _ => Vec::new(),
+            },
+            _ = rate.tick(), if ha => {
+                discovery.as_mut().and_then(|d| d.tick(Instant::now())).into_iter().collect()
+            }
+        };
+        for m in msgs {
+            publish_retained(&output, &client, m).await;
         }
     }
+    if let Some(d) = &discovery {
+        publish_retained(&output, &client, d.offline()).await;
+    }
     let _ = client.try_disconnect();
+    // Let the event loop write what is queued, up to the disconnect.
+    let _ = tokio::time::timeout(GOODBYE, &mut event_loop.0).await;
+}
+
+/// Where this output's effects go: what publishing one needs.
+struct Sink<'a> {
+    output: &'a str,
+    cfg: &'a MqttConfig,
+    plan: &'a Plan,
+    client: &'a AsyncClient,
+    counters: &'a Counters,
+}
+
+impl Sink<'_> {
+    /// Hands one message to the MQTT client (which retries it across
+    /// reconnects at QoS 1 and 2); too large or refused → counted, warned.
+    async fn publish(&self, topic: String, payload: Vec<u8>) {
+        if payload.len() > self.cfg.max_payload {
+            self.counters.failed();
+            tracing::warn!(output = %self.output, topic, bytes = payload.len(), max_payload = self.cfg.max_payload, "MQTT message too large, not published");
+            return;
+        }
+        if let Err(e) = self
+            .client
+            .publish(topic, self.plan.qos, self.cfg.retain, payload)
+            .await
+        {
+            self.counters.failed();
+            tracing::warn!(output = %self.output, error = %e, "MQTT publish failed");
+        }
+    }
+}
+
+/// Publishes what is next: the in-memory queue first (while the overflow
+/// holds messages, new effects go behind them there, so what is queued is
+/// older), else a batch from the overflow file. False when the file reader
+/// task died (the output ends).
+async fn deliver_next(sink: &Sink<'_>, queue: &Arc<Queue>) -> bool {
+    if let Some(effect) = queue.front() {
+        sink.publish(render_topic(&sink.cfg.topic, &effect), payload_of(&effect))
+            .await;
+        queue.sent();
+        return true;
+    }
+    let q = queue.clone();
+    let lines = match tokio::task::spawn_blocking(move || q.peek_spilled(SPILL_BATCH)).await {
+        Ok(Ok(lines)) => lines,
+        Ok(Err(e)) => {
+            tracing::warn!(output = %sink.output, error = %e, "cannot read the MQTT overflow file back; retrying");
+            sleep(sink.cfg.reconnect_max).await;
+            return true;
+        }
+        Err(_) => return false,
+    };
+    for line in lines {
+        match parse_spill_line(&line) {
+            Some((topic, payload)) => sink.publish(topic, payload).await,
+            None => {
+                sink.counters.failed();
+                tracing::warn!(output = %sink.output, "unreadable line in the MQTT overflow file, skipped");
+            }
+        }
+        // Handed to the MQTT client: a restart from here does not publish
+        // it again.
+        if let Err(e) = queue.consume_spilled(1, line.len() as u64) {
+            tracing::warn!(output = %sink.output, error = %e, "cannot update the MQTT overflow file");
+        }
+    }
+    true
+}
+
+/// A Home Assistant discovery, state or availability message: retained
+/// (a Home Assistant started later must find it) and at least once.
+async fn publish_retained(output: &str, client: &AsyncClient, m: Msg) {
+    if let Err(e) = client
+        .publish(m.topic, QoS::AtLeastOnce, true, m.payload)
+        .await
+    {
+        tracing::warn!(output = %output, error = %e, "Home Assistant publish failed");
+    }
 }
 
 #[cfg(test)]

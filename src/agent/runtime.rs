@@ -464,6 +464,8 @@ impl Running {
         let deadline = tokio::time::timeout(Duration::from_secs(4), async {
             self.rules.stage.stop(Duration::from_secs(1)).await;
             outputs.failsafe().await;
+            // Queues drained, Home Assistant told `offline`.
+            outputs.finish(Duration::from_secs(1)).await;
             notify(&[sd_notify::NotifyState::Stopping]);
             retire_job(self.camera.take(), &self.job).await;
             if let Some(c) = self.channels.take() {
@@ -515,7 +517,11 @@ pub async fn run(
     let gpio = SimulatedGpio::default();
     let cfg = &resolved.config;
     // Outputs first: building them applies every failsafe state.
-    let outputs = Arc::new(Outputs::build_with(&cfg.outputs, gpio.clone())?);
+    let context = crate::actions::OutputContext {
+        live: Arc::default(),
+        model: cfg.board.clone(),
+    };
+    let outputs = Arc::new(Outputs::build_in(&cfg.outputs, gpio.clone(), context)?);
     let rules = RuleSet::new(cfg.rules.clone())?;
     let runner = JobRunner::prepare(&cfg.job).await?;
     let mut shutdown = control.shutdown.clone();

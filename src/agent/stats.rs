@@ -54,7 +54,11 @@ impl AgentStats {
     ) -> Self {
         let stats = AgentStats {
             media,
-            data: Arc::new(DataPathStats::default()),
+            // The feed the outputs' Home Assistant discovery reads.
+            data: Arc::new(DataPathStats {
+                live: outputs.live(),
+                ..Default::default()
+            }),
             queue: std::sync::Mutex::new(queue),
             dropped_gops_before: AtomicU64::new(0),
             job_restarts: AtomicU64::new(0),

@@ -78,7 +78,12 @@ pub async fn follow_with_rules(
     outputs: Arc<Outputs>,
     shutdown: Shutdown,
 ) -> Result<Arc<DataPathStats>, ToolError> {
-    let stats = Arc::new(DataPathStats::default());
+    // The outputs' feed, so an MQTT output's Home Assistant discovery
+    // sees these rules as under `run`.
+    let stats = Arc::new(DataPathStats {
+        live: outputs.live(),
+        ..Default::default()
+    });
     let (items, items_rx) = tokio::sync::mpsc::channel(1024);
     let mut readers = Vec::new();
     for (url, name) in channels {

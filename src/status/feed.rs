@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, watch};
 
 use crate::data::Item;
 use crate::rules::{Effect, OutputAction};
@@ -69,6 +69,10 @@ pub struct LiveFeed {
     outputs: std::sync::Mutex<BTreeMap<String, OutputState>>,
     rules_on: std::sync::Mutex<BTreeMap<String, bool>>,
     changes: broadcast::Sender<RuleChange>,
+    /// The rules' names, sent when a reload changes them, so Home
+    /// Assistant discovery can announce new rules and retract removed ones;
+    /// `None` until the rules task first reports (no rules is `Some([])`).
+    names: watch::Sender<Option<Vec<String>>>,
 }
 
 impl Default for LiveFeed {
@@ -81,6 +85,7 @@ impl Default for LiveFeed {
             outputs: Default::default(),
             rules_on: Default::default(),
             changes: broadcast::channel(256).0,
+            names: watch::channel(None).0,
         }
     }
 }
@@ -196,10 +201,12 @@ impl LiveFeed {
     ) {
         let mut on = self.rules_on.lock_ignoring_poison();
         let mut seen = Vec::new();
+        let mut renamed = false;
         for (rule, held) in held {
             seen.push(rule.clone());
             let now_on = held || fired.iter().any(|f| f == rule);
             let before = on.insert(rule.to_string(), now_on);
+            renamed |= before.is_none();
             if before != Some(now_on) {
                 let _ = self.changes.send(RuleChange {
                     rule: rule.to_string(),
@@ -216,7 +223,17 @@ impl LiveFeed {
             }
         }
         // Rules removed by a reload.
+        let count = on.len();
         on.retain(|r, _| seen.iter().any(|s| **s == **r));
+        if renamed || on.len() != count || self.names.borrow().is_none() {
+            self.names.send_replace(Some(on.keys().cloned().collect()));
+        }
+    }
+
+    /// The rules' names (sorted), changed when a reload adds or removes one;
+    /// `None` before the rules task's first step.
+    pub fn rule_names(&self) -> watch::Receiver<Option<Vec<String>>> {
+        self.names.subscribe()
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RuleChange> {
@@ -317,5 +334,27 @@ mod tests {
         let got: Vec<_> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
         assert_eq!(got.len(), 2, "b pulses on and off: {got:?}");
         assert_eq!(feed.rules_on().keys().collect::<Vec<_>>(), ["b"]);
+    }
+
+    #[test]
+    fn rule_names_change_only_when_the_set_does() {
+        let feed = LiveFeed::default();
+        let mut names = feed.rule_names();
+        assert_eq!(*names.borrow(), None, "not reported yet");
+        let (a, b): (Arc<str>, Arc<str>) = (Arc::from("a"), Arc::from("b"));
+        feed.rule_states([(&a, false), (&b, false)].into_iter(), &[]);
+        assert!(names.has_changed().unwrap());
+        assert_eq!(
+            *names.borrow_and_update(),
+            Some(vec!["a".into(), "b".into()])
+        );
+        feed.rule_states([(&a, true), (&b, false)].into_iter(), &[]);
+        assert!(!names.has_changed().unwrap(), "a state change is no rename");
+        feed.rule_states([(&a, true)].into_iter(), &[]);
+        assert_eq!(*names.borrow_and_update(), Some(vec!["a".into()]));
+        // No rules at all is a report too.
+        let empty = LiveFeed::default();
+        empty.rule_states(std::iter::empty(), &[]);
+        assert_eq!(*empty.rule_names().borrow(), Some(vec![]));
     }
 }

@@ -13,6 +13,7 @@ pub mod config;
 pub mod http;
 pub mod livepeer;
 pub mod media;
+pub mod mqtt;
 pub mod net;
 pub mod pki;
 pub mod rtsp;
