@@ -112,7 +112,11 @@ async fn start_while_running_restarts_with_the_new_request() {
         .to_string()
     };
     let (code, v) = call(a, "POST", "/api/stream/start", Some(&start("one"))).await;
-    assert_eq!((code, &v["gateway_request_id"]), (200, &json!("one")), "{v}");
+    assert_eq!(
+        (code, &v["gateway_request_id"]),
+        (200, &json!("one")),
+        "{v}"
+    );
     let health = call(a, "GET", "/health", None).await;
     let (_, st) = call(a, "GET", "/api/stream/status", None).await;
     assert_eq!(health, (200, json!({"status": "OK"})), "status: {st}");
@@ -150,7 +154,10 @@ async fn start_while_running_restarts_with_the_new_request() {
     );
     // The worker never deletes channels it did not create.
     assert_eq!(
-        (s.state.channel("one").is_some(), s.state.channel("two").is_some()),
+        (
+            s.state.channel("one").is_some(),
+            s.state.channel("two").is_some()
+        ),
         (true, true),
         "channels left: {:?}",
         s.state.channel_names()

@@ -697,8 +697,24 @@ pub async fn run(
         dead_logged: false,
     };
     loop {
+        // A Livepeer job's stages report a closed channel here: act on it
+        // at once rather than at the next tick.
+        let watch = running.job.watch();
+        let job_failed = async {
+            match &watch {
+                Some(w) => w.failed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.recv() => break,
+            _ = job_failed => {
+                if let Some(reason) = running.job_fault()
+                    && let Flow::Stop = running.restart_dead_job(reason).await?
+                {
+                    break;
+                }
+            }
             r = first.changed(), if !ready_sent => {
                 if r.is_ok() && *first.borrow_and_update() {
                     ready_sent = true;

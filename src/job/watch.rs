@@ -17,6 +17,8 @@ pub struct JobWatch {
     fault: Mutex<Option<String>>,
     /// The last output segment's start, or the job's start before the first.
     last_output: Mutex<Instant>,
+    /// Wakes the supervisor at once instead of at its next tick.
+    failed: tokio::sync::Notify,
 }
 
 impl Default for JobWatch {
@@ -24,6 +26,7 @@ impl Default for JobWatch {
         Self {
             fault: Mutex::new(None),
             last_output: Mutex::new(Instant::now()),
+            failed: tokio::sync::Notify::new(),
         }
     }
 }
@@ -35,7 +38,16 @@ impl JobWatch {
         let mut f = self.fault.lock_ignoring_poison();
         if f.is_none() {
             *f = Some(reason);
+            self.failed.notify_one();
         }
+    }
+
+    /// Resolves once the job has failed (at once if it already has).
+    pub async fn failed(&self) {
+        if self.fault().is_some() {
+            return;
+        }
+        self.failed.notified().await;
     }
 
     pub fn fault(&self) -> Option<String> {
