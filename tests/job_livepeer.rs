@@ -4,7 +4,11 @@
 //! detections on the events channel (LV2V has no data channel) → rules →
 //! simulated GPIO; payments through the signer; refusals (503 at start, 481
 //! from the signer) sending the job to the next orchestrator; stop DELETEs
-//! the publish and control channels.
+//! the publish and control channels. Failover as Livepeer's gateway does it:
+//! events silent, a channel closed or 404 (also when the orchestrator closes
+//! an unpaid job), output silent, the publisher 3 segments behind, and the
+//! swap budget's back-off. Last, a real pytrickle worker as the stand-in's
+//! runner, its detections reaching a rule through the events channel.
 
 mod support;
 
@@ -747,4 +751,97 @@ async fn more_swaps_than_allowed_back_off_and_start_over_from_discovery() {
     a.stop();
     b.stop();
     c.stop();
+}
+
+/// The Python that has pytrickle 0.1.6 (as `tests/worker_pytrickle.rs`
+/// finds it): without it the test fails, never skips.
+fn pytrickle_python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("TRICKLE_EDGE_PYTRICKLE_PYTHON").filter(|p| !p.is_empty()) {
+        return p.into();
+    }
+    let venv = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target/pytrickle-venv/bin/python");
+    assert!(
+        venv.exists(),
+        "pytrickle 0.1.6 is missing: set TRICKLE_EDGE_PYTRICKLE_PYTHON \
+         (`bash ci/pytrickle-venv.sh` makes the venv)"
+    );
+    venv
+}
+
+/// A real pytrickle 0.1.6 worker (`tests/interop/pytrickle_worker.py`, the
+/// ball finder) runs as the stand-in orchestrator's runner: the orchestrator
+/// starts it on the job's channels, it reads the agent's camera from the
+/// publish channel, and its detections come back to the agent on the
+/// job's events channel (LV2V has no data channel), where they drive the
+/// rule exactly as data-channel items would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pytrickle_runner_behind_the_orchestrator_drives_a_rule_through_the_events_channel() {
+    use tokio::io::AsyncBufReadExt;
+    let port = support::net::free_port();
+    let script = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/interop/pytrickle_worker.py");
+    let mut worker = tokio::process::Command::new(pytrickle_python())
+        .arg(script)
+        .arg(port.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start the pytrickle worker");
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = lines.clone();
+    let stdout = worker.stdout.take().unwrap();
+    tokio::spawn(async move {
+        let mut r = tokio::io::BufReader::new(stdout).lines();
+        while let Ok(Some(l)) = r.next_line().await {
+            sink.lock().unwrap().push(l);
+        }
+    });
+    let said = |word: &str| lines.lock().unwrap().iter().any(|l| l.starts_with(word));
+    // Importing torch takes a while on a busy machine.
+    wait_until_for(
+        Duration::from_secs(90),
+        "the pytrickle worker listens",
+        || said("READY"),
+    )
+    .await;
+    let orch = StandInOrchestrator::start(
+        OrchOffer {
+            runner: Some(format!("http://127.0.0.1:{port}")),
+            ..Default::default()
+        },
+        false,
+    )
+    .await;
+    let mut cfg = failover_config(&[&orch], "");
+    cfg.config.camera.fps = 15;
+    let r = start_agent(cfg).await;
+    wait_until("the orchestrator started its runner", || {
+        !orch.runner_starts().is_empty()
+    })
+    .await;
+    let started = orch.runner_starts()[0].clone();
+    assert!(started.is_ok(), "the runner refused the start: {started:?}");
+    let h = r.handles.clone();
+    wait_until_for(
+        Duration::from_secs(90),
+        "a GPIO activation from a pytrickle detection on the events channel",
+        || h.gpio.states_of("led").contains(&true),
+    )
+    .await;
+    assert!(said("FIRST_FRAME"), "{:?}", lines.lock().unwrap());
+    assert!(orch.bridged_events() >= 1);
+    let items = r
+        .handles
+        .stats
+        .data
+        .items
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert!(items >= 1, "the events reader counted the detections");
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    orch.stop();
+    let _ = worker.start_kill();
+    let _ = worker.wait().await;
 }

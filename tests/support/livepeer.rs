@@ -78,6 +78,9 @@ pub struct OrchOffer {
     /// [`StandInOrchestrator::stall_ingest`] can freeze: an orchestrator
     /// too slow to take the camera's segments.
     pub ingest_relay: bool,
+    /// A pytrickle worker's base URL, run as this orchestrator's runner
+    /// (see [`start_runner`]).
+    pub runner: Option<String>,
 }
 
 /// A `/live-video-to-video` the orchestrator accepted.
@@ -110,6 +113,10 @@ struct OrchState {
     payments: Mutex<Vec<ReceivedPayment>>,
     /// Manifest IDs of jobs closed for want of payment.
     closed_unpaid: Mutex<Vec<String>>,
+    /// What the runner answered to each job's start (path or error).
+    runner_starts: Mutex<Vec<Result<String, String>>>,
+    /// Events the runner bridge published on a job's events channel.
+    bridged_events: std::sync::atomic::AtomicU64,
     /// The ingest relay's address and its freeze switch.
     relay: Mutex<Option<(SocketAddr, Arc<std::sync::atomic::AtomicBool>)>>,
 }
@@ -169,6 +176,8 @@ impl StandInOrchestrator {
             refused_starts: Mutex::new(Vec::new()),
             payments: Mutex::new(Vec::new()),
             closed_unpaid: Mutex::new(Vec::new()),
+            runner_starts: Mutex::new(Vec::new()),
+            bridged_events: Default::default(),
             relay: Mutex::new(None),
         });
         if state.offer.lock().unwrap().ingest_relay {
@@ -243,6 +252,18 @@ impl StandInOrchestrator {
 
     pub fn trickle(&self) -> &RunningServer {
         &self.state.trickle
+    }
+
+    /// What the runner answered to each job's start: the start path, or why not.
+    pub fn runner_starts(&self) -> Vec<Result<String, String>> {
+        self.state.runner_starts.lock().unwrap().clone()
+    }
+
+    /// Events the runner bridge has published so far.
+    pub fn bridged_events(&self) -> u64 {
+        self.state
+            .bridged_events
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Manifest IDs of the jobs closed because their payments stopped.
@@ -476,6 +497,14 @@ fn start(s: &Arc<OrchState>, headers: &HeaderMap, body: &[u8]) -> Response<Body>
     {
         tokio::spawn(close_when_unpaid(s.clone(), mid.clone(), after));
     }
+    if let Some(runner) = offer.runner.clone() {
+        s.trickle
+            .state
+            .create_channel(&format!("{mid}-data"), Some("application/jsonl".into()))
+            .unwrap();
+        let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
+        tokio::spawn(start_runner(s.clone(), runner, mid.clone(), params));
+    }
     s.starts.lock().unwrap().push(StartedJob {
         manifest_id: mid.clone(),
         body: req,
@@ -489,6 +518,88 @@ fn start(s: &Arc<OrchState>, headers: &HeaderMap, body: &[u8]) -> Response<Body>
         "events_url": format!("{base}{mid}-events"),
         "manifest_id": mid,
     }))
+}
+
+/// The orchestrator's runner part (ai-runner's, in go-livepeer): the
+/// worker (pytrickle) is started on the job's channels, `/stream/start`
+/// with the camera's channel to read, `-out` to write and `-control`; its
+/// pipeline output (`publish_data`, JSON lines on a private `-data`
+/// channel, since LV2V has none) is published on the job's `-events`
+/// channel as Livepeer event envelopes, one per line (the line's last
+/// item), as ai-runner turns pipeline output into events.
+async fn start_runner(s: Arc<OrchState>, runner: String, mid: String, params: Value) {
+    use trickle_edge::trickle::{HttpClient, Publisher, PublisherOptions, Subscriber};
+    let base = s.trickle.base_url();
+    let body = json!({
+        "subscribe_url": format!("{base}{mid}"),
+        "publish_url": format!("{base}{mid}-out"),
+        "control_url": format!("{base}{mid}-control"),
+        "data_url": format!("{base}{mid}-data"),
+        "gateway_request_id": mid,
+        "params": params,
+    });
+    let client = trickle_edge::job::worker_client::WorkerClient::new(
+        &runner,
+        HttpClient::new(&Default::default()).unwrap(),
+    );
+    let started = client
+        .post_first(&["/stream/start", "/api/stream/start"], &body)
+        .await
+        .map(|(path, _)| path.to_string())
+        .map_err(|e| e.to_string());
+    let ok = started.is_ok();
+    s.runner_starts.lock().unwrap().push(started);
+    if !ok {
+        return;
+    }
+    let Ok(mut data) = Subscriber::new(&format!("{base}{mid}-data"), Default::default()) else {
+        return;
+    };
+    let Ok(mut events) = Publisher::connect(
+        &format!("{base}{mid}-events"),
+        PublisherOptions {
+            content_type: "application/json".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    while let Ok(Some(mut seg)) = data.next_segment().await {
+        let mut buf = Vec::new();
+        while let Ok(Some(chunk)) = seg.chunk().await {
+            buf.extend_from_slice(&chunk);
+        }
+        for line in buf.split(|b| *b == b'\n') {
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                continue;
+            };
+            // pytrickle writes each batch as a JSON array of JSON strings.
+            let last = match v {
+                Value::Array(items) => items.into_iter().last(),
+                other => Some(other),
+            };
+            let item = match last {
+                Some(Value::String(text)) => {
+                    serde_json::from_str(&text).unwrap_or(Value::String(text))
+                }
+                Some(v) => v,
+                None => continue,
+            };
+            let envelope = json!({"queue_event_type": "ai_stream_events", "event": item});
+            let Ok(mut out) = events.next_segment().await else {
+                return;
+            };
+            if out.write(Bytes::from(envelope.to_string())).await.is_err()
+                || out.finish().await.is_err()
+            {
+                return;
+            }
+            s.bridged_events
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
 }
 
 /// go-livepeer's balance check, reduced to time: a job unpaid for `after`
