@@ -197,6 +197,10 @@ pub fn with_camera_size(
     params
 }
 
+/// `max_swaps`, `swap_window`, `swap_backoff`: the swap guard is rebuilt
+/// when a reload changes them.
+type SwapSettings = (u32, std::time::Duration, std::time::Duration);
+
 /// What a job mode keeps for the agent's whole run, so the agent asks the
 /// job instead of matching on its mode: in worker mode, the agent's own
 /// trickle server, started once so that its address stays the same across
@@ -219,12 +223,7 @@ pub struct JobRunner {
     counters: Arc<livepeer::LivepeerCounters>,
     /// Livepeer mode: too many swaps in a window back off (built from the
     /// config at the first failover, rebuilt when the settings change).
-    swaps: std::sync::Mutex<
-        Option<(
-            (u32, std::time::Duration, std::time::Duration),
-            swaps::SwapGuard,
-        )>,
-    >,
+    swaps: std::sync::Mutex<Option<(SwapSettings, swaps::SwapGuard)>>,
 }
 
 impl JobRunner {
