@@ -10,6 +10,12 @@
 //! trickle server of our own (`trickle::server`) on a second loopback port:
 //! the start answer carries absolute channel URLs, so a client cannot tell,
 //! and the trickle server keeps its own HTTP/1 accept loop.
+//!
+//! For failover tests it can also close an unpaid priced job's channels
+//! (`close_unpaid_after`, go-livepeer's balance running out), stall the
+//! camera's ingest behind a relay (`ingest_relay`, `stall_ingest`), and run
+//! a real pytrickle worker as its runner (`runner`), turning the worker's
+//! data output into events on the job's events channel.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
