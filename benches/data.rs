@@ -147,6 +147,7 @@ async fn latency(samples: usize) {
         items: tx,
         stats: stats.clone(),
         health: None,
+        watch: None,
     }
     .spawn(&shutdown);
     let _rules = RulesStage {

@@ -624,6 +624,7 @@ async fn publish_camera(
         options: opts,
         stats: stats.clone(),
         close_on_exit: a.close,
+        watch: None,
     };
     crate::agent::tools::publish_camera(config, stop_on_signal()?, || {
         eprintln!("first segment published")

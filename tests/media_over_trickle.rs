@@ -39,6 +39,7 @@ async fn segments_fetched_back_from_the_server_decode_alone() {
         options: PublisherOptions::default(),
         stats: stats.clone(),
         close_on_exit: false,
+        watch: None,
     }
     .spawn(&shutdown);
     for i in 0..4 {

@@ -53,6 +53,7 @@ async fn stalled_uplink_drops_whole_gops_keeps_memory_flat_and_resumes() {
         options: PublisherOptions::default(),
         stats: stats.clone(),
         close_on_exit: false,
+        watch: None,
     }
     .spawn(&shutdown);
 

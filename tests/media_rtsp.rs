@@ -89,6 +89,7 @@ async fn rtsp_h264_reaches_the_trickle_server_without_an_encoder() {
         options: PublisherOptions::default(),
         stats: Arc::new(MediaPathStats::default()),
         close_on_exit: false,
+        watch: None,
     }
     .spawn(&shutdown);
 

@@ -105,6 +105,7 @@ async fn segments_decode_alone(source: &str) {
         options: PublisherOptions::default(),
         stats: Arc::new(MediaPathStats::default()),
         close_on_exit: false,
+        watch: None,
     }
     .spawn(&shutdown);
     for i in 0..2 {

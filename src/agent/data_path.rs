@@ -93,6 +93,9 @@ pub struct ChannelReader {
     pub stats: Arc<DataPathStats>,
     /// Set on the events channel: anything read there proves the pipeline lives.
     pub health: Option<Arc<PipelineHealth>>,
+    /// A Livepeer job's watch: the channel ending (the orchestrator closed
+    /// or removed it) is reported there, so the job fails over at once.
+    pub watch: Option<Arc<crate::job::watch::JobWatch>>,
 }
 
 /// How long a segment may be silent, while a newer one on the same channel
@@ -243,6 +246,7 @@ impl ChannelReader {
             items,
             stats,
             health,
+            watch,
         } = self;
         let sink = ChannelSink {
             channel: channel.clone(),
@@ -265,6 +269,12 @@ impl ChannelReader {
                 Ok(Some(seg)) => seg,
                 Ok(None) => {
                     info!(%channel, "channel ended");
+                    if let Some(w) = &watch {
+                        w.fail(format!(
+                            "the {channel} channel {} was closed by the orchestrator",
+                            sub.url()
+                        ));
+                    }
                     break;
                 }
                 Err(e) => {

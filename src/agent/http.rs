@@ -171,6 +171,12 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
             "restarts": stats.job_restarts.load(Ordering::Relaxed),
             "restarts_unheard": stats.job_restarts_unheard.load(Ordering::Relaxed),
             "orchestrator": stats.livepeer.get().and_then(|l| l.orchestrator()),
+            "last_failover": stats.livepeer.get().and_then(|l| l.last_failover()),
+            "swap_backoffs": stats.livepeer.get().map(|l| l.swap_backoffs.load(Ordering::Relaxed)),
+            "backing_off_until_unix_ms": stats.livepeer.get().and_then(|l| {
+                let until = l.backing_off_until_unix_ms.load(Ordering::Relaxed);
+                (until > 0).then_some(until)
+            }),
         },
     });
     (health.healthy, body)
@@ -290,8 +296,22 @@ pub fn metrics(stats: &AgentStats) -> String {
     if let Some(l) = stats.livepeer.get() {
         e.counter(
             "trickle_edge_livepeer_swaps_total",
-            "Fresh Livepeer jobs started on another orchestrator after a job went silent.",
+            "Fresh Livepeer jobs started on another orchestrator after a job failed over.",
             c(&l.swaps),
+        );
+        e.counter(
+            "trickle_edge_livepeer_swap_backoffs_total",
+            "Back-offs after more than max_swaps swaps within swap_window (then discovery starts over).",
+            c(&l.swap_backoffs),
+        );
+        e.gauge(
+            "trickle_edge_livepeer_backing_off",
+            "1 while the agent backs off after too many swaps, else 0.",
+            if c(&l.backing_off_until_unix_ms) > 0 {
+                1.0
+            } else {
+                0.0
+            },
         );
         e.counter(
             "trickle_edge_livepeer_refusals_total",

@@ -28,6 +28,10 @@ pub struct MediaPathStats {
     pub publisher_restarts: AtomicU64,
     /// Seq of the last segment the server confirmed, -1 before the first.
     pub last_seq: AtomicI64,
+    /// The camera's admitted-GOP count when the server last confirmed a
+    /// segment (0 when a publisher starts): the GOPs admitted since are
+    /// those the server has not taken yet, how far the publisher is behind.
+    pub admitted_at_accept: AtomicU64,
     /// Flips to true once, when the first segment is confirmed (READY).
     pub first_published: watch::Sender<bool>,
     last_published: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -75,6 +79,7 @@ impl Default for MediaPathStats {
             segment_failures: AtomicU64::new(0),
             publisher_restarts: AtomicU64::new(0),
             last_seq: AtomicI64::new(-1),
+            admitted_at_accept: AtomicU64::new(0),
             first_published: watch::channel(false).0,
             last_published: std::sync::Mutex::new(None),
             publish_error: std::sync::Mutex::new(None),
@@ -94,6 +99,19 @@ pub struct SegmentPublisher {
     pub stats: Arc<MediaPathStats>,
     /// Close the channel (DELETE) when stopped: `publish --close`.
     pub close_on_exit: bool,
+    /// A Livepeer job's watch: a channel the orchestrator removed (404) or
+    /// closed is reported there, so the job fails over at once.
+    pub watch: Option<Arc<crate::job::watch::JobWatch>>,
+}
+
+/// Whether `e` says the channel is gone for good (removed or closed by the
+/// server), as opposed to an outage that a reconnect may heal.
+fn channel_gone(e: &crate::trickle::PublishError) -> bool {
+    matches!(
+        e,
+        crate::trickle::PublishError::ChannelNotFound { .. }
+            | crate::trickle::PublishError::ChannelClosed { .. }
+    )
 }
 
 impl SegmentPublisher {
@@ -110,7 +128,19 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
         options: opts,
         stats,
         close_on_exit,
+        watch,
     } = stage;
+    let admitted = queue.stats();
+    stats.admitted_at_accept.store(0, Ordering::Relaxed);
+    let report_gone = |e: &crate::trickle::PublishError| {
+        if let Some(w) = &watch
+            && channel_gone(e)
+        {
+            w.fail(format!(
+                "the publish channel was closed or removed by the orchestrator: {e}"
+            ));
+        }
+    };
     // Capped at 3 s so media resumes within ~5 s of a healed link (the
     // next attempt, a TCP connect, one GOP); full jitter still spreads a
     // fleet's reconnects (tests/server_faults.rs prints the histogram).
@@ -125,6 +155,7 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
             Ok(p) => p,
             Err(e) => {
                 stats.set_publish_error(Some(e.to_string()));
+                report_gone(&e);
                 if !outage_logged {
                     warn!(%url, error = %e, "cannot publish; retrying with backoff (whole GOPs are dropped meanwhile)");
                     outage_logged = true;
@@ -151,6 +182,7 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
                 Err(e) => {
                     stats.segment_failures.fetch_add(1, Ordering::Relaxed);
                     stats.set_publish_error(Some(e.to_string()));
+                    report_gone(&e);
                     if e.is_terminal() {
                         stats.publisher_restarts.fetch_add(1, Ordering::Relaxed);
                         warn!(%url, error = %e, "publisher stopped; reconnecting");
@@ -163,7 +195,8 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
             let started = tokio::time::Instant::now();
             let mut first = true;
             while let Some(chunk) = gop.next_chunk().await {
-                if writer.write(chunk).await.is_err() {
+                if let Err(e) = writer.write(chunk).await {
+                    report_gone(&e);
                     failed = true;
                     break;
                 }
@@ -189,6 +222,9 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
                         .fetch_add(report.bytes, Ordering::Relaxed);
                     stats.last_seq.store(report.seq, Ordering::Relaxed);
                     stats
+                        .admitted_at_accept
+                        .store(admitted.segments.load(Ordering::Relaxed), Ordering::Relaxed);
+                    stats
                         .segment_upload
                         .observe(started.elapsed().as_secs_f64());
                     stats.mark_published();
@@ -198,6 +234,7 @@ async fn publish_segments(stage: SegmentPublisher, mut shutdown: Shutdown) {
                         .send_if_modified(|v| !std::mem::replace(v, true));
                 }
                 Err(e) => {
+                    report_gone(&e);
                     stats.set_publish_error(Some(e.to_string()));
                     stats.segment_failures.fetch_add(1, Ordering::Relaxed);
                 }
@@ -228,6 +265,8 @@ pub struct CameraPublisherConfig {
     pub stats: Arc<MediaPathStats>,
     /// Close the channel (DELETE) when stopped.
     pub close_on_exit: bool,
+    /// See [`SegmentPublisher::watch`].
+    pub watch: Option<Arc<crate::job::watch::JobWatch>>,
 }
 
 /// A camera and the task publishing its GOPs, started and stopped together:
@@ -263,6 +302,7 @@ impl CameraPublisher {
             options: cfg.options,
             stats: cfg.stats,
             close_on_exit: cfg.close_on_exit,
+            watch: cfg.watch,
         }
         .spawn(shutdown);
         Ok(Self {

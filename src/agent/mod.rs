@@ -6,6 +6,7 @@ pub mod demo;
 pub mod http;
 pub mod media_path;
 pub mod metrics;
+pub mod output_watch;
 pub mod plan;
 pub mod runtime;
 pub mod service;

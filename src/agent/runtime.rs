@@ -16,6 +16,7 @@ use tracing::{error, info, warn};
 
 use super::data_path::{ChannelReader, DataEvent, Replace, RulesHandle, RulesStage};
 use super::media_path::{CameraPublisher, CameraPublisherConfig, MediaPathStats};
+use super::output_watch::OutputWatch;
 use super::plan::{self, ConfigDiff, JobChange};
 pub use super::stats::{AgentStats, Health};
 use crate::actions::{Outputs, SimulatedGpio};
@@ -131,8 +132,20 @@ impl ChannelStages {
                 items: items.clone(),
                 stats: stats.data.clone(),
                 health,
+                watch: job.watch(),
             };
             stages.push(reader.spawn(shutdown));
+        }
+        // A Livepeer job whose pipeline should publish video: follow it.
+        if let (JobMode::Livepeer(l), Some(watch), Some(url)) =
+            (&cfg.job, job.watch(), &urls.subscribe)
+            && l.output_expected
+        {
+            let output = OutputWatch {
+                subscriber: Subscriber::new(url, sub_opts.clone())?,
+                watch,
+            };
+            stages.push(output.spawn(shutdown));
         }
         let (params, params_rx) = mpsc::channel(4);
         if let Some(url) = &urls.control {
@@ -175,6 +188,7 @@ fn camera_publisher(
         options: plan::media_publisher_options(&job.channel_client(client)),
         stats: media.clone(),
         close_on_exit: false,
+        watch: job.watch(),
     };
     Ok(CameraPublisher::spawn(config, shutdown)?)
 }
@@ -402,14 +416,56 @@ impl Running {
         Ok(())
     }
 
-    /// The pipeline went silent: outputs to failsafe, rules told, the job
-    /// stopped and started again on fresh channels after a backoff that
-    /// grows while it keeps dying.
-    async fn restart_dead_job(&mut self) -> Result<Flow, AgentError> {
+    /// Why the running job cannot go on, if it cannot: its pipeline went
+    /// silent, or (livepeer) a payment or channel failed, its output went
+    /// silent, or the publisher fell too far behind.
+    fn job_fault(&self) -> Option<String> {
+        if let Some(reason) = self.job.failed() {
+            return Some(reason);
+        }
+        if let JobMode::Livepeer(l) = &self.resolved.config.job {
+            if let Some(w) = self.job.watch()
+                && l.output_expected
+                && self.job.urls.subscribe.is_some()
+                && w.output_silent_for() >= l.output_silent_after
+            {
+                return Some(format!(
+                    "no output segment for {:.0} s on {}",
+                    w.output_silent_for().as_secs_f64(),
+                    self.job.urls.subscribe.as_deref().unwrap_or_default()
+                ));
+            }
+            if let Some(camera) = &self.camera {
+                let admitted = camera.queue_stats.segments.load(Ordering::Relaxed);
+                let accepted_at = self.media.admitted_at_accept.load(Ordering::Relaxed);
+                let behind = admitted.saturating_sub(accepted_at);
+                if behind >= l.max_segments_behind {
+                    return Some(format!(
+                        "the publisher is {behind} segments behind on {} (limit {})",
+                        self.job.urls.publish, l.max_segments_behind
+                    ));
+                }
+            }
+        }
+        if self.stats.health().pipeline_dead {
+            return Some(format!(
+                "no pipeline event for {} s",
+                self.stats.health.silent_for().as_secs()
+            ));
+        }
+        None
+    }
+
+    /// The job cannot go on (`reason`): outputs to failsafe, rules told, the
+    /// job stopped and started again on fresh channels after a backoff that
+    /// grows while it keeps dying. A Livepeer job goes to the next
+    /// orchestrator; more than `max_swaps` swaps within `swap_window` back
+    /// off first and start over from discovery.
+    async fn restart_dead_job(&mut self, reason: String) -> Result<Flow, AgentError> {
         if !self.dead_logged {
             warn!(
-                silent_s = self.stats.health.silent_for().as_secs(),
-                "no pipeline event: pipeline dead; outputs to failsafe, restarting the job"
+                %reason,
+                "the job cannot go on; outputs to failsafe, restarting the job"
             );
             self.dead_logged = true;
         }
@@ -419,6 +475,38 @@ impl Running {
             .items
             .try_send(DataEvent::Channel(ChannelEvent::PipelineDead));
         self.retire_job().await;
+        if let JobMode::Livepeer(l) = &self.resolved.config.job
+            && let Some(delay) = self.runner.failover(l, &reason)
+        {
+            let counters = self.runner.livepeer_counters();
+            let until = std::time::SystemTime::now() + delay;
+            let until_ms = until
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(1);
+            counters
+                .backing_off_until_unix_ms
+                .store(until_ms, Ordering::Relaxed);
+            warn!(
+                max_swaps = l.max_swaps,
+                swap_window_s = l.swap_window.as_secs(),
+                backoff_s = delay.as_secs_f64(),
+                %reason,
+                "more than max_swaps orchestrator swaps within swap_window: backing off, \
+                 then starting over from discovery"
+            );
+            let waited = tokio::select! {
+                _ = tokio::time::sleep(delay) => true,
+                _ = self.shutdown.recv() => false,
+            };
+            counters
+                .backing_off_until_unix_ms
+                .store(0, Ordering::Relaxed);
+            if !waited {
+                return Ok(Flow::Stop);
+            }
+            info!("back-off over: starting over from discovery");
+        }
         tokio::select! {
             _ = self.job_backoff.wait() => {}
             _ = self.shutdown.recv() => return Ok(Flow::Stop),
@@ -615,8 +703,24 @@ pub async fn run(
         dead_logged: false,
     };
     loop {
+        // A Livepeer job's stages report a closed channel here: act on it
+        // at once rather than at the next tick.
+        let watch = running.job.watch();
+        let job_failed = async {
+            match &watch {
+                Some(w) => w.failed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = shutdown.recv() => break,
+            _ = job_failed => {
+                if let Some(reason) = running.job_fault()
+                    && let Flow::Stop = running.restart_dead_job(reason).await?
+                {
+                    break;
+                }
+            }
             r = first.changed(), if !ready_sent => {
                 if r.is_ok() && *first.borrow_and_update() {
                     ready_sent = true;
@@ -631,12 +735,8 @@ pub async fn run(
                 }
             }
             _ = tick.tick() => {
-                let failed = running.job.failed();
-                if let Some(reason) = &failed {
-                    warn!(%reason, "the job failed; restarting it");
-                }
-                if running.stats.health().pipeline_dead || failed.is_some() {
-                    if let Flow::Stop = running.restart_dead_job().await? {
+                if let Some(reason) = running.job_fault() {
+                    if let Flow::Stop = running.restart_dead_job(reason).await? {
                         break;
                     }
                 } else if running.stats.health.heard_since_reset() {

@@ -94,6 +94,7 @@ pub async fn follow_with_rules(
             items: items.clone(),
             stats: stats.clone(),
             health: None,
+            watch: None,
         };
         readers.push(reader.spawn(&shutdown));
     }

@@ -59,6 +59,9 @@ pub struct GpioDefaults {
 
 /// `[job]`: how the agent gets its channel URLs, selected by `mode`.
 /// A new mode (e.g. `livepeer`) is one more variant with its own struct.
+// The livepeer variant is the largest by far; a config is parsed once per
+// load and held once, so boxing it would only add noise at every match.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "mode", rename_all = "lowercase")]
 pub enum JobMode {
@@ -231,10 +234,54 @@ pub struct LivepeerJob {
     /// Sent as the job's `params`.
     #[serde(default)]
     pub params: serde_json::Map<String, serde_json::Value>,
+    /// The pipeline publishes processed video on `subscribe_url`: the agent
+    /// follows it, and a job without an output segment for
+    /// `output_silent_after` fails over (Livepeer's gateway does the same).
+    #[serde(default)]
+    pub output_expected: bool,
+    #[serde(
+        default = "default_30s",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub output_silent_after: Duration,
+    /// Fail over once this many camera segments wait for the orchestrator
+    /// to accept them (it is too slow for the stream).
+    #[serde(default = "default_segments_behind")]
+    pub max_segments_behind: u64,
+    /// More than `max_swaps` failovers within `swap_window`: back off
+    /// (`swap_backoff`, doubling up to 5 minutes, with jitter) and start
+    /// over from discovery with every refusal forgotten.
+    #[serde(default = "default_max_swaps")]
+    pub max_swaps: u32,
+    #[serde(
+        default = "default_swap_window",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub swap_window: Duration,
+    #[serde(
+        default = "default_swap_backoff",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub swap_backoff: Duration,
 }
 
 fn default_orchestrator_tls() -> String {
     "tofu".into()
+}
+fn default_segments_behind() -> u64 {
+    3
+}
+fn default_max_swaps() -> u32 {
+    2
+}
+fn default_swap_window() -> Duration {
+    Duration::from_secs(180)
+}
+fn default_swap_backoff() -> Duration {
+    Duration::from_secs(10)
 }
 
 /// `[tls]`: the serde face of [`TlsOptions`]; verification is on by default.

@@ -288,6 +288,26 @@ fn check_livepeer(check: &Check<'_>, l: &crate::config::LivepeerJob) -> Result<(
             Some("set `orchestrators = [\"https://host:8935\"]`, `discovery_url`, `signer_url` or `token_file`".into()),
         ));
     }
+    if l.max_segments_behind == 0 {
+        return Err(check.invalid(
+            "job.max_segments_behind",
+            "`max_segments_behind = 0` would fail over on every segment".into(),
+            Some("Livepeer's gateway uses 3".into()),
+        ));
+    }
+    for (key, d) in [
+        ("job.output_silent_after", l.output_silent_after),
+        ("job.swap_window", l.swap_window),
+        ("job.swap_backoff", l.swap_backoff),
+    ] {
+        if d.is_zero() {
+            return Err(check.invalid(
+                key,
+                format!("`{}` is zero", key.trim_start_matches("job.")),
+                Some("defaults: output_silent_after 30s, swap_window 3m, swap_backoff 10s".into()),
+            ));
+        }
+    }
     match l.orchestrator_tls.as_str() {
         "tofu" | "insecure" => {}
         "pin" if l.orchestrator_pins.is_empty() => {

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 
 use super::JobUrls;
 use super::error::JobError;
+use super::watch::JobWatch;
 use crate::config::LivepeerJob;
 use crate::livepeer::discovery::{ASK_DEADLINE, Token, header_map};
 use crate::livepeer::grpc::Answer;
@@ -51,12 +52,24 @@ pub struct LivepeerCounters {
     pub swaps: std::sync::atomic::AtomicU64,
     /// Orchestrators that failed to answer or refused a start.
     pub refusals: std::sync::atomic::AtomicU64,
+    /// Times more than `max_swaps` swaps within `swap_window` made the
+    /// agent back off and start over from discovery.
+    pub swap_backoffs: std::sync::atomic::AtomicU64,
+    /// Why the last job was given up (shown in `/healthz`).
+    pub last_failover: std::sync::Mutex<Option<String>>,
+    /// Set while backing off after too many swaps (unix ms of its end).
+    pub backing_off_until_unix_ms: std::sync::atomic::AtomicU64,
 }
 
 impl LivepeerCounters {
     pub fn orchestrator(&self) -> Option<String> {
         use crate::sync::LockIgnoringPoison;
         self.orchestrator.lock_ignoring_poison().clone()
+    }
+
+    pub fn last_failover(&self) -> Option<String> {
+        use crate::sync::LockIgnoringPoison;
+        self.last_failover.lock_ignoring_poison().clone()
     }
 }
 
@@ -169,9 +182,10 @@ pub struct LivepeerStream {
     publish_url: String,
     control_url: Option<String>,
     payments: Option<JoinHandle<()>>,
-    /// Set by the payment loop when the job cannot go on here (the signer
-    /// refuses the price mid-stream, or the orchestrator ended the session).
-    failed: Arc<std::sync::Mutex<Option<String>>>,
+    /// Set when the job cannot go on here: by the payment loop (the signer
+    /// refuses the price mid-stream, or the orchestrator ended the session)
+    /// and by the agent's stages (a channel answered 404 or was closed).
+    watch: Arc<JobWatch>,
 }
 
 impl std::fmt::Debug for LivepeerStream {
@@ -317,7 +331,7 @@ async fn try_start(
         answered_in_ms = answer.elapsed.as_millis() as u64,
         "livepeer job started"
     );
-    let failed = Arc::new(std::sync::Mutex::new(None));
+    let watch = Arc::new(JobWatch::default());
     let payments = session.is_priced().then(|| {
         tokio::spawn(pay_loop(
             session,
@@ -325,7 +339,7 @@ async fn try_start(
             transcoder.clone(),
             network.clone(),
             segments.clone(),
-            failed.clone(),
+            watch.clone(),
         ))
     });
     let urls = JobUrls {
@@ -343,7 +357,7 @@ async fn try_start(
             publish_url: started.publish_url,
             control_url: started.control_url,
             payments,
-            failed,
+            watch,
         },
         urls,
         channel_client: orch_client,
@@ -360,12 +374,11 @@ async fn pay_loop(
     transcoder: String,
     network: Arc<Network>,
     segments: SegmentCount,
-    failed: Arc<std::sync::Mutex<Option<String>>>,
+    watch: Arc<JobWatch>,
 ) {
-    use crate::sync::LockIgnoringPoison;
     let fail = |reason: String| {
         warn!(orchestrator = %transcoder, %reason, "livepeer job cannot go on here");
-        *failed.lock_ignoring_poison() = Some(reason);
+        watch.fail(reason);
     };
     let count = || segments.get().map(|f| f());
     let mut last_paid = Instant::now();
@@ -414,10 +427,14 @@ async fn pay_loop(
 }
 
 impl LivepeerStream {
-    /// Why this job cannot go on, once the payment loop found out.
+    /// Why this job cannot go on, once its payment loop or a stage found out.
     pub fn failed(&self) -> Option<String> {
-        use crate::sync::LockIgnoringPoison;
-        self.failed.lock_ignoring_poison().clone()
+        self.watch.fault()
+    }
+
+    /// Where the agent's stages report a closed channel or output.
+    pub fn watch(&self) -> Arc<JobWatch> {
+        self.watch.clone()
     }
 
     /// Ends payments and DELETEs the publish and control channels.

@@ -9,6 +9,8 @@ mod error;
 pub mod health;
 pub mod livepeer;
 pub mod probe;
+pub mod swaps;
+pub mod watch;
 pub mod worker_client;
 
 use std::sync::Arc;
@@ -195,6 +197,10 @@ pub fn with_camera_size(
     params
 }
 
+/// `max_swaps`, `swap_window`, `swap_backoff`: the swap guard is rebuilt
+/// when a reload changes them.
+type SwapSettings = (u32, std::time::Duration, std::time::Duration);
+
 /// What a job mode keeps for the agent's whole run, so the agent asks the
 /// job instead of matching on its mode: in worker mode, the agent's own
 /// trickle server, started once so that its address stays the same across
@@ -215,6 +221,9 @@ pub struct JobRunner {
     last_orchestrator: std::sync::Mutex<Option<String>>,
     /// Livepeer mode: current orchestrator, swaps, refusals.
     counters: Arc<livepeer::LivepeerCounters>,
+    /// Livepeer mode: too many swaps in a window back off (built from the
+    /// config at the first failover, rebuilt when the settings change).
+    swaps: std::sync::Mutex<Option<(SwapSettings, swaps::SwapGuard)>>,
 }
 
 impl JobRunner {
@@ -231,7 +240,30 @@ impl JobRunner {
             segments: Default::default(),
             last_orchestrator: Default::default(),
             counters: Default::default(),
+            swaps: Default::default(),
         })
+    }
+
+    /// A Livepeer job is being given up for `reason` and a swap follows:
+    /// `Some(delay)` when that swap would exceed `max_swaps` within
+    /// `swap_window`; the caller then waits `delay` and the next start
+    /// begins again from discovery, every refusal forgotten.
+    pub fn failover(&self, l: &LivepeerJob, reason: &str) -> Option<std::time::Duration> {
+        use crate::sync::LockIgnoringPoison;
+        *self.counters.last_failover.lock_ignoring_poison() = Some(reason.to_string());
+        let key = (l.max_swaps, l.swap_window, l.swap_backoff);
+        let mut slot = self.swaps.lock_ignoring_poison();
+        if slot.as_ref().is_none_or(|(k, _)| *k != key) {
+            *slot = Some((key, swaps::SwapGuard::new(key.0, key.1, key.2)));
+        }
+        let (_, guard) = slot.as_mut().expect("set above");
+        let delay = guard.swap(tokio::time::Instant::now(), rand::random::<f64>())?;
+        self.counters.swap_backoffs.fetch_add(1, Ordering::Relaxed);
+        // Start over: a fresh network (discovery asked again, refusals
+        // forgotten), no orchestrator sent to the back.
+        *self.network.lock_ignoring_poison() = None;
+        *self.last_orchestrator.lock_ignoring_poison() = None;
+        Some(delay)
     }
 
     /// Tells a Livepeer job how many segments the camera has published, so
@@ -525,6 +557,12 @@ impl Job {
     /// silent (a Livepeer payment refused for good): restart it as dead.
     pub fn failed(&self) -> Option<String> {
         self.livepeer.as_ref().and_then(|l| l.failed())
+    }
+
+    /// Where stages report this job's closed channels and output (livepeer
+    /// mode: such a job fails over at once).
+    pub fn watch(&self) -> Option<Arc<watch::JobWatch>> {
+        self.livepeer.as_ref().map(|l| l.watch())
     }
 
     /// The Livepeer job, in livepeer mode.

@@ -10,6 +10,12 @@
 //! trickle server of our own (`trickle::server`) on a second loopback port:
 //! the start answer carries absolute channel URLs, so a client cannot tell,
 //! and the trickle server keeps its own HTTP/1 accept loop.
+//!
+//! For failover tests it can also close an unpaid priced job's channels
+//! (`close_unpaid_after`, go-livepeer's balance running out), stall the
+//! camera's ingest behind a relay (`ingest_relay`, `stall_ingest`), and run
+//! a real pytrickle worker as its runner (`runner`), turning the worker's
+//! data output into events on the job's events channel.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -70,6 +76,17 @@ pub struct OrchOffer {
     pub refuse_start: Option<(u16, String)>,
     /// `GetOrchestrator` answers this much later (to order answers).
     pub grpc_delay: Option<std::time::Duration>,
+    /// A priced job that goes this long without a payment (since its start
+    /// or its last one) has its four channels closed, as go-livepeer does
+    /// when the sender's balance runs out.
+    pub close_unpaid_after: Option<std::time::Duration>,
+    /// The start answer's `publish_url` goes through a relay that
+    /// [`StandInOrchestrator::stall_ingest`] can freeze: an orchestrator
+    /// too slow to take the camera's segments.
+    pub ingest_relay: bool,
+    /// A pytrickle worker's base URL, run as this orchestrator's runner
+    /// (see [`start_runner`]).
+    pub runner: Option<String>,
 }
 
 /// A `/live-video-to-video` the orchestrator accepted.
@@ -100,6 +117,14 @@ struct OrchState {
     starts: Mutex<Vec<StartedJob>>,
     refused_starts: Mutex<Vec<(u16, String)>>,
     payments: Mutex<Vec<ReceivedPayment>>,
+    /// Manifest IDs of jobs closed for want of payment.
+    closed_unpaid: Mutex<Vec<String>>,
+    /// What the runner answered to each job's start (path or error).
+    runner_starts: Mutex<Vec<Result<String, String>>>,
+    /// Events the runner bridge published on a job's events channel.
+    bridged_events: std::sync::atomic::AtomicU64,
+    /// The ingest relay's address and its freeze switch.
+    relay: Mutex<Option<(SocketAddr, Arc<std::sync::atomic::AtomicBool>)>>,
 }
 
 pub struct StandInOrchestrator {
@@ -156,7 +181,16 @@ impl StandInOrchestrator {
             starts: Mutex::new(Vec::new()),
             refused_starts: Mutex::new(Vec::new()),
             payments: Mutex::new(Vec::new()),
+            closed_unpaid: Mutex::new(Vec::new()),
+            runner_starts: Mutex::new(Vec::new()),
+            bridged_events: Default::default(),
+            relay: Mutex::new(None),
         });
+        if state.offer.lock().unwrap().ingest_relay {
+            let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let relay = start_relay(state.trickle.local_addr(), frozen.clone()).await;
+            *state.relay.lock().unwrap() = Some((relay, frozen));
+        }
         let s = state.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -224,6 +258,31 @@ impl StandInOrchestrator {
 
     pub fn trickle(&self) -> &RunningServer {
         &self.state.trickle
+    }
+
+    /// What the runner answered to each job's start: the start path, or why not.
+    pub fn runner_starts(&self) -> Vec<Result<String, String>> {
+        self.state.runner_starts.lock().unwrap().clone()
+    }
+
+    /// Events the runner bridge has published so far.
+    pub fn bridged_events(&self) -> u64 {
+        self.state
+            .bridged_events
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Manifest IDs of the jobs closed because their payments stopped.
+    pub fn closed_unpaid(&self) -> Vec<String> {
+        self.state.closed_unpaid.lock().unwrap().clone()
+    }
+
+    /// Freezes the ingest relay (`OrchOffer::ingest_relay`): bytes stop
+    /// moving both ways, connections stay open, nothing is answered.
+    pub fn stall_ingest(&self) {
+        let relay = self.state.relay.lock().unwrap();
+        let (_, frozen) = relay.as_ref().expect("started with ingest_relay");
+        frozen.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// Closes every channel of every job (what an orchestrator does when a
@@ -338,7 +397,7 @@ fn check_credentials(s: &OrchState, headers: &HeaderMap) -> Result<SegData, (u16
     Ok(seg)
 }
 
-async fn handle(s: &OrchState, req: Request<Incoming>) -> Response<Body> {
+async fn handle(s: &Arc<OrchState>, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let headers = req.headers().clone();
@@ -393,7 +452,7 @@ async fn handle(s: &OrchState, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn start(s: &OrchState, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
+fn start(s: &Arc<OrchState>, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
     let refuse = |status: u16, msg: &str| {
         s.refused_starts
             .lock()
@@ -433,6 +492,25 @@ fn start(s: &OrchState, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
             .unwrap();
     }
     let base = s.trickle.base_url();
+    let publish_base = match &*s.relay.lock().unwrap() {
+        Some((relay, _)) => base.replace(&s.trickle.local_addr().to_string(), &relay.to_string()),
+        None => base.clone(),
+    };
+    let offer = s.offer.lock().unwrap().clone();
+    if let Some(after) = offer
+        .close_unpaid_after
+        .filter(|_| offer.price_per_unit > 0)
+    {
+        tokio::spawn(close_when_unpaid(s.clone(), mid.clone(), after));
+    }
+    if let Some(runner) = offer.runner.clone() {
+        s.trickle
+            .state
+            .create_channel(&format!("{mid}-data"), Some("application/jsonl".into()))
+            .unwrap();
+        let params = req.get("params").cloned().unwrap_or_else(|| json!({}));
+        tokio::spawn(start_runner(s.clone(), runner, mid.clone(), params));
+    }
     s.starts.lock().unwrap().push(StartedJob {
         manifest_id: mid.clone(),
         body: req,
@@ -440,12 +518,171 @@ fn start(s: &OrchState, headers: &HeaderMap, body: &[u8]) -> Response<Body> {
         segment,
     });
     json_answer(&json!({
-        "publish_url": format!("{base}{mid}"),
+        "publish_url": format!("{publish_base}{mid}"),
         "subscribe_url": format!("{base}{mid}-out"),
         "control_url": format!("{base}{mid}-control"),
         "events_url": format!("{base}{mid}-events"),
         "manifest_id": mid,
     }))
+}
+
+/// The orchestrator's runner part (ai-runner's, in go-livepeer): the
+/// worker (pytrickle) is started on the job's channels, `/stream/start`
+/// with the camera's channel to read, `-out` to write and `-control`; its
+/// pipeline output (`publish_data`, JSON lines on a private `-data`
+/// channel, since LV2V has none) is published on the job's `-events`
+/// channel as Livepeer event envelopes, one per line (the line's last
+/// item), as ai-runner turns pipeline output into events.
+async fn start_runner(s: Arc<OrchState>, runner: String, mid: String, params: Value) {
+    use trickle_edge::trickle::{HttpClient, Publisher, PublisherOptions, Subscriber};
+    let base = s.trickle.base_url();
+    let body = json!({
+        "subscribe_url": format!("{base}{mid}"),
+        "publish_url": format!("{base}{mid}-out"),
+        "control_url": format!("{base}{mid}-control"),
+        "data_url": format!("{base}{mid}-data"),
+        "gateway_request_id": mid,
+        "params": params,
+    });
+    let client = trickle_edge::job::worker_client::WorkerClient::new(
+        &runner,
+        HttpClient::new(&Default::default()).unwrap(),
+    );
+    let started = client
+        .post_first(&["/stream/start", "/api/stream/start"], &body)
+        .await
+        .map(|(path, _)| path.to_string())
+        .map_err(|e| e.to_string());
+    let ok = started.is_ok();
+    s.runner_starts.lock().unwrap().push(started);
+    if !ok {
+        return;
+    }
+    let Ok(mut data) = Subscriber::new(&format!("{base}{mid}-data"), Default::default()) else {
+        return;
+    };
+    let Ok(mut events) = Publisher::connect(
+        &format!("{base}{mid}-events"),
+        PublisherOptions {
+            content_type: "application/json".into(),
+            ..Default::default()
+        },
+    )
+    .await
+    else {
+        return;
+    };
+    while let Ok(Some(mut seg)) = data.next_segment().await {
+        let mut buf = Vec::new();
+        while let Ok(Some(chunk)) = seg.chunk().await {
+            buf.extend_from_slice(&chunk);
+        }
+        for line in buf.split(|b| *b == b'\n') {
+            let Ok(v) = serde_json::from_slice::<Value>(line) else {
+                continue;
+            };
+            // pytrickle writes each batch as a JSON array of JSON strings.
+            let last = match v {
+                Value::Array(items) => items.into_iter().last(),
+                other => Some(other),
+            };
+            let item = match last {
+                Some(Value::String(text)) => {
+                    serde_json::from_str(&text).unwrap_or(Value::String(text))
+                }
+                Some(v) => v,
+                None => continue,
+            };
+            let envelope = json!({"queue_event_type": "ai_stream_events", "event": item});
+            let Ok(mut out) = events.next_segment().await else {
+                return;
+            };
+            if out.write(Bytes::from(envelope.to_string())).await.is_err()
+                || out.finish().await.is_err()
+            {
+                return;
+            }
+            s.bridged_events
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// go-livepeer's balance check, reduced to time: a job unpaid for `after`
+/// has its channels closed (waiting requests end, later ones get 404).
+async fn close_when_unpaid(s: Arc<OrchState>, mid: String, after: std::time::Duration) {
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let last_paid = s
+            .payments
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|p| p.at)
+            .filter(|t| *t > started)
+            .max()
+            .unwrap_or(started);
+        if last_paid.elapsed() >= after {
+            for name in [
+                mid.clone(),
+                format!("{mid}-out"),
+                format!("{mid}-control"),
+                format!("{mid}-events"),
+            ] {
+                s.trickle.state.close_channel(&name);
+            }
+            s.closed_unpaid.lock().unwrap().push(mid);
+            return;
+        }
+    }
+}
+
+/// A TCP relay to `target` whose traffic stops both ways while `frozen`.
+async fn start_relay(target: SocketAddr, frozen: Arc<std::sync::atomic::AtomicBool>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((inbound, _)) = listener.accept().await else {
+                continue;
+            };
+            let Ok(outbound) = tokio::net::TcpStream::connect(target).await else {
+                continue;
+            };
+            let (ri, wi) = inbound.into_split();
+            let (ro, wo) = outbound.into_split();
+            tokio::spawn(pump(ri, wo, frozen.clone()));
+            tokio::spawn(pump(ro, wi, frozen.clone()));
+        }
+    });
+    addr
+}
+
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    frozen: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let hold = || async {
+        while frozen.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        hold().await;
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        // Bytes read just before a freeze are held too.
+        hold().await;
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// A `/generate-live-payment` the signer answered.
