@@ -254,7 +254,9 @@ impl Channel {
     /// first or ended empty) is the same publisher trying it again: it gets
     /// that segment. A POST at 0 below the write position is a publisher
     /// that restarted without saying so (Go's and pytrickle's start again at
-    /// 0; any other older seq is a late duplicate and is refused as taken):
+    /// 0; any other older seq whose bytes arrived, or whose slot a newer seq
+    /// holds, is a late duplicate and is refused as taken; an older seq never
+    /// written is a preconnect that lost a race and is written):
     /// like `reset`, it retires the older segments, and it also wakes the
     /// readers parked above it and moves the write position back to its seq,
     /// so live readers follow the new run. A seq that holds data is never
@@ -273,7 +275,17 @@ impl Channel {
         // client's retry of a segment whose bytes did arrive: it must
         // neither send live readers back nor evict a newer segment.
         let rewind = seq < st.next_write && !retry && seq == 0;
-        if seq < st.next_write && !retry && !rewind && !reset {
+        // A first POST for a seq below the position that was never written:
+        // its slot is free or holds an older seq, and it is still within the
+        // ring. The SDK's preconnected POST for N can reach us after the one
+        // for N+1 has begun (two connections race); Go's server accepts it,
+        // and refusing it lost segment N (`interop_python`). Writing it
+        // evicts nothing newer and leaves the position where it is.
+        let late_first = seq < st.next_write
+            && held.is_none()
+            && seq > st.next_write - RING_SIZE as i64
+            && st.ring[pos].as_ref().is_none_or(|s| s.seq() < seq);
+        if seq < st.next_write && !retry && !rewind && !reset && !late_first {
             return WriteSlot::Taken { seq };
         }
         if reset || rewind {
@@ -283,6 +295,7 @@ impl Channel {
             st.set_next_write(seq);
         }
         if rewind {
+            tracing::info!(channel = %self.name, seq, was = st.next_write, "a POST at 0 below the write position: the publisher restarted; readers go back");
             // Readers parked above the new seq wait for the run that stopped.
             // A POST waiting right above it may be the new run's preconnect;
             // one further up is the old run's and goes too.
@@ -419,6 +432,29 @@ mod tests {
             ch.for_write(0, false),
             WriteSlot::Taken { seq: 0 }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_post_that_arrives_after_the_next_seq_began_is_written_not_refused() {
+        let ch = Channel::new("c".into(), None);
+        write(&ch, 0, b"a");
+        // The preconnected POST for 2 overtook the one for 1.
+        write(&ch, 2, b"c");
+        assert_eq!(ch.next_write(), 3);
+        let WriteSlot::Claimed(late) = ch.for_write(1, false) else {
+            panic!("the late first POST for 1 was refused")
+        };
+        assert_eq!(late.seq(), 1);
+        ch.advance_past(1);
+        assert_eq!(ch.next_write(), 3, "a late seq does not move the position back");
+        assert!(matches!(ch.for_read(2), ReadSlot::Found(s) if s.seq() == 2));
+        // A seq whose bytes did arrive is still a duplicate, and one whose
+        // slot a newer seq holds is too old to write.
+        assert!(matches!(ch.for_write(2, false), WriteSlot::Taken { seq: 2 }));
+        for seq in 3..8 {
+            write(&ch, seq, b"x");
+        }
+        assert!(matches!(ch.for_write(1, false), WriteSlot::Taken { seq: 1 }));
     }
 
     #[tokio::test]

@@ -657,6 +657,7 @@ async fn get_segment(state: &Arc<ServerState>, name: &str, seq: i64) -> Response
         return text(StatusCode::NOT_FOUND, "Stream not found");
     };
     let latest_at_request = ch.next_write();
+    debug!(channel = name, seq, latest = latest_at_request, "GET");
     let seg = match ch.for_read(seq) {
         ReadSlot::Found(seg) => seg,
         ReadSlot::Missing(m) => return missing_response(m),
@@ -761,6 +762,7 @@ async fn post_segment(
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return r;
     };
+    debug!(channel = name, seq, reset, "POST");
     let seg = match ch.for_write(seq, reset) {
         WriteSlot::Claimed(seg) => seg,
         WriteSlot::Taken { seq } => {

@@ -24,6 +24,10 @@ use super::client::{ClientError, ClientOptions, HttpClient, empty_body, header_i
 use super::headers::{HDR_CLOSED, HDR_LATEST, HDR_RESET, HDR_SEQ};
 use crate::backoff::BackoffConfig;
 
+/// How long a reader waits before asking again for a seq that later seqs
+/// overtook, once, before skipping it.
+const HOLE_WAIT: Duration = Duration::from_millis(200);
+
 #[derive(Debug, Clone)]
 pub struct SubscriberOptions {
     pub client: ClientOptions,
@@ -357,6 +361,21 @@ impl Subscriber {
                             if misses == 1 {
                                 tokio::time::sleep(self.opts.ahead_retry).await;
                             }
+                        }
+                        Some(latest)
+                            if seq >= 0
+                                && latest > seq
+                                && latest - seq < super::channel::RING_SIZE as i64
+                                && misses == 1 =>
+                        {
+                            // Later seqs began but this one never did, and
+                            // the ring would still hold it: its POST may be
+                            // on its way (the Python SDK's preconnects can
+                            // reach a server out of order, and Livepeer's
+                            // server and ours then still write it). Ask once
+                            // more before skipping it.
+                            debug!(url = %self.url, seq, latest, "segment not begun though later ones are; asking again before skipping it");
+                            tokio::time::sleep(HOLE_WAIT).await;
                         }
                         Some(latest) => {
                             if seq >= 0 {
