@@ -446,15 +446,25 @@ mod tests {
         };
         assert_eq!(late.seq(), 1);
         ch.advance_past(1);
-        assert_eq!(ch.next_write(), 3, "a late seq does not move the position back");
+        assert_eq!(
+            ch.next_write(),
+            3,
+            "a late seq does not move the position back"
+        );
         assert!(matches!(ch.for_read(2), ReadSlot::Found(s) if s.seq() == 2));
         // A seq whose bytes did arrive is still a duplicate, and one whose
         // slot a newer seq holds is too old to write.
-        assert!(matches!(ch.for_write(2, false), WriteSlot::Taken { seq: 2 }));
+        assert!(matches!(
+            ch.for_write(2, false),
+            WriteSlot::Taken { seq: 2 }
+        ));
         for seq in 3..8 {
             write(&ch, seq, b"x");
         }
-        assert!(matches!(ch.for_write(1, false), WriteSlot::Taken { seq: 1 }));
+        assert!(matches!(
+            ch.for_write(1, false),
+            WriteSlot::Taken { seq: 1 }
+        ));
     }
 
     #[tokio::test]
