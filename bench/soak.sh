@@ -9,10 +9,14 @@
 # (over the samples after SOAK_WARMUP_SECONDS, 60, when start-up
 # allocations are done) is printed, plus one machine-readable `BENCH soak ...` line (bench/run).
 # A leak shows as a slope that stays positive however long the soak runs.
+# A 20-minute RSS slope is not one by itself: glibc keeps memory freed after
+# each data segment's burst in its arenas, and that flattens (docs/
+# benchmarks.md, "Soak (issue 15)": amplify with the knobs below and
+# compare growth per item and per segment).
 #
-# RSS is also split into its anonymous part (heap, thread stacks: what a
-# leak grows) and its file-backed part (mapped code of the binary and of
-# GStreamer's plugins, paged in as code paths are first used).
+# RSS's anonymous part (heap, thread stacks: what a leak grows) is printed
+# too; the rest of RSS is file-backed (the binary's and GStreamer plugins'
+# code, paged in and out by the kernel as the machine's page cache moves).
 #
 # Usage: SOAK_MINUTES=20 bash bench/soak.sh   (after cargo build --release;
 # TRICKLE_EDGE_BIN=path runs another build). Not part of CI.
