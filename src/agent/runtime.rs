@@ -449,7 +449,7 @@ impl Running {
         }
         if self.stats.health().pipeline_dead {
             return Some(format!(
-                "no pipeline event for {} s",
+                "pipeline dead: no pipeline event for {} s",
                 self.stats.health.silent_for().as_secs()
             ));
         }
