@@ -3,71 +3,17 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::{Value, json};
 use support::actions::{build, configs, effect};
+use support::mqtt::Broker;
 use support::net::free_port;
 use support::time::{wait_until, wait_until_for, within};
 use support::tmp::temp_dir;
-use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use trickle_edge::rules::OutputAction::Deliver;
-
-/// A mosquitto process listening on 127.0.0.1:port only.
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    async fn start(dir: &Path, port: u16) -> Broker {
-        Broker::start_with(dir, port, "").await
-    }
-
-    /// With `extra` lines appended to its config.
-    async fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
-        let conf: PathBuf = dir.join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
-        )
-        .unwrap();
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start mosquitto, the MQTT broker these tests need ({e}): `bash ci/setup.sh` installs it")
-            });
-        wait_until("broker listening", || {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-        .await;
-        Broker { child }
-    }
-
-    async fn kill(mut self) {
-        self.child.kill().await.unwrap();
-    }
-
-    /// Sends `signal` (`STOP`, `CONT`) to the broker: stopped, it keeps its
-    /// sockets open and reads nothing, as a wedged broker would.
-    async fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("broker running");
-        let status = Command::new("kill")
-            .arg(format!("-{signal}"))
-            .arg(pid.to_string())
-            .status()
-            .await
-            .unwrap();
-        assert!(status.success(), "kill -{signal} {pid}: {status}");
-    }
-}
 
 /// A subscriber that (re)subscribes on every connection and forwards
 /// publishes as (topic, retain flag, JSON payload).

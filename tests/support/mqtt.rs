@@ -17,10 +17,15 @@ pub struct Broker {
 
 impl Broker {
     pub async fn start(dir: &Path, port: u16) -> Broker {
+        Broker::start_with(dir, port, "").await
+    }
+
+    /// With `extra` lines appended to its config.
+    pub async fn start_with(dir: &Path, port: u16, extra: &str) -> Broker {
         let conf: PathBuf = dir.join("mosquitto.conf");
         std::fs::write(
             &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"),
         )
         .unwrap();
         let child = Command::new("mosquitto")
@@ -42,6 +47,19 @@ impl Broker {
 
     pub async fn kill(mut self) {
         self.child.kill().await.unwrap();
+    }
+
+    /// Sends `signal` (`STOP`, `CONT`) to the broker: stopped, it keeps its
+    /// sockets open and reads nothing, as a wedged broker would.
+    pub async fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("broker running");
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .await
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}: {status}");
     }
 }
 
