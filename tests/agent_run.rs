@@ -263,9 +263,7 @@ async fn the_restart_backoff_grows_until_the_job_is_heard_from() {
 /// file cannot hold, and `/metrics` says exactly how many.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_100000_detections_reaches_the_log_whole_under_run() {
-    use bytes::Bytes;
     use support::net::{readers_waiting, start_server, test_config};
-    use trickle_edge::trickle::{Publisher, PublisherOptions};
     const N: u64 = 100_000;
     let server = start_server(test_config(), &["cam", "data"]).await;
     let base = server.base_url();
@@ -311,35 +309,8 @@ then = [{{ output = "plog" }}, {{ output = "slow" }}]
     let r = start_agent(resolved(&text)).await;
     readers_waiting(&server, "data", 0, 1).await;
     let url = format!("{base}data");
-    let mut publisher = Publisher::connect(
-        &url,
-        PublisherOptions {
-            content_type: "application/jsonl".into(),
-            start_seq: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let mut lines = String::with_capacity(40 * N as usize);
-    for n in 0..N {
-        lines.push_str(&format!("[{{\"type\":\"detection\",\"n\":{n}}}]\n"));
-    }
-    let mut w = publisher.next_segment().await.unwrap();
-    w.write(Bytes::from(lines)).await.unwrap();
-    w.finish().await.unwrap();
-    let logged = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .count() as u64
-    };
-    support::time::wait_until_for(
-        std::time::Duration::from_secs(300),
-        "every effect of the burst in the log",
-        || logged() >= N,
-    )
-    .await;
+    support::net::publish_detection_burst(&url, N).await;
+    support::net::wait_for_lines(&log, N).await;
     let hooked = answered.load(Ordering::Relaxed);
     assert!(hooked < N / 10, "the webhook answered {hooked} of {N}");
     let addr = r.handles.supervisor_addr.expect("supervisor endpoint");

@@ -346,35 +346,8 @@ async fn a_burst_of_100000_detections_is_logged_whole_beside_a_slow_webhook() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut publisher = Publisher::connect(
-        &url,
-        PublisherOptions {
-            content_type: "application/jsonl".into(),
-            start_seq: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
-    let mut lines = String::with_capacity(40 * N as usize);
-    for n in 0..N {
-        lines.push_str(&format!("[{{\"type\":\"detection\",\"n\":{n}}}]\n"));
-    }
-    let mut w = publisher.next_segment().await.unwrap();
-    w.write(Bytes::from(lines)).await.unwrap();
-    w.finish().await.unwrap();
-    let logged = || {
-        std::fs::read_to_string(&log)
-            .unwrap_or_default()
-            .lines()
-            .count() as u64
-    };
-    support::time::wait_until_for(
-        std::time::Duration::from_secs(300),
-        "every effect of the burst in the log",
-        || logged() >= N,
-    )
-    .await;
+    support::net::publish_detection_burst(&url, N).await;
+    support::net::wait_for_lines(&log, N).await;
     // The log got there while the webhook, 20 ms a call, was far behind.
     let hooked = answered.load(std::sync::atomic::Ordering::Relaxed);
     assert!(hooked < N / 10, "the webhook answered {hooked} of {N}");

@@ -203,21 +203,10 @@ async fn priced_job_pays_through_the_signer_while_streaming() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_503_at_start_sends_the_job_to_the_next_orchestrator() {
-    let full = StandInOrchestrator::start(
-        OrchOffer {
-            refuse_start: Some((503, "insufficient capacity".into())),
-            ..Default::default()
-        },
-        false,
-    )
-    .await;
-    let slow = StandInOrchestrator::start(
-        OrchOffer {
-            grpc_delay: Some(Duration::from_millis(500)),
-            ..Default::default()
-        },
-        false,
-    )
+    let (full, slow) = two_orchestrators(OrchOffer {
+        refuse_start: Some((503, "insufficient capacity".into())),
+        ..Default::default()
+    })
     .await;
     let r = start_agent(config(&format!(
         "orchestrators = [\"{}\", \"{}\"]\norchestrator_tls = \"insecure\"",
@@ -247,15 +236,7 @@ async fn a_481_from_the_signer_sends_the_job_to_the_next_orchestrator() {
         price_per_unit: 9,
         ..Default::default()
     };
-    let first = StandInOrchestrator::start(priced(), false).await;
-    let second = StandInOrchestrator::start(
-        OrchOffer {
-            grpc_delay: Some(Duration::from_millis(500)),
-            ..priced()
-        },
-        false,
-    )
-    .await;
+    let (first, second) = two_orchestrators_after(priced(), priced()).await;
     let signer = StandInSigner::start(Vec::new()).await;
     signer.inject(&[481]);
     let r = start_agent(config(&format!(
@@ -342,15 +323,7 @@ async fn the_orchestrators_command_lists_answers_and_refusals() {
 /// the next orchestrator, not the one that went silent.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_pipeline_fails_over_to_the_next_orchestrator_with_outputs_at_failsafe() {
-    let first = StandInOrchestrator::start(OrchOffer::default(), false).await;
-    let second = StandInOrchestrator::start(
-        OrchOffer {
-            grpc_delay: Some(Duration::from_millis(500)),
-            ..Default::default()
-        },
-        false,
-    )
-    .await;
+    let (first, second) = two_orchestrators(OrchOffer::default()).await;
     let mut cfg = config(&format!(
         "orchestrators = [\"{}\", \"{}\"]\norchestrator_tls = \"insecure\"",
         first.url, second.url
@@ -413,15 +386,7 @@ async fn a_481_mid_stream_moves_the_job_to_the_next_orchestrator() {
         price_per_unit: 9,
         ..Default::default()
     };
-    let first = StandInOrchestrator::start(priced(), false).await;
-    let second = StandInOrchestrator::start(
-        OrchOffer {
-            grpc_delay: Some(Duration::from_millis(500)),
-            ..priced()
-        },
-        false,
-    )
-    .await;
+    let (first, second) = two_orchestrators_after(priced(), priced()).await;
     let signer = StandInSigner::start(Vec::new()).await;
     let mut cfg = config(&format!(
         "orchestrators = [\"{}\", \"{}\"]\nsigner_url = \"{}\"\norchestrator_tls = \"insecure\"",
@@ -455,14 +420,23 @@ async fn healthz(addr: std::net::SocketAddr) -> serde_json::Value {
     serde_json::from_slice(&body).unwrap()
 }
 
-/// Two off-chain orchestrators, the second answering later so the job
-/// starts on the first.
+/// Two orchestrators, the second an off-chain one answering later so the
+/// job starts on the first.
 async fn two_orchestrators(first: OrchOffer) -> (StandInOrchestrator, StandInOrchestrator) {
+    two_orchestrators_after(first, OrchOffer::default()).await
+}
+
+/// Two orchestrators, `second` answering GetOrchestrator 500 ms later so
+/// the job starts on `first` and fails over to `second`.
+async fn two_orchestrators_after(
+    first: OrchOffer,
+    second: OrchOffer,
+) -> (StandInOrchestrator, StandInOrchestrator) {
     let first = StandInOrchestrator::start(first, false).await;
     let second = StandInOrchestrator::start(
         OrchOffer {
             grpc_delay: Some(Duration::from_millis(500)),
-            ..Default::default()
+            ..second
         },
         false,
     )

@@ -75,3 +75,43 @@ pub async fn readers_waiting(s: &RunningServer, channel: &str, seq: i64, n: usiz
     )
     .await
 }
+
+/// Publishes `n` detections, one JSON line each (`n` numbered from 0), as a
+/// single segment from seq 0 on the data channel `url`: a burst that lands
+/// on a subscriber all at once.
+pub async fn publish_detection_burst(url: &str, n: u64) {
+    use trickle_edge::trickle::{Publisher, PublisherOptions};
+    let mut publisher = Publisher::connect(
+        url,
+        PublisherOptions {
+            content_type: "application/jsonl".into(),
+            start_seq: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let mut lines = String::with_capacity(40 * n as usize);
+    for i in 0..n {
+        lines.push_str(&format!("[{{\"type\":\"detection\",\"n\":{i}}}]\n"));
+    }
+    let mut w = publisher.next_segment().await.unwrap();
+    w.write(bytes::Bytes::from(lines)).await.unwrap();
+    w.finish().await.unwrap();
+}
+
+/// Waits (up to 300 s) until the file at `log` holds at least `n` lines.
+pub async fn wait_for_lines(log: &std::path::Path, n: u64) {
+    let logged = || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .count() as u64
+    };
+    super::time::wait_until_for(
+        std::time::Duration::from_secs(300),
+        "every effect of the burst in the log",
+        || logged() >= n,
+    )
+    .await;
+}
