@@ -17,18 +17,15 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use http::Uri;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::ClientConfig;
 
 use super::error::LivepeerError;
-use crate::sync::LockIgnoringPoison;
 use crate::trickle::TlsOptions;
-use crate::trickle::tls::{fingerprint, parse_pin};
+pub use crate::trickle::tls::Seen;
+use crate::trickle::tls::parse_pin;
 
 /// The user's choice for orchestrator certificates.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,16 +124,6 @@ fn pinned(pin: &str) -> TlsOptions {
     }
 }
 
-/// What a first-use connection saw: the certificate to pin.
-#[derive(Debug, Default)]
-pub struct Seen(Mutex<Option<String>>);
-
-impl Seen {
-    pub fn fingerprint(&self) -> Option<String> {
-        self.0.lock_ignoring_poison().clone()
-    }
-}
-
 /// Keeps `fingerprint` as the pin of a first-use target.
 pub fn store_pin(file: &Path, fingerprint: &str) -> Result<(), LivepeerError> {
     let err = |source| LivepeerError::PinStore {
@@ -149,84 +136,15 @@ pub fn store_pin(file: &Path, fingerprint: &str) -> Result<(), LivepeerError> {
     std::fs::write(file, format!("{fingerprint}\n")).map_err(err)
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// The rustls config for `plan`; a first use also returns where the seen
 /// certificate is recorded.
 pub fn client_config(plan: &TlsPlan) -> Result<(ClientConfig, Option<Arc<Seen>>), LivepeerError> {
     match plan {
         TlsPlan::Known(opts) => Ok((opts.client_config()?, None)),
         TlsPlan::FirstUse { .. } => {
-            let seen = Arc::new(Seen::default());
-            let config = ClientConfig::builder_with_provider(provider())
-                .with_safe_default_protocol_versions()
-                .map_err(crate::trickle::tls::TlsError::from)?
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(FirstUse {
-                    seen: seen.clone(),
-                    provider: provider(),
-                }))
-                .with_no_client_auth();
+            let (config, seen) = TlsOptions::first_use_config()?;
             Ok((config, Some(seen)))
         }
-    }
-}
-
-/// Accepts the presented certificate and records it; the handshake's
-/// signature is still checked, so the peer holds that certificate's key.
-#[derive(Debug)]
-struct FirstUse {
-    seen: Arc<Seen>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for FirstUse {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        *self.seen.0.lock_ignoring_poison() = Some(fingerprint(end_entity.as_ref()));
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
     }
 }
 

@@ -7,11 +7,12 @@
 //!
 //! This is the crate's one client TLS policy: the trickle clients (`[tls]`)
 //! and the webhook and MQTT outputs (their own `ca_file`, `pin_sha256`,
-//! `insecure`, and for mutual TLS a [`ClientIdentity`]) all build their
-//! rustls config here, with the same `ring` provider.
+//! `insecure`, and for mutual TLS a [`ClientIdentity`]) and the orchestrator
+//! clients (trust on first use, [`TlsOptions::first_use_config`]) all build
+//! their rustls config here, with the same `ring` provider and verifier.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::WantsClientCert;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -23,6 +24,8 @@ use rustls::{
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use sha2::{Digest, Sha256};
+
+use crate::sync::LockIgnoringPoison;
 
 /// How the client verifies a server's certificate.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -218,6 +221,19 @@ impl TlsOptions {
         }
     }
 
+    /// A config that accepts whatever certificate the server presents and
+    /// records its fingerprint in the returned [`Seen`]: trust on first use,
+    /// for peers (orchestrators) whose self-signed certificate is pinned once
+    /// seen. The handshake's signature is still checked.
+    pub fn first_use_config() -> Result<(ClientConfig, Arc<Seen>), TlsError> {
+        let seen = Arc::new(Seen::default());
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let config =
+            leaf_verifier(builder, Acceptance::FirstUse(seen.clone()), "tls").with_no_client_auth();
+        Ok((config, seen))
+    }
+
     fn roots(&self) -> Result<RootCertStore, TlsError> {
         let mut roots = RootCertStore::empty();
         if let Some(path) = &self.ca_file {
@@ -267,6 +283,18 @@ enum Acceptance {
     Anything,
     /// Nothing: the system has no roots and no CA file or pin was given.
     Nothing,
+    /// Anything, recording what it saw (trust on first use).
+    FirstUse(Arc<Seen>),
+}
+
+/// What a first-use connection saw: the certificate to pin.
+#[derive(Debug, Default)]
+pub struct Seen(Mutex<Option<String>>);
+
+impl Seen {
+    pub fn fingerprint(&self) -> Option<String> {
+        self.0.lock_ignoring_poison().clone()
+    }
 }
 
 /// Verifier for pins and `insecure`. Handshake signatures are still checked,
@@ -290,6 +318,10 @@ impl ServerCertVerifier for LeafVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         match &self.accept {
             Acceptance::Anything => Ok(ServerCertVerified::assertion()),
+            Acceptance::FirstUse(seen) => {
+                *seen.0.lock_ignoring_poison() = Some(fingerprint(end_entity.as_ref()));
+                Ok(ServerCertVerified::assertion())
+            }
             Acceptance::Nothing if self.setting == "tls" => {
                 Err(rustls::Error::General(NO_ROOTS.into()))
             }
