@@ -731,3 +731,31 @@ fn a_home_assistant_discovery_prefix_with_a_wildcard_is_placed_in_the_file() {
         );
     }
 }
+
+#[test]
+fn two_rules_that_would_be_one_home_assistant_entity_are_refused_naming_both() {
+    let rules = "[[rules]]\nname = \"door open\"\nthen = [{ output = \"bus\" }]\n\n[[rules]]\nname = \"door_open\"\nthen = [{ output = \"bus\" }]\n";
+    let text = format!(
+        "[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1\"\nhomeassistant = true\n\n{rules}"
+    );
+    let (e, f) = fail("ha_same_entity", &text);
+    assert_eq!(e.key.as_str(), "rules[1].name");
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "error: rules `door open` and `door_open` would be one Home Assistant entity `door_open` (output `bus` has `homeassistant = true`)\n  --> {}:11:1\n  = hint: rename one: entity ids keep letters, digits, `_` and `-` and make anything else `_`",
+            f.display()
+        )
+    );
+
+    // Without discovery the two names are just two rules.
+    let d = temp_dir("ha_off_same_entity");
+    let file = write(
+        &d,
+        "config.toml",
+        &format!(
+            "[outputs.bus]\ntype = \"mqtt\"\nbroker = \"mqtt://127.0.0.1\"\n\n{rules}\n[job]\nmode = \"worker\"\n"
+        ),
+    );
+    config::load(&file).expect("distinct rule names without discovery");
+}

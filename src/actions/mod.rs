@@ -82,6 +82,7 @@ pub use counters::OutputCounters;
 pub use error::{ActionError, GpioDeviceError};
 pub use gpio::{GpioTransition, SimulatedGpio};
 pub use gpio_chips::{ChipLines, ChipListing, ChipProbe, LineLocation, probe_chips};
+pub(crate) use homeassistant::object_id as home_assistant_id;
 pub use json::{item_json, rfc3339};
 pub use mqtt::render_topic;
 

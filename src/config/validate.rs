@@ -1,7 +1,7 @@
 //! Checks serde cannot express: values that parse but cannot work, and
 //! references between sections. Each error points at the key at fault.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::error::{ConfigError, DURATION_HINT, ErrorKind, suggest};
 use super::schema::{AgentConfig, JobMode};
@@ -469,6 +469,37 @@ fn check_rules(
     }
     for name in names.iter().filter(|n| !used.contains(*n)) {
         warnings.push(format!("output `{name}` is not used by any rule"));
+    }
+    check_home_assistant_ids(c, check)
+}
+
+/// Home Assistant discovery makes an entity of every rule, its id the rule's
+/// name with anything but letters, digits, `_` and `-` made `_`. Two names
+/// that clean alike ("door open", "door_open") would be one entity whose
+/// state both rules write: refused here, naming both rules.
+fn check_home_assistant_ids(c: &AgentConfig, check: &Check<'_>) -> Result<(), ConfigError> {
+    let Some(output) = c.outputs.iter().find_map(|(name, o)| match o {
+        OutputConfig::Mqtt(m) if m.homeassistant => Some(name),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (i, rule) in c.rules.iter().enumerate() {
+        let id = crate::actions::home_assistant_id(&rule.name);
+        if let Some(first) = seen.insert(id.clone(), &rule.name) {
+            return Err(check.invalid(
+                &format!("rules[{i}].name"),
+                format!(
+                    "rules `{first}` and `{}` would be one Home Assistant entity `{id}` (output `{output}` has `homeassistant = true`)",
+                    rule.name
+                ),
+                Some(
+                    "rename one: entity ids keep letters, digits, `_` and `-` and make anything else `_`"
+                        .into(),
+                ),
+            ));
+        }
     }
     Ok(())
 }
