@@ -114,8 +114,9 @@ async fn gpiocdev_errors_name_output_and_field() {
 
 #[tokio::test]
 async fn unknown_output_and_full_queue_are_counted() {
+    let dir = support::tmp::temp_dir("cfg");
     let out = build(json!({
-        "events": { "type": "log", "path": support::tmp::temp_dir("cfg").join("e"), "queue": 1 },
+        "events": { "type": "log", "path": dir.join("e"), "queue": 1 },
         "cmd": { "type": "exec", "argv": ["/bin/true"], "queue": 1 },
     }));
     use trickle_edge::actions::Dispatched;

@@ -35,7 +35,8 @@ fn emits_structured_event_under_systemd() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let path = temp_dir("journald").join("e.jsonl");
+        let dir = temp_dir("journald");
+        let path = dir.join("e.jsonl");
         let out = build(json!({ "events": { "type": "log", "path": path } }));
         out.dispatch(effect("events", OutputAction::Activate, 9));
         wait_until("event emitted", || !from_log_output(&capture).is_empty()).await;

@@ -169,7 +169,7 @@ fn subscribe_any_detection_to_a_log(
 ) -> (
     tokio::process::Child,
     std::path::PathBuf,
-    std::path::PathBuf,
+    support::tmp::TempDir,
 ) {
     let dir = temp_dir(name);
     let log = dir.join("fires.jsonl");

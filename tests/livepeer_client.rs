@@ -42,7 +42,7 @@ fn network(orchestrators: Vec<String>, signer: Option<&str>, tls: OrchestratorTl
 async fn trust_on_first_use_pins_and_then_refuses_another_certificate() {
     let dir = temp_dir("lp-tofu");
     let tls = OrchestratorTls::Tofu {
-        pins_dir: dir.clone(),
+        pins_dir: dir.to_path_buf(),
     };
     let a = StandInOrchestrator::start(OrchOffer::default(), true).await;
     let answer = within(

@@ -189,7 +189,7 @@ async fn without_system_roots_http_still_works_and_https_names_ca_certificates()
     let server = start_server(test_config(), &["plain", "secure"]).await;
     let port = tls_front(&pki, server.local_addr()).await;
     let publish = |url: String| {
-        let dir = dir.clone();
+        let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || {
             std::process::Command::new(env!("CARGO_BIN_EXE_trickle-edge"))
                 .args(["publish", &url, "--file"])

@@ -10,6 +10,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::net::free_port;
+use crate::support::tmp::TempDir;
 
 /// Ports and paths of one agent setup.
 pub struct Setup {
@@ -19,10 +20,12 @@ pub struct Setup {
     trickle_port: u16,
     supervisor_port: u16,
     pipeline_dead_after: &'static str,
+    /// Holds the scratch directory until the setup is dropped.
+    _dir: TempDir,
 }
 
 impl Setup {
-    pub fn new(dir: PathBuf) -> Setup {
+    pub fn new(dir: TempDir) -> Setup {
         Setup {
             config: dir.join("agent.toml"),
             events: dir.join("events.jsonl"),
@@ -30,6 +33,7 @@ impl Setup {
             trickle_port: free_port(),
             supervisor_port: free_port(),
             pipeline_dead_after: "6s",
+            _dir: dir,
         }
     }
 
