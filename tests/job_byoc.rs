@@ -58,12 +58,7 @@ then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
 }
 
 fn offer(worker_url: &str) -> Offer {
-    Offer {
-        capability: CAPABILITY.into(),
-        price_per_unit: 0,
-        capacity: 1,
-        worker_url: worker_url.into(),
-    }
+    Offer::new(CAPABILITY, worker_url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
