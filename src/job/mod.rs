@@ -472,7 +472,7 @@ async fn start_counted(
             // at the current segment.
             let params = with_camera_size(&b.params, camera);
             let (stream, urls) =
-                ByocStream::start(b, &params, client, &request_id, &byoc_counters).await?;
+                ByocStream::start(b, &params, client, &request_id, byoc_counters).await?;
             Ok(Job {
                 urls,
                 server: None,
