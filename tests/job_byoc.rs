@@ -701,3 +701,39 @@ async fn off_chain_with_a_signer_signs_every_request_and_pays_nothing() {
     signer.stop();
     worker.shutdown().await;
 }
+
+/// A payment that buys less than the orchestrator's minimum balance: its
+/// 402 and its own words come through, naming the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_402_is_shown_with_its_status_and_body() {
+    use support::livepeer::StandInSigner;
+    let orch = ByocOrchestrator::start(Offer {
+        credit_seconds: support::byoc::MIN_BALANCE_SECONDS / 2,
+        ..priced("http://127.0.0.1:9", 0)
+    })
+    .await;
+    let signer = StandInSigner::start(vec![]).await;
+    let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
+    let e = trickle_edge::job::start(
+        &mode,
+        &Default::default(),
+        None,
+        1,
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        JobError::Refused {
+            status, body, url, ..
+        } => {
+            assert_eq!(*status, 402);
+            assert_eq!(body, "Insufficient balance for request");
+            assert!(url.ends_with("/ai/stream/start"), "{url}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(orch.payments().len(), 1, "the start's payment was sent");
+    orch.stop();
+    signer.stop();
+}

@@ -559,7 +559,7 @@ impl ByocStream {
         let fault = self.watch.fault()?;
         Some(match self.counters.last_payment_error() {
             Some(e) if self.payments.is_some() => {
-                format!("{fault}; payments were failing, the balance ran out (last: {e})")
+                format!("{fault}; payments were failing, so its balance likely ran out (last: {e})")
             }
             _ => fault,
         })
