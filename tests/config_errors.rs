@@ -458,6 +458,73 @@ fn byoc_job_mistakes_name_their_key() {
     );
 }
 
+/// The signer and payment settings of a BYOC job: each mistake names its
+/// key and place; a signer headers file every user can read is warned
+/// about, and `check` prints no signer secret.
+#[test]
+fn byoc_signer_and_payment_fields_name_their_key() {
+    let job = "[job]\nmode = \"byoc\"\norchestrator_url = \"https://o:8935\"\ncapability = \"x\"\n";
+    let (e, f) = fail(
+        "byoc_signer_url",
+        &format!("{job}signer_url = \"ftp://s\"\n"),
+    );
+    expect(
+        &e,
+        &f,
+        "5:1",
+        "invalid URL \"ftp://s\" for `job.signer_url`: the scheme must be http or https",
+        "expected `http://HOST[:PORT]/PATH` or `https://…`",
+    );
+    let (e, f) = fail("byoc_grpc_url", &format!("{job}grpc_url = \"o:8935\"\n"));
+    assert_eq!(e.key.as_str(), "job.grpc_url");
+    assert!(
+        e.to_string().contains(&format!("{}:5:1", f.display())),
+        "{e}"
+    );
+    let (e, f) = fail(
+        "byoc_interval_zero",
+        &format!("{job}signer_url = \"https://s\"\npayment_interval = \"0s\"\n"),
+    );
+    assert_eq!(e.key.as_str(), "job.payment_interval");
+    assert!(e.to_string().contains("`payment_interval` is zero"), "{e}");
+    assert!(
+        e.to_string().contains(&format!("{}:6:1", f.display())),
+        "{e}"
+    );
+    let (e, _) = fail(
+        "byoc_interval_text",
+        &format!("{job}payment_interval = \"soon\"\n"),
+    );
+    assert_eq!(e.key.as_str(), "job.payment_interval");
+    assert!(e.to_string().contains("invalid duration \"soon\""), "{e}");
+
+    use std::os::unix::fs::PermissionsExt;
+    let d = temp_dir("byoc_signer_ok");
+    let headers = write(
+        &d,
+        "signer.json",
+        "{\"Authorization\": \"Bearer file-s3cret\"}",
+    );
+    std::fs::set_permissions(&headers, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let file = write(
+        &d,
+        "config.toml",
+        &format!(
+            "{job}signer_url = \"https://signer.example\"\nsigner_headers = {{ Authorization = \"Bearer s3cret\" }}\nsigner_headers_file = \"{}\"\npayment_interval = \"1s\"\n",
+            headers.display()
+        ),
+    );
+    let text = config::check_with(&file, &LoadOptions::default()).unwrap();
+    assert!(!text.contains("s3cret"), "{text}");
+    assert!(
+        text.contains("# warning: job.signer_headers_file") && text.contains("chmod o-r"),
+        "{text}"
+    );
+    std::fs::set_permissions(&headers, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let text = config::check_with(&file, &LoadOptions::default()).unwrap();
+    assert!(!text.contains("readable by every user"), "{text}");
+}
+
 /// Loads `text` with the checks `check` and `run` make on this machine.
 fn fail_on_host(test: &str, text: &str) -> (ConfigError, std::path::PathBuf) {
     let d = temp_dir(test);

@@ -21,6 +21,11 @@ use trickle_edge::worker::{WorkerConfig, WorkerHandle};
 const CAPABILITY: &str = "ball-detector";
 
 fn config(orch: &str, params: &str, log: &std::path::Path) -> ResolvedConfig {
+    config_with(orch, params, log, "")
+}
+
+/// [`config`] with more `[job]` lines (a signer, a payment interval).
+fn config_with(orch: &str, params: &str, log: &std::path::Path, job: &str) -> ResolvedConfig {
     let text = format!(
         r#"
 [camera]
@@ -36,6 +41,7 @@ mode = "byoc"
 orchestrator_url = "{orch}"
 capability = "{CAPABILITY}"
 params = {params}
+{job}
 [supervisor]
 listen = "127.0.0.1:0"
 pipeline_dead_after = "30s"
@@ -58,12 +64,7 @@ then = [{{ output = "led", action = "set" }}, {{ output = "events" }}]
 }
 
 fn offer(worker_url: &str) -> Offer {
-    Offer {
-        capability: CAPABILITY.into(),
-        price_per_unit: 0,
-        capacity: 1,
-        worker_url: worker_url.into(),
-    }
+    Offer::new(CAPABILITY, worker_url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -151,8 +152,14 @@ async fn byoc_stream_drives_a_rule_takes_params_and_stops_at_the_orchestrator() 
 }
 
 fn byoc_mode(orch: &str) -> JobMode {
+    byoc_mode_with(orch, "")
+}
+
+fn byoc_mode_with(orch: &str, job: &str) -> JobMode {
     let dir = temp_dir("byoc-mode");
-    let mode = config(orch, "{}", &dir.join("x.jsonl")).config.job;
+    let mode = config_with(orch, "{}", &dir.join("x.jsonl"), job)
+        .config
+        .job;
     std::fs::remove_dir_all(dir).ok();
     mode
 }
@@ -306,4 +313,427 @@ async fn probe_job_shows_the_orchestrator_answer_and_starts_nothing() {
     orch.stop();
     worker.shutdown().await;
     std::fs::remove_dir_all(dir).ok();
+}
+
+/// `[job]` lines for a signer at `url`, paying every `interval`.
+fn signer_lines(url: &str, interval: &str) -> String {
+    format!(
+        "signer_url = \"{url}\"\nsigner_headers = {{ Authorization = \"Bearer signer-secret\" }}\npayment_interval = \"{interval}\""
+    )
+}
+
+/// A priced offer whose balance is checked every 200 ms.
+fn priced(worker_url: &str, debit_seconds_per_check: i64) -> Offer {
+    Offer {
+        price_per_unit: 10,
+        credit_seconds: 300,
+        check_every: std::time::Duration::from_millis(200),
+        debit_seconds_per_check,
+        ..offer(worker_url)
+    }
+}
+
+fn decoded_eth_address(h: &http::HeaderMap) -> serde_json::Value {
+    let raw = h.get("livepeer-eth-address").unwrap().to_str().unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(raw)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A priced capability, a remote signer: the start carries a payment, the
+/// stream pays `/ai/stream/payment` every `payment_interval` (1 s here),
+/// every request is signed by the signer's sender, and the stream stays up
+/// with detections reaching a rule; `/metrics` and `/healthz` count the
+/// payments and show the balance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priced_stream_pays_at_start_and_on_its_cadence_and_stays_up() {
+    use support::livepeer::{SIGNER_ADDRESS, StandInSigner};
+    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+        .await
+        .unwrap();
+    let orch = ByocOrchestrator::start(priced(&worker.url(), 1)).await;
+    let signer = StandInSigner::start(vec![]).await;
+    let dir = temp_dir("byoc-priced");
+    let log = dir.join("events.jsonl");
+    let r = start_agent(config_with(
+        &orch.url,
+        "{}",
+        &log,
+        &signer_lines(&signer.url, "1s"),
+    ))
+    .await;
+    let h = r.handles.clone();
+    wait_until("a GPIO activation from a paid BYOC stream", || {
+        h.gpio.states_of("led").contains(&true)
+    })
+    .await;
+    wait_until("three payments on the cadence", || {
+        orch.payments()
+            .iter()
+            .filter(|p| p.path == "/ai/stream/payment")
+            .count()
+            >= 3
+    })
+    .await;
+
+    // The start paid, and was signed by the signer's sender.
+    let starts = orch.calls_to("/ai/stream/start");
+    assert_eq!(starts.len(), 1);
+    assert_eq!(starts[0].status, 200);
+    let job = starts[0].job.clone().unwrap();
+    assert_eq!(job.sender, SIGNER_ADDRESS);
+    let payments = orch.payments();
+    assert_eq!(payments[0].path, "/ai/stream/start");
+    assert!(!payments[0].segment.is_empty(), "Livepeer-Segment sent");
+    // Each payment names the stream, with Livepeer's gateway's timeout.
+    for call in orch.calls_to("/ai/stream/payment") {
+        assert_eq!(call.status, 200);
+        let pay = call.job.unwrap();
+        assert_eq!(pay.sender, SIGNER_ADDRESS);
+        assert_eq!(pay.timeout_seconds, 70);
+        assert_eq!(pay.parameters, "{}");
+        let request: serde_json::Value = serde_json::from_str(&pay.request).unwrap();
+        assert_eq!(request["stream_id"], job.id.as_str());
+    }
+    // The token was asked as the signer's sender.
+    let eth = decoded_eth_address(&orch.token_headers()[0]);
+    assert_eq!(eth["addr"], SIGNER_ADDRESS);
+    assert_eq!(eth["sig"], format!("0x{}", "ab".repeat(65)));
+    // GetOrchestrator went to the orchestrator's own port, signed.
+    let grpc = orch.grpc_requests();
+    assert!(!grpc.is_empty());
+    assert_eq!(
+        grpc[0].address,
+        vec![
+            0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc, 0xdd,
+            0xee, 0xff, 0x00, 0x11, 0x22, 0x33
+        ]
+    );
+    // The signer was asked as the SDK asks, with our headers; its state
+    // echoed from one payment to the next.
+    let calls = signer.calls();
+    assert!(calls.len() >= 4, "{calls:?}");
+    for c in &calls {
+        assert_eq!(c.status, 200);
+        assert_eq!(c.body["type"], "lv2v");
+        assert_eq!(c.body["capability"], CAPABILITY);
+        assert_eq!(c.headers["livepeer-capability"], CAPABILITY);
+        assert_eq!(c.headers["authorization"], "Bearer signer-secret");
+    }
+    assert!(calls[0].body.get("state").is_none());
+    assert_eq!(calls[1].body["state"]["n"], 1);
+    assert!(orch.closed_for_balance().is_empty());
+    assert_eq!(orch.calls_to("/ai/stream/start").len(), 1, "no restart");
+
+    let metrics = trickle_edge::agent::http::metrics(&h.stats);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        value("trickle_edge_byoc_payments_total") >= 4.0,
+        "{metrics}"
+    );
+    assert_eq!(value("trickle_edge_byoc_payment_failures_total"), 0.0);
+    assert!(value("trickle_edge_byoc_balance") > 0.0, "{metrics}");
+    let health = trickle_edge::agent::http::healthz(&h.stats).1;
+    let pays = &health["job"]["byoc_payments"];
+    assert!(pays["sent"].as_u64().unwrap() >= 4, "{health}");
+    assert!(pays["balance"].is_string(), "{health}");
+
+    // Stop: signed, and no payment after it.
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    let stops = orch.calls_to("/ai/stream/stop");
+    assert_eq!(stops.len(), 1);
+    assert_eq!(stops[0].job.clone().unwrap().sender, SIGNER_ADDRESS);
+    orch.stop();
+    signer.stop();
+    worker.shutdown().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// The signer stops paying (500): the payment loop warns and streams on,
+/// the orchestrator's balance runs out and it closes the stream's
+/// channels, the agent restarts the job saying why (the closed channel and
+/// the failing payments), and once the signer pays again the restarted job
+/// streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_that_stop_let_the_orchestrator_close_the_stream_and_the_job_restarts() {
+    use support::livepeer::StandInSigner;
+    let logs = support::tracing::LogCapture::new(tracing::Level::WARN);
+    tracing::subscriber::set_global_default(logs.clone()).unwrap();
+    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+        .await
+        .unwrap();
+    // No debit yet: the stream stays up until the test lets it run dry.
+    let orch = ByocOrchestrator::start(priced(&worker.url(), 0)).await;
+    let signer = StandInSigner::start(vec![]).await;
+    let dir = temp_dir("byoc-unpaid");
+    let log = dir.join("events.jsonl");
+    let r = start_agent(config_with(
+        &orch.url,
+        "{}",
+        &log,
+        &signer_lines(&signer.url, "1s"),
+    ))
+    .await;
+    let counters = r.handles.stats.byoc.get().unwrap().clone();
+    signer.fail("/generate-live-payment", Some(500));
+    wait_until("a payment failed", || {
+        counters
+            .payment_failures
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    })
+    .await;
+    let first = orch.calls_to("/ai/stream/start")[0].job.clone().unwrap().id;
+    orch.set_offer(|o| o.debit_seconds_per_check = 200);
+    wait_until("the orchestrator closes the unpaid stream", || {
+        orch.closed_for_balance() == vec![first.clone()]
+    })
+    .await;
+    orch.set_offer(|o| o.debit_seconds_per_check = 0);
+    let why = wait_for_some("the restart, logged with its reason", || {
+        let found = logs
+            .events()
+            .into_iter()
+            .find(|e| e.message().contains("the job cannot go on"))
+            .map(|e| e.text());
+        async move { found }
+    })
+    .await;
+    assert!(why.contains("closed"), "{why}");
+    assert!(why.contains("payments were failing"), "{why}");
+    assert!(why.contains("answered 500"), "{why}");
+    assert!(why.contains(&signer.url), "{why}");
+    let warned = logs
+        .events()
+        .into_iter()
+        .find(|e| e.message().contains("byoc payment failed"))
+        .map(|e| e.text())
+        .expect("the failed payment was warned about");
+    assert!(warned.contains("/generate-live-payment"), "{warned}");
+    // The signer pays again: a new stream starts and streams.
+    signer.fail("/generate-live-payment", None);
+    wait_until("the job restarted on a new stream", || {
+        orch.calls_to("/ai/stream/start")
+            .iter()
+            .filter(|c| c.status == 200)
+            .count()
+            == 2
+    })
+    .await;
+    let restarted = orch
+        .calls_to("/ai/stream/start")
+        .into_iter()
+        .rfind(|c| c.status == 200)
+        .unwrap()
+        .job
+        .unwrap()
+        .id;
+    assert_ne!(restarted, first);
+    let h = r.handles.clone();
+    wait_until("the restarted stream pays on its cadence", || {
+        orch.payments()
+            .iter()
+            .any(|p| p.path == "/ai/stream/payment" && p.stream_id == restarted)
+    })
+    .await;
+    assert!(
+        h.stats
+            .job_restarts
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 1
+    );
+    r.stop.trigger();
+    within("agent stops", r.agent).await.unwrap().unwrap();
+    orch.stop();
+    signer.stop();
+    worker.shutdown().await;
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priced_capability_without_a_signer_is_refused_naming_the_price_and_signer_url() {
+    let orch = ByocOrchestrator::start(priced("http://127.0.0.1:9", 0)).await;
+    let e = trickle_edge::job::start(
+        &byoc_mode(&orch.url),
+        &Default::default(),
+        None,
+        1,
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("priced (10 wei per 1 units)"), "{e}");
+    assert!(e.contains("`job.signer_url`"), "{e}");
+    assert!(orch.calls_to("/ai/stream/start").is_empty());
+    orch.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_above_the_signers_limit_is_refused_naming_the_limit() {
+    use support::livepeer::StandInSigner;
+    let orch = ByocOrchestrator::start(priced("http://127.0.0.1:9", 0)).await;
+    let signer = StandInSigner::start(vec![]).await;
+    signer.set_price_limit(Some(2));
+    let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
+    let e = trickle_edge::job::start(
+        &mode,
+        &Default::default(),
+        None,
+        1,
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            JobError::Signer {
+                status: Some(481),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(e.contains("exceeds the max price 2 wei"), "{e}");
+    assert!(e.contains("priced (10 wei per 1 units)"), "{e}");
+    assert!(e.contains(&signer.url), "{e}");
+    assert!(orch.calls_to("/ai/stream/start").is_empty());
+    orch.stop();
+    signer.stop();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_job_signature_names_the_signer_and_its_status() {
+    use support::livepeer::StandInSigner;
+    let orch = ByocOrchestrator::start(offer("http://127.0.0.1:9")).await;
+    let signer = StandInSigner::start(vec![]).await;
+    signer.fail("/sign-byoc-job", Some(403));
+    let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
+    let e = trickle_edge::job::start(
+        &mode,
+        &Default::default(),
+        None,
+        1,
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            JobError::Signer {
+                status: Some(403),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
+        e.contains(&format!("{}/sign-byoc-job answered 403", signer.url)),
+        "{e}"
+    );
+    assert!(
+        e.contains("is failing (403)"),
+        "the signer's own words: {e}"
+    );
+    assert!(orch.calls_to("/ai/stream/start").is_empty());
+    orch.stop();
+    signer.stop();
+}
+
+/// An off-chain capability with a signer configured: every request is
+/// signed, and nothing is paid (no GetOrchestrator, no payment asked of
+/// the signer, none sent to the orchestrator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_chain_with_a_signer_signs_every_request_and_pays_nothing() {
+    use support::livepeer::{SIGNER_ADDRESS, StandInSigner};
+    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+        .await
+        .unwrap();
+    let orch = ByocOrchestrator::start(offer(&worker.url())).await;
+    let signer = StandInSigner::start(vec![]).await;
+    let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "1s"));
+    let job = trickle_edge::job::start(
+        &mode,
+        &Default::default(),
+        None,
+        1,
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let mut params = serde_json::Map::new();
+    params.insert("note".into(), 9.into());
+    job.update_params(&params).await.unwrap();
+    job.stop().await.unwrap();
+    for path in ["/ai/stream/start", "/ai/stream/update", "/ai/stream/stop"] {
+        let calls = orch.calls_to(path);
+        assert_eq!(calls.len(), 1, "{path}");
+        assert_eq!(calls[0].status, 200, "{path}");
+        assert_eq!(
+            calls[0].job.clone().unwrap().sender,
+            SIGNER_ADDRESS,
+            "{path}"
+        );
+    }
+    // What the signer signed is what went in the headers (the stand-in
+    // orchestrator checks each signature against its fields).
+    assert_eq!(signer.byoc_signs().len(), 3);
+    assert!(signer.calls().is_empty(), "a payment was asked for");
+    assert!(orch.grpc_requests().is_empty());
+    assert!(orch.payments().is_empty());
+    assert!(orch.calls_to("/ai/stream/payment").is_empty());
+    orch.stop();
+    signer.stop();
+    worker.shutdown().await;
+}
+
+/// A payment that buys less than the orchestrator's minimum balance: its
+/// 402 and its own words come through, naming the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_402_is_shown_with_its_status_and_body() {
+    use support::livepeer::StandInSigner;
+    let orch = ByocOrchestrator::start(Offer {
+        credit_seconds: support::byoc::MIN_BALANCE_SECONDS / 2,
+        ..priced("http://127.0.0.1:9", 0)
+    })
+    .await;
+    let signer = StandInSigner::start(vec![]).await;
+    let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
+    let e = trickle_edge::job::start(
+        &mode,
+        &Default::default(),
+        None,
+        1,
+        &ClientOptions::default(),
+    )
+    .await
+    .unwrap_err();
+    match &e {
+        JobError::Refused {
+            status, body, url, ..
+        } => {
+            assert_eq!(*status, 402);
+            assert_eq!(body, "Insufficient balance for request");
+            assert!(url.ends_with("/ai/stream/start"), "{url}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(orch.payments().len(), 1, "the start's payment was sent");
+    orch.stop();
+    signer.stop();
 }

@@ -229,3 +229,74 @@ async fn livepeer_sdk_pays_a_priced_job_through_the_stand_in_signer() {
     orch.stop();
     signer.stop();
 }
+
+/// BYOC: the SDK's `_sign_byoc_job` is answered by the stand-in signer,
+/// and the `Livepeer` header it builds decodes to the same fields as the
+/// header our agent builds for the same job (JSON strings compared as
+/// JSON: the SDK writes `{"a": 1}`, we write `{"a":1}`), each signed over
+/// its own strings, as the stand-in orchestrator checks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livepeer_sdk_signs_a_byoc_job_as_our_agent_does() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use trickle_edge::job::byoc::signed_job_request_header;
+    use trickle_edge::livepeer::signer::{ByocJobFields, RemoteSigner};
+    let signer = StandInSigner::start(vec![]).await;
+    let (id, capability, timeout) = ("stream-1", "ball-detector", 30);
+    let request = serde_json::json!({"stream_id": id});
+    let parameters = serde_json::json!({"enable_video_ingress": true, "enable_data_output": true});
+    let sdk = run_python(&[
+        script("py_byoc_header.py").to_str().unwrap(),
+        &signer.url,
+        id,
+        capability,
+        &request.to_string(),
+        &parameters.to_string(),
+        &timeout.to_string(),
+    ])
+    .await;
+    assert_eq!(sdk["signed"]["sender"], support::livepeer::SIGNER_ADDRESS);
+
+    // Ours, through the same signer.
+    let http = trickle_edge::trickle::HttpClient::new(&Default::default()).unwrap();
+    let ours_signer = RemoteSigner::new(&signer.url, Default::default(), http);
+    let (req_s, par_s) = (request.to_string(), parameters.to_string());
+    let fields = ByocJobFields {
+        id,
+        capability,
+        request: &req_s,
+        parameters: &par_s,
+        timeout_seconds: timeout,
+    };
+    let signed = ours_signer.sign_byoc_job(fields).await.unwrap();
+    let ours = signed_job_request_header(&fields, &signed.sender, &signed.signature);
+
+    // The signer was asked the same questions, field for field.
+    let asked = signer.byoc_signs();
+    assert_eq!(asked.len(), 2);
+    let keys = |v: &Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&asked[0]), keys(&asked[1]));
+    for k in ["id", "capability", "timeout_seconds"] {
+        assert_eq!(asked[0][k], asked[1][k], "{k}");
+    }
+
+    let decode = |h: &str| -> Value { serde_json::from_slice(&BASE64.decode(h).unwrap()).unwrap() };
+    let theirs = decode(sdk["header"].as_str().unwrap());
+    let ours = decode(&ours);
+    for k in ["id", "capability", "timeout_seconds", "sender"] {
+        assert_eq!(theirs[k], ours[k], "{k}: SDK {theirs} vs ours {ours}");
+    }
+    for k in ["request", "parameters"] {
+        let parse = |v: &Value| -> Value { serde_json::from_str(v.as_str().unwrap()).unwrap() };
+        assert_eq!(parse(&theirs[k]), parse(&ours[k]), "{k}");
+    }
+    // Each signature is the signer's over that header's own strings.
+    for h in [&theirs, &ours] {
+        assert_eq!(
+            h["sig"].as_str().unwrap(),
+            support::livepeer::byoc_signature(h),
+            "{h}"
+        );
+    }
+    signer.stop();
+}

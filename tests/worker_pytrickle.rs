@@ -477,12 +477,10 @@ async fn byoc_stream_through_an_orchestrator_to_a_real_pytrickle_worker() {
     use support::byoc::{ByocOrchestrator, Offer};
     let _one = ONE_AT_A_TIME.lock().await;
     let mut worker = start_worker(false).await;
-    let orch = ByocOrchestrator::start(Offer {
-        capability: "ball-detector".into(),
-        price_per_unit: 0,
-        capacity: 1,
-        worker_url: format!("http://{}", worker.addr),
-    })
+    let orch = ByocOrchestrator::start(Offer::new(
+        "ball-detector",
+        &format!("http://{}", worker.addr),
+    ))
     .await;
     let config = |params: &str| {
         resolved(&format!(

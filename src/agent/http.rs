@@ -177,6 +177,12 @@ pub fn healthz(stats: &AgentStats) -> (bool, serde_json::Value) {
                 let until = l.backing_off_until_unix_ms.load(Ordering::Relaxed);
                 (until > 0).then_some(until)
             }),
+            "byoc_payments": stats.byoc.get().map(|b| serde_json::json!({
+                "sent": b.payments.load(Ordering::Relaxed),
+                "failed": b.payment_failures.load(Ordering::Relaxed),
+                "balance": b.balance(),
+                "last_error": b.last_payment_error(),
+            })),
         },
     });
     (health.healthy, body)
@@ -318,6 +324,25 @@ pub fn metrics(stats: &AgentStats) -> String {
             "Livepeer orchestrators that failed to answer or refused a start.",
             c(&l.refusals),
         );
+    }
+    if let Some(b) = stats.byoc.get() {
+        e.counter(
+            "trickle_edge_byoc_payments_total",
+            "BYOC stream payments the orchestrator accepted (the start's included).",
+            c(&b.payments),
+        );
+        e.counter(
+            "trickle_edge_byoc_payment_failures_total",
+            "BYOC stream payments that failed (signer, orchestrator or network).",
+            c(&b.payment_failures),
+        );
+        if let Some(balance) = b.balance().and_then(|v| v.parse::<f64>().ok()) {
+            e.gauge(
+                "trickle_edge_byoc_balance",
+                "The sender's balance for the capability at the orchestrator (Livepeer-Balance), last answered.",
+                balance,
+            );
+        }
     }
     let outputs = stats.outputs();
     let counters = outputs.counters();

@@ -643,6 +643,9 @@ pub async fn run(
     if matches!(cfg.job, JobMode::Livepeer(_)) {
         let _ = stats.livepeer.set(runner.livepeer_counters());
     }
+    if matches!(cfg.job, JobMode::Byoc(_)) {
+        let _ = stats.byoc.set(runner.byoc_counters());
+    }
     let (items, items_rx) = mpsc::channel(1024);
     let rules = RulesStage {
         rules,

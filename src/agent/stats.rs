@@ -34,6 +34,8 @@ pub struct AgentStats {
     pub job_mode: &'static str,
     /// `mode = "livepeer"`: current orchestrator, swaps, refusals.
     pub livepeer: std::sync::OnceLock<Arc<crate::job::livepeer::LivepeerCounters>>,
+    /// `mode = "byoc"`: payments sent and failed, the last balance.
+    pub byoc: std::sync::OnceLock<Arc<crate::job::byoc_payment::ByocCounters>>,
     pub started: Instant,
     /// The configured GOP, which sets how long a segment may take.
     gop_ms: AtomicU64,
@@ -68,6 +70,7 @@ impl AgentStats {
             health: Arc::new(PipelineHealth::new(cfg.supervisor.pipeline_dead_after)),
             job_mode: cfg.job.name(),
             livepeer: Default::default(),
+            byoc: Default::default(),
             started: Instant::now(),
             gop_ms: AtomicU64::new(0),
             events_expected: Default::default(),

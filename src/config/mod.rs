@@ -23,8 +23,8 @@ pub use error::{ConfigError, ErrorKind};
 pub use load::LoadOptions;
 pub use resolved::ResolvedConfig;
 pub use schema::{
-    AgentConfig, AuthConfig, ByocJob, GpioDefaults, JobMode, LivepeerJob, QueueConfig, StaticJob,
-    SupervisorConfig, TlsConfig, WorkerJob,
+    AgentConfig, AuthConfig, ByocJob, GpioDefaults, JobMode, LivepeerJob, QueueConfig,
+    SignerSettings, StaticJob, SupervisorConfig, TlsConfig, WorkerJob,
 };
 
 /// Loads `path` with the default preset search.

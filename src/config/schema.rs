@@ -183,6 +183,64 @@ pub struct ByocJob {
     /// agent acting on data usually does not need it.
     #[serde(default)]
     pub video_egress: bool,
+    /// Remote signer: signs every job request (`/sign-byoc-job`) and pays a
+    /// priced capability (`/generate-live-payment`). Without one the stream
+    /// is off-chain: unsigned, and a priced capability is refused.
+    #[serde(default)]
+    pub signer_url: Option<String>,
+    /// Extra headers on every signer call (`Authorization = "Bearer …"`).
+    #[serde(default)]
+    pub signer_headers: BTreeMap<String, Secret>,
+    /// A JSON object of more signer headers, read at each job start.
+    #[serde(default)]
+    pub signer_headers_file: Option<PathBuf>,
+    /// How often a priced stream pays `/ai/stream/payment` (Livepeer's
+    /// gateway: 50 s; the orchestrator wants 60 s of balance at start and
+    /// stops the stream once it runs out).
+    #[serde(
+        default = "default_payment_interval",
+        deserialize_with = "duration::deserialize",
+        serialize_with = "duration::serialize"
+    )]
+    pub payment_interval: Duration,
+    /// Where `GetOrchestrator` (gRPC) goes for the ticket parameters a
+    /// payment needs; default `orchestrator_url` (go-livepeer serves HTTP
+    /// and gRPC on one port).
+    #[serde(default)]
+    pub grpc_url: Option<String>,
+}
+
+fn default_payment_interval() -> Duration {
+    Duration::from_secs(50)
+}
+
+/// The remote-signer settings both Livepeer modes share (`signer_url`,
+/// `signer_headers`, `signer_headers_file`), checked and resolved once.
+#[derive(Debug, Clone, Copy)]
+pub struct SignerSettings<'a> {
+    pub url: Option<&'a str>,
+    pub headers: &'a BTreeMap<String, Secret>,
+    pub headers_file: Option<&'a std::path::Path>,
+}
+
+impl ByocJob {
+    pub fn signer(&self) -> SignerSettings<'_> {
+        SignerSettings {
+            url: self.signer_url.as_deref(),
+            headers: &self.signer_headers,
+            headers_file: self.signer_headers_file.as_deref(),
+        }
+    }
+}
+
+impl LivepeerJob {
+    pub fn signer(&self) -> SignerSettings<'_> {
+        SignerSettings {
+            url: self.signer_url.as_deref(),
+            headers: &self.signer_headers,
+            headers_file: self.signer_headers_file.as_deref(),
+        }
+    }
 }
 
 fn default_byoc_timeout() -> u32 {

@@ -132,8 +132,22 @@ pub(crate) fn validate(
                     None,
                 ));
             }
+            check_signer(check, &b.signer(), &mut warnings)?;
+            if let Some(u) = &b.grpc_url {
+                check_url(check, "job.grpc_url", u)?;
+            }
+            if b.payment_interval.is_zero() {
+                return Err(check.invalid(
+                    "job.payment_interval",
+                    "`payment_interval` is zero".into(),
+                    Some("Livepeer's gateway pays every 50s (the default); the orchestrator wants 60 s of balance ahead".into()),
+                ));
+            }
         }
-        JobMode::Livepeer(l) => check_livepeer(check, l)?,
+        JobMode::Livepeer(l) => {
+            check_livepeer(check, l)?;
+            check_signer(check, &l.signer(), &mut warnings)?;
+        }
     }
     check_tls(c, check, &mut warnings)?;
     let auth = [
@@ -274,9 +288,6 @@ fn check_livepeer(check: &Check<'_>, l: &crate::config::LivepeerJob) -> Result<(
     if let Some(u) = &l.discovery_url {
         check_url(check, "job.discovery_url", u)?;
     }
-    if let Some(u) = &l.signer_url {
-        check_url(check, "job.signer_url", u)?;
-    }
     let sources = !l.orchestrators.is_empty()
         || l.discovery_url.is_some()
         || l.signer_url.is_some()
@@ -334,6 +345,33 @@ fn check_livepeer(check: &Check<'_>, l: &crate::config::LivepeerJob) -> Result<(
                 "job.orchestrator_pins",
                 format!("pin for {target:?}: {e}"),
                 None,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The remote signer's settings, as both Livepeer modes take them: a usable
+/// URL, and a headers file every user can read is warned about (it holds
+/// the signer's bearer token).
+fn check_signer(
+    check: &Check<'_>,
+    s: &crate::config::SignerSettings<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<(), ConfigError> {
+    if let Some(u) = s.url {
+        check_url(check, "job.signer_url", u)?;
+    }
+    if let Some(file) = s.headers_file {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(file)
+            && meta.permissions().mode() & 0o004 != 0
+        {
+            warnings.push(format!(
+                "job.signer_headers_file {} is readable by every user (mode {:04o}): `chmod o-r {}`",
+                file.display(),
+                meta.permissions().mode() & 0o7777,
+                file.display()
             ));
         }
     }

@@ -14,15 +14,15 @@
 //!    container's `/stream/params`), stop to `/ai/stream/stop`; both name the
 //!    stream in the request's `{"stream_id": …}`.
 //!
-//! Off-chain orchestrators (no price) need no payment. A priced capability
-//! needs tickets and a job-request signature made with the sender's own
-//! Ethereum key: Livepeer's gateway signs both itself (go-livepeer
-//! `byoc/payment.go`), and Livepeer's remote signer, which the `livepeer`
-//! mode uses, signs `live`, `lv2v` and `fixed` payments but neither BYOC
-//! job requests nor their tickets. An edge agent holds no key, so such a
-//! start is refused here with the price, instead of streaming into the
-//! orchestrator's `402 Insufficient balance` a minute later.
+//! Off-chain (no `job.signer_url`) job requests go unsigned, and a priced
+//! capability is refused here with its price, instead of streaming into the
+//! orchestrator's `402 Insufficient balance` a minute later. With a remote
+//! signer, every job request (start, update, payment, stop) carries the
+//! sender and signature `/sign-byoc-job` made, `Livepeer-Eth-Address` the
+//! `/sign-orchestrator-info` identity, and a priced stream is paid at start
+//! and every `payment_interval` (see `byoc_payment`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -35,10 +35,14 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::JobUrls;
+use super::byoc_payment::{self, ByocCounters, Payer};
 use super::error::JobError;
+use super::watch::JobWatch;
 use crate::config::ByocJob;
-use crate::trickle::HttpClient;
+use crate::livepeer::LivepeerError;
+use crate::livepeer::signer::{ByocJobFields, PRICE_TOO_HIGH, RemoteSigner, SignerIdentity};
 use crate::trickle::client::RequestBody;
+use crate::trickle::{ClientOptions, HttpClient};
 
 /// The most of an answer body kept for an error message.
 const BODY_IN_ERRORS: usize = 512;
@@ -73,14 +77,52 @@ impl JobPrice {
     }
 }
 
-/// A started BYOC stream: where to send its update and stop calls.
+/// Who signs this agent's job requests: the remote signer, with the
+/// identity `/sign-orchestrator-info` gave it (asked once per start).
 #[derive(Debug, Clone)]
+pub struct Signing {
+    pub signer: RemoteSigner,
+    pub identity: SignerIdentity,
+}
+
+/// A signer failure as the user sees it: what was asked, of which signer,
+/// and its answer (status and body when it gave one).
+pub fn signer_error(url: &str, what: &str, e: LivepeerError) -> JobError {
+    JobError::Signer {
+        url: url.to_string(),
+        status: e.status(),
+        reason: format!("{what}: {e}"),
+    }
+}
+
+/// What every request of one stream needs: where it goes, and how its
+/// `Livepeer` header is signed. Shared by the stream and its payment loop.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub http: HttpClient,
+    pub service_addr: String,
+    pub capability: String,
+    pub stream_id: String,
+    pub timeout_seconds: u32,
+    pub signing: Option<Signing>,
+}
+
+/// A started BYOC stream: where to send its update and stop calls, and its
+/// payment loop when the capability is priced.
+#[derive(Debug)]
 pub struct ByocStream {
-    http: HttpClient,
-    service_addr: String,
-    capability: String,
-    stream_id: String,
-    timeout_seconds: u32,
+    caller: Caller,
+    watch: Arc<JobWatch>,
+    counters: Arc<ByocCounters>,
+    payments: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ByocStream {
+    fn drop(&mut self) {
+        if let Some(p) = self.payments.take() {
+            p.abort();
+        }
+    }
 }
 
 /// The `Livepeer` header: base64 of go-livepeer's `JobRequest` JSON, where
@@ -94,21 +136,39 @@ pub fn job_request_header(
     parameters: &Value,
     timeout_seconds: u32,
 ) -> String {
+    let (request, parameters) = (request.to_string(), parameters.to_string());
+    let fields = ByocJobFields {
+        id: stream_id,
+        capability,
+        request: &request,
+        parameters: &parameters,
+        timeout_seconds,
+    };
+    signed_job_request_header(&fields, "", "")
+}
+
+/// The `Livepeer` header for `fields` signed by `sender` with `sig` (the
+/// strings exactly as `/sign-byoc-job` signed them).
+pub fn signed_job_request_header(fields: &ByocJobFields<'_>, sender: &str, sig: &str) -> String {
     let job = json!({
-        "id": stream_id,
-        "request": request.to_string(),
-        "parameters": parameters.to_string(),
-        "capability": capability,
-        "sender": "",
-        "sig": "",
-        "timeout_seconds": timeout_seconds,
+        "id": fields.id,
+        "request": fields.request,
+        "parameters": fields.parameters,
+        "capability": fields.capability,
+        "sender": sender,
+        "sig": sig,
+        "timeout_seconds": fields.timeout_seconds,
     });
     BASE64.encode(job.to_string())
 }
 
-/// `Livepeer-Eth-Address` off-chain: base64 of `{"addr":"","sig":""}`.
-fn eth_address_header() -> String {
-    BASE64.encode(json!({"addr": "", "sig": ""}).to_string())
+/// `Livepeer-Eth-Address`: base64 of `{"addr","sig"}`, the signer's
+/// address and its signature over that address text; empty off-chain.
+fn eth_address_header(identity: Option<&SignerIdentity>) -> String {
+    let (addr, sig) = identity
+        .map(|i| (i.address_text.as_str(), i.sig_text.as_str()))
+        .unwrap_or_default();
+    BASE64.encode(json!({"addr": addr, "sig": sig}).to_string())
 }
 
 fn json_body(v: &Value) -> RequestBody {
@@ -173,11 +233,15 @@ async fn call(
         })?
 }
 
-/// The headers of `GET /process/token` for `capability`, off-chain.
-pub fn token_headers(capability: &str) -> Result<Vec<(&'static str, HeaderValue)>, String> {
+/// The headers of `GET /process/token` for `capability`, signed by
+/// `identity` (off-chain when `None`).
+pub fn token_headers(
+    capability: &str,
+    identity: Option<&SignerIdentity>,
+) -> Result<Vec<(&'static str, HeaderValue)>, String> {
     let cap = HeaderValue::from_str(capability)
         .map_err(|_| format!("capability {capability:?} cannot be sent as an HTTP header"))?;
-    let eth = HeaderValue::from_str(&eth_address_header()).map_err(|e| e.to_string())?;
+    let eth = HeaderValue::from_str(&eth_address_header(identity)).map_err(|e| e.to_string())?;
     Ok(vec![
         ("livepeer-eth-address", eth),
         ("livepeer-capability", cap),
@@ -189,9 +253,10 @@ pub async fn fetch_token(
     http: &HttpClient,
     orchestrator: &str,
     capability: &str,
+    identity: Option<&SignerIdentity>,
 ) -> Result<JobToken, JobError> {
     let url = format!("{}/process/token", orchestrator.trim_end_matches('/'));
-    let headers = token_headers(capability).map_err(|reason| JobError::Orchestrator {
+    let headers = token_headers(capability, identity).map_err(|reason| JobError::Orchestrator {
         url: url.clone(),
         reason,
     })?;
@@ -208,6 +273,17 @@ pub async fn fetch_token(
         url,
         reason: format!("the token is not the expected JSON: {e}"),
     })
+}
+
+/// `Livepeer-Balance` of an answer: the sender's balance for the
+/// capability at the orchestrator, as it wrote it.
+pub fn balance_of(resp: &Response<()>) -> Option<String> {
+    resp.headers()
+        .get("livepeer-balance")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .map(str::to_string)
 }
 
 /// The channel URLs from a start's `X-*-Url` headers.
@@ -235,78 +311,65 @@ fn urls_from(resp: &Response<()>, url: &str) -> Result<JobUrls, JobError> {
     })
 }
 
-impl ByocStream {
-    /// Starts a stream named `stream_id` on `job`'s orchestrator.
-    pub async fn start(
-        job: &ByocJob,
-        params: &serde_json::Map<String, Value>,
-        http: HttpClient,
-        stream_id: &str,
-    ) -> Result<(Self, JobUrls), JobError> {
-        let token = fetch_token(&http, &job.orchestrator_url, &job.capability).await?;
-        if let Some(price) = token.price.filter(JobPrice::is_priced) {
-            return Err(JobError::Orchestrator {
-                url: job.orchestrator_url.clone(),
-                reason: format!(
-                    "capability {:?} is priced ({} wei per {} units); paying for it needs the \
-                     sender's own Ethereum key (Livepeer's remote signer signs no BYOC job \
-                     requests or tickets): use an off-chain orchestrator or capability",
-                    job.capability,
-                    price.price_per_unit,
-                    price.pixels_per_unit.max(1)
-                ),
-            });
-        }
-        let service_addr = token
-            .service_addr
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| job.orchestrator_url.clone())
-            .trim_end_matches('/')
-            .to_string();
-        let stream = Self {
-            http,
-            service_addr,
-            capability: job.capability.clone(),
-            stream_id: stream_id.to_string(),
-            timeout_seconds: job.timeout_seconds,
+impl Caller {
+    /// The signed (or, off-chain, unsigned) `Livepeer` header for one call.
+    async fn job_header(
+        &self,
+        request: &Value,
+        parameters: &Value,
+        timeout_seconds: u32,
+    ) -> Result<String, JobError> {
+        let (request, parameters) = (request.to_string(), parameters.to_string());
+        let fields = ByocJobFields {
+            id: &self.stream_id,
+            capability: &self.capability,
+            request: &request,
+            parameters: &parameters,
+            timeout_seconds,
         };
-        let parameters = json!({
-            "enable_video_ingress": true,
-            "enable_video_egress": job.video_egress,
-            "enable_data_output": true,
-        });
-        let url = format!("{}/ai/stream/start", stream.service_addr);
-        let (resp, _) = stream
-            .send(&url, &json!({}), &parameters, &json!({ "params": params }))
-            .await?;
-        let urls = urls_from(&resp, &url)?;
-        Ok((stream, urls))
+        let Some(s) = &self.signing else {
+            return Ok(signed_job_request_header(&fields, "", ""));
+        };
+        let signed = s.signer.sign_byoc_job(fields).await.map_err(|e| {
+            signer_error(
+                s.signer.url(),
+                "signing the job request (/sign-byoc-job)",
+                e,
+            )
+        })?;
+        Ok(signed_job_request_header(
+            &fields,
+            &signed.sender,
+            &signed.signature,
+        ))
     }
 
-    async fn send(
+    /// POSTs `body` to `{service_addr}{path}` with the job request in the
+    /// `Livepeer` header, plus `extra` headers (a payment).
+    pub async fn send(
         &self,
-        url: &str,
+        path: &str,
         request: &Value,
         parameters: &Value,
         body: &Value,
+        extra: &[(&'static str, HeaderValue)],
+        timeout_seconds: u32,
     ) -> Result<(Response<()>, Bytes), JobError> {
-        let job = job_request_header(
-            &self.stream_id,
-            &self.capability,
-            request,
-            parameters,
-            self.timeout_seconds,
-        );
-        let headers = [
-            ("livepeer", header(&job, "the job request", url)?),
+        let url = format!("{}{path}", self.service_addr);
+        let job = self
+            .job_header(request, parameters, timeout_seconds)
+            .await?;
+        let mut headers = vec![
+            ("livepeer", header(&job, "the job request", &url)?),
             ("content-type", HeaderValue::from_static("application/json")),
         ];
+        headers.extend(extra.iter().cloned());
         // The orchestrator waits up to `timeout_seconds` for the worker.
         let deadline = Duration::from_secs(u64::from(self.timeout_seconds) + 5);
         call(
             &self.http,
             Method::POST,
-            url,
+            &url,
             &headers,
             json_body(body),
             deadline,
@@ -314,8 +377,142 @@ impl ByocStream {
         .await
     }
 
-    fn stream_request(&self) -> Value {
+    /// `{"stream_id": …}`: how update, payment and stop name the stream.
+    pub fn stream_request(&self) -> Value {
         json!({ "stream_id": self.stream_id })
+    }
+}
+
+impl ByocStream {
+    /// Starts a stream named `stream_id` on `job`'s orchestrator; a priced
+    /// capability is paid at start and then every `payment_interval`.
+    pub async fn start(
+        job: &ByocJob,
+        params: &serde_json::Map<String, Value>,
+        client: &ClientOptions,
+        stream_id: &str,
+        counters: &Arc<ByocCounters>,
+    ) -> Result<(Self, JobUrls), JobError> {
+        let http = HttpClient::new(client)?;
+        let signing = match super::signer_config::remote_signer(&job.signer(), &http)? {
+            Some(signer) => {
+                let identity = signer.sign_orchestrator_info().await.map_err(|e| {
+                    signer_error(
+                        signer.url(),
+                        "signing the sender address (/sign-orchestrator-info)",
+                        e,
+                    )
+                })?;
+                Some(Signing { signer, identity })
+            }
+            None => None,
+        };
+        let identity = signing.as_ref().map(|s| &s.identity);
+        let token = fetch_token(&http, &job.orchestrator_url, &job.capability, identity).await?;
+        let mut payer = None;
+        let mut extra = Vec::new();
+        if let Some(price) = token.price.filter(JobPrice::is_priced) {
+            let priced = format!(
+                "capability {:?} is priced ({} wei per {} units)",
+                job.capability,
+                price.price_per_unit,
+                price.pixels_per_unit.max(1)
+            );
+            let Some(signing) = &signing else {
+                return Err(JobError::Orchestrator {
+                    url: job.orchestrator_url.clone(),
+                    reason: format!(
+                        "{priced} and no remote signer is configured to pay it: set \
+                         `job.signer_url` (a signer holding the sender's key), or use an \
+                         off-chain orchestrator or capability"
+                    ),
+                });
+            };
+            let mut p = Payer::new(signing.clone(), job, client.tls.clone());
+            match p.next().await {
+                Ok(Some(h)) => extra = byoc_payment::payment_headers(&h, &job.orchestrator_url)?,
+                Ok(None) => {}
+                Err(JobError::Signer {
+                    status,
+                    reason,
+                    url,
+                }) if status == Some(PRICE_TOO_HIGH) => {
+                    return Err(JobError::Signer {
+                        url,
+                        status,
+                        reason: format!(
+                            "{priced}, above the price limit the remote signer pays (481); \
+                             raise the signer's limit or use a cheaper orchestrator: {reason}"
+                        ),
+                    });
+                }
+                Err(e) => return Err(e),
+            }
+            payer = Some(p);
+        }
+        counters.start();
+        let service_addr = token
+            .service_addr
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| job.orchestrator_url.clone())
+            .trim_end_matches('/')
+            .to_string();
+        let caller = Caller {
+            http,
+            service_addr,
+            capability: job.capability.clone(),
+            stream_id: stream_id.to_string(),
+            timeout_seconds: job.timeout_seconds,
+            signing,
+        };
+        let parameters = json!({
+            "enable_video_ingress": true,
+            "enable_video_egress": job.video_egress,
+            "enable_data_output": true,
+        });
+        let (resp, _) = caller
+            .send(
+                "/ai/stream/start",
+                &json!({}),
+                &parameters,
+                &json!({ "params": params }),
+                &extra,
+                job.timeout_seconds,
+            )
+            .await?;
+        let urls = urls_from(&resp, &format!("{}/ai/stream/start", caller.service_addr))?;
+        if !extra.is_empty() {
+            counters.paid(balance_of(&resp));
+        } else if let Some(b) = balance_of(&resp) {
+            counters.set_balance(b);
+        }
+        let watch = Arc::new(JobWatch::default());
+        let payments = payer.map(|payer| {
+            tokio::spawn(byoc_payment::pay_loop(byoc_payment::PayLoop {
+                caller: caller.clone(),
+                payer,
+                orchestrator_url: job.orchestrator_url.clone(),
+                interval: job.payment_interval,
+                counters: counters.clone(),
+                watch: watch.clone(),
+            }))
+        });
+        tracing::info!(
+            stream_id,
+            service_addr = %caller.service_addr,
+            signed = caller.signing.is_some(),
+            priced = payments.is_some(),
+            "byoc stream started"
+        );
+        Ok((
+            Self {
+                caller,
+                watch,
+                counters: counters.clone(),
+                payments,
+            },
+            urls,
+        ))
     }
 
     /// New parameters for the running stream (the worker's `/stream/params`).
@@ -323,31 +520,62 @@ impl ByocStream {
         &self,
         params: &serde_json::Map<String, Value>,
     ) -> Result<(), JobError> {
-        let url = format!("{}/ai/stream/update", self.service_addr);
-        self.send(
-            &url,
-            &self.stream_request(),
+        let c = &self.caller;
+        c.send(
+            "/ai/stream/update",
+            &c.stream_request(),
             &json!({}),
             &Value::Object(params.clone()),
+            &[],
+            c.timeout_seconds,
         )
         .await
         .map(drop)
     }
 
-    /// Ends the stream; the orchestrator stops the worker and its channels.
+    /// Ends the stream (payments first); the orchestrator stops the worker
+    /// and its channels.
     pub async fn stop(&self) -> Result<(), JobError> {
-        let url = format!("{}/ai/stream/stop", self.service_addr);
-        self.send(&url, &self.stream_request(), &json!({}), &json!({}))
-            .await
-            .map(drop)
+        if let Some(p) = &self.payments {
+            p.abort();
+        }
+        let c = &self.caller;
+        c.send(
+            "/ai/stream/stop",
+            &c.stream_request(),
+            &json!({}),
+            &json!({}),
+            &[],
+            c.timeout_seconds,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// Why the stream cannot go on (a channel the orchestrator closed, a
+    /// price the signer refuses), with the last failed payment when
+    /// payments were failing: the likely reason the orchestrator closed it.
+    pub fn failed(&self) -> Option<String> {
+        let fault = self.watch.fault()?;
+        Some(match self.counters.last_payment_error() {
+            Some(e) if self.payments.is_some() => {
+                format!("{fault}; payments were failing, so its balance likely ran out (last: {e})")
+            }
+            _ => fault,
+        })
+    }
+
+    /// Where the agent's stages report a closed channel.
+    pub fn watch(&self) -> Arc<JobWatch> {
+        self.watch.clone()
     }
 
     pub fn stream_id(&self) -> &str {
-        &self.stream_id
+        &self.caller.stream_id
     }
 
     pub fn service_addr(&self) -> &str {
-        &self.service_addr
+        &self.caller.service_addr
     }
 }
 

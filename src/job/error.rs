@@ -34,6 +34,14 @@ pub enum JobError {
          (set job.api_prefix to the worker's route prefix)"
     )]
     NoStreamApi { url: String, tried: String },
+    /// The remote signer refused or failed; `status` when it answered one
+    /// (481: the orchestrator's price is above the signer's limit).
+    #[error("remote signer {url}: {reason}")]
+    Signer {
+        url: String,
+        status: Option<u16>,
+        reason: String,
+    },
     #[error(transparent)]
     Client(#[from] crate::trickle::ClientError),
 }

@@ -133,17 +133,7 @@ pub fn network_config(job: &LivepeerJob) -> Result<NetworkConfig, JobError> {
             .map_err(|e| bad_config(format!("{}: {e}", path.display())))?,
         None => Token::default(),
     };
-    let mut signer_headers = secrets(&job.signer_headers);
-    if let Some(path) = &job.signer_headers_file {
-        let extra: HashMap<String, String> =
-            serde_json::from_str(&read_file(path, "signer headers file")?).map_err(|e| {
-                bad_config(format!(
-                    "signer headers file {}: expected a JSON object of strings: {e}",
-                    path.display()
-                ))
-            })?;
-        signer_headers.extend(extra);
-    }
+    let signer_headers = super::signer_config::signer_headers(&job.signer())?;
     let signer_headers = token.signer_headers.clone().unwrap_or(signer_headers);
     let discovery_headers = token
         .discovery_headers

@@ -4,11 +4,13 @@
 //! keepalive, and the events-based health check.
 
 pub mod byoc;
+pub mod byoc_payment;
 pub mod control;
 mod error;
 pub mod health;
 pub mod livepeer;
 pub mod probe;
+pub mod signer_config;
 pub mod swaps;
 pub mod watch;
 pub mod worker_client;
@@ -224,6 +226,8 @@ pub struct JobRunner {
     /// Livepeer mode: too many swaps in a window back off (built from the
     /// config at the first failover, rebuilt when the settings change).
     swaps: std::sync::Mutex<Option<(SwapSettings, swaps::SwapGuard)>>,
+    /// BYOC mode: payments sent and failed, the last balance.
+    byoc_counters: Arc<byoc_payment::ByocCounters>,
 }
 
 impl JobRunner {
@@ -241,6 +245,7 @@ impl JobRunner {
             last_orchestrator: Default::default(),
             counters: Default::default(),
             swaps: Default::default(),
+            byoc_counters: Default::default(),
         })
     }
 
@@ -327,7 +332,20 @@ impl JobRunner {
             }
             return Ok(job);
         }
-        start(mode, camera, self.server.clone(), n, client).await
+        start_counted(
+            mode,
+            camera,
+            self.server.clone(),
+            n,
+            client,
+            &self.byoc_counters,
+        )
+        .await
+    }
+
+    /// What a BYOC stream's payments report (`/healthz`, `/metrics`).
+    pub fn byoc_counters(&self) -> Arc<byoc_payment::ByocCounters> {
+        self.byoc_counters.clone()
     }
 
     /// The agent's own trickle server, in worker mode.
@@ -413,6 +431,18 @@ pub async fn start(
     n: u64,
     client: &ClientOptions,
 ) -> Result<Job, JobError> {
+    start_counted(mode, camera, server, n, client, &Default::default()).await
+}
+
+/// [`start`], a BYOC stream's payments counted in `byoc_counters`.
+async fn start_counted(
+    mode: &JobMode,
+    camera: &CameraConfig,
+    server: Option<Arc<RunningServer>>,
+    n: u64,
+    client: &ClientOptions,
+    byoc_counters: &Arc<byoc_payment::ByocCounters>,
+) -> Result<Job, JobError> {
     let request_id = format!(
         "trickle-edge-{}-{}",
         std::process::id(),
@@ -440,9 +470,9 @@ pub async fn start(
             // The stream id names the orchestrator's channels, so each start
             // gets new ones, holding only this job's segments: readers start
             // at the current segment.
-            let http = HttpClient::new(client)?;
             let params = with_camera_size(&b.params, camera);
-            let (stream, urls) = ByocStream::start(b, &params, http, &request_id).await?;
+            let (stream, urls) =
+                ByocStream::start(b, &params, client, &request_id, byoc_counters).await?;
             Ok(Job {
                 urls,
                 server: None,
@@ -556,12 +586,19 @@ impl Job {
     /// Why the job cannot go on, when it found out before its pipeline went
     /// silent (a Livepeer payment refused for good): restart it as dead.
     pub fn failed(&self) -> Option<String> {
+        if let Some(b) = &self.byoc {
+            return b.failed();
+        }
         self.livepeer.as_ref().and_then(|l| l.failed())
     }
 
     /// Where stages report this job's closed channels and output (livepeer
-    /// mode: such a job fails over at once).
+    /// and byoc modes: such a job is restarted at once, not once its events
+    /// have been silent for `pipeline_dead_after`).
     pub fn watch(&self) -> Option<Arc<watch::JobWatch>> {
+        if let Some(b) = &self.byoc {
+            return Some(b.watch());
+        }
         self.livepeer.as_ref().map(|l| l.watch())
     }
 

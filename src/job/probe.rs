@@ -223,7 +223,7 @@ pub async fn probe_job(
         }
         JobMode::Byoc(b) => {
             let orch = b.orchestrator_url.trim_end_matches('/');
-            let headers = byoc::token_headers(&b.capability).unwrap_or_default();
+            let headers = byoc::token_headers(&b.capability, None).unwrap_or_default();
             endpoints.push(
                 get(
                     &http,

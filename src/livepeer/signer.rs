@@ -3,7 +3,9 @@
 //! `/sign-orchestrator-info` (the address and signature for
 //! `OrchestratorRequest`), `/generate-live-payment` (a payment and segment
 //! credentials for one orchestrator session, with an opaque `state` echoed
-//! back on the next call) and `/discover-orchestrators`.
+//! back on the next call), `/sign-byoc-job` (the sender and signature of a
+//! BYOC job request, as Livepeer's Python SDK asks for them) and
+//! `/discover-orchestrators`.
 
 use std::time::Duration;
 
@@ -30,6 +32,31 @@ pub const SKIP_CYCLE: u16 = 482;
 pub struct SignerIdentity {
     pub address: Vec<u8>,
     pub sig: Vec<u8>,
+    /// The address as the signer wrote it: a BYOC orchestrator verifies the
+    /// signature over this very text (`Livepeer-Eth-Address`), so it is
+    /// passed on unchanged, checksum case included.
+    pub address_text: String,
+    /// The signature as the signer wrote it (`0x` + hex).
+    pub sig_text: String,
+}
+
+/// A BYOC job request's sender and signature (`/sign-byoc-job`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ByocSignature {
+    pub sender: String,
+    pub signature: String,
+}
+
+/// The fields of a BYOC job request that `/sign-byoc-job` signs: `request`
+/// and `parameters` are the JSON strings exactly as they go in the
+/// `Livepeer` header.
+#[derive(Debug, Clone, Copy)]
+pub struct ByocJobFields<'a> {
+    pub id: &'a str,
+    pub capability: &'a str,
+    pub request: &'a str,
+    pub parameters: &'a str,
+    pub timeout_seconds: u32,
 }
 
 /// One payment: the two headers, base64 as the signer wrote them.
@@ -78,8 +105,20 @@ impl RemoteSigner {
     }
 
     async fn post_json(&self, path: &str, body: &Value) -> Result<Value, LivepeerError> {
+        self.post_json_with(path, body, &[]).await
+    }
+
+    async fn post_json_with(
+        &self,
+        path: &str,
+        body: &Value,
+        extra: &[(&'static str, HeaderValue)],
+    ) -> Result<Value, LivepeerError> {
         let url = format!("{}{path}", self.url);
         let mut headers = self.headers.clone();
+        for (name, value) in extra {
+            headers.insert(*name, value.clone());
+        }
         headers.insert(
             http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
@@ -115,7 +154,79 @@ impl RemoteSigner {
             });
         }
         let sig = hex_bytes(field("signature"), "signature", &url)?;
-        Ok(SignerIdentity { address, sig })
+        Ok(SignerIdentity {
+            address,
+            sig,
+            address_text: field("address").trim().to_string(),
+            sig_text: field("signature").trim().to_string(),
+        })
+    }
+
+    /// `POST /sign-byoc-job`: the sender and signature that go in a BYOC
+    /// job request's `Livepeer` header.
+    pub async fn sign_byoc_job(
+        &self,
+        job: ByocJobFields<'_>,
+    ) -> Result<ByocSignature, LivepeerError> {
+        let url = format!("{}/sign-byoc-job", self.url);
+        let body = json!({
+            "id": job.id,
+            "capability": job.capability,
+            "request": job.request,
+            "parameters": job.parameters,
+            "timeout_seconds": job.timeout_seconds,
+        });
+        let v = self.post_json("/sign-byoc-job", &body).await?;
+        let field = |name: &str| {
+            v.get(name)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .ok_or_else(|| LivepeerError::Signer {
+                    url: url.clone(),
+                    reason: format!("the answer has no {name}"),
+                })
+        };
+        let signature = field("signature")?;
+        hex_bytes(&signature, "signature", &url)?;
+        Ok(ByocSignature {
+            sender: field("sender")?,
+            signature,
+        })
+    }
+
+    /// `POST /generate-live-payment` for a BYOC capability, as Livepeer's
+    /// Python SDK asks: the orchestrator's info, `type = "lv2v"`, the
+    /// capability in the body and in `Livepeer-Capability`; `state` from
+    /// the previous payment when there is one.
+    pub async fn generate_byoc_payment(
+        &self,
+        info: &OrchestratorInfo,
+        capability: &str,
+        state: Option<&Value>,
+    ) -> Result<LivePayment, LivepeerError> {
+        let url = format!("{}/generate-live-payment", self.url);
+        let mut body = json!({
+            "orchestrator": BASE64.encode(info.encode_to_vec()),
+            "type": "lv2v",
+            "capability": capability,
+        });
+        if let Some(s) = state {
+            body["state"] = s.clone();
+        }
+        let cap = HeaderValue::from_str(capability).map_err(|_| LivepeerError::Signer {
+            url: url.clone(),
+            reason: format!("capability {capability:?} cannot be sent as an HTTP header"),
+        })?;
+        let v = self
+            .post_json_with(
+                "/generate-live-payment",
+                &body,
+                &[("livepeer-capability", cap)],
+            )
+            .await?;
+        payment_from(&v, &url)
     }
 
     /// `POST /generate-live-payment` for the session `info`; `manifest_id`
@@ -140,29 +251,14 @@ impl RemoteSigner {
             body["state"] = s.clone();
         }
         let v = self.post_json("/generate-live-payment", &body).await?;
-        let invalid = |reason: &str| LivepeerError::Signer {
-            url: url.clone(),
-            reason: reason.to_string(),
-        };
-        let payment = v
-            .get("payment")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| invalid("the answer has no payment"))?;
-        let seg_creds = v
-            .get("segCreds")
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .ok_or_else(|| invalid("the answer has no segCreds"))?;
-        let state = v
-            .get("state")
-            .filter(|s| s.is_object())
-            .ok_or_else(|| invalid("the answer has no state object"))?;
-        Ok(LivePayment {
-            payment: payment.to_string(),
-            seg_creds: seg_creds.to_string(),
-            state: state.clone(),
-        })
+        let payment = payment_from(&v, &url)?;
+        if !payment.state.is_object() {
+            return Err(LivepeerError::Signer {
+                url,
+                reason: "the answer has no state object".into(),
+            });
+        }
+        Ok(payment)
     }
 
     /// `GET /discover-orchestrators?caps=…`: addresses, as a discovery URL
@@ -179,6 +275,26 @@ impl RemoteSigner {
         )
         .await
     }
+}
+
+/// A payment answer's `payment` and `segCreds` (both required: a priced
+/// orchestrator refuses a request without them) and `state` (null if none).
+fn payment_from(v: &Value, url: &str) -> Result<LivePayment, LivepeerError> {
+    let field = |name: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string)
+            .ok_or_else(|| LivepeerError::Signer {
+                url: url.to_string(),
+                reason: format!("the answer has no {name}"),
+            })
+    };
+    Ok(LivePayment {
+        payment: field("payment")?,
+        seg_creds: field("segCreds")?,
+        state: v.get("state").cloned().unwrap_or(Value::Null),
+    })
 }
 
 #[cfg(test)]

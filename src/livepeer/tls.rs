@@ -36,6 +36,9 @@ pub enum OrchestratorTls {
     Pins(BTreeMap<String, String>),
     /// Any certificate (warned about at every connection).
     Insecure,
+    /// The agent's own `[tls]` options, as its other HTTPS requests to the
+    /// same peer use (a BYOC orchestrator's gRPC port is its HTTP port).
+    Options(TlsOptions),
 }
 
 /// `host:port` of an orchestrator URL (port 443 for `https` without one).
@@ -91,6 +94,7 @@ impl OrchestratorTls {
                 insecure: true,
                 ..Default::default()
             })),
+            OrchestratorTls::Options(opts) => Ok(TlsPlan::Known(opts.clone())),
             OrchestratorTls::Pins(pins) => {
                 let pin = pins
                     .get(&target)

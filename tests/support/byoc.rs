@@ -2,13 +2,27 @@
 //! from the project's notes on go-livepeer (`byoc/stream_orchestrator.go`):
 //! it hosts the stream's trickle channels on a real trickle server and
 //! forwards start, params and stop to a real worker's `/stream/*` API, as
-//! the orchestrator forwards to the container it registered. Off-chain
-//! rules: no signature check beyond "the signature hex-decodes", capacity
-//! counted, a priced capability refused with 402 for want of a balance.
+//! the orchestrator forwards to the container it registered. Capacity is
+//! counted; a signed job request must come from the stand-in signer
+//! (`support::livepeer::SIGNER_ADDRESS`) with the signature it makes for
+//! exactly those fields, an unsigned one only needs a `sig` that
+//! hex-decodes.
+//!
+//! A priced capability (`price_per_unit > 0`) works as go-livepeer's BYOC
+//! orchestrator does (`byoc/stream_orchestrator.go`), on a clock the test
+//! sets: the token carries the price and ticket parameters, gRPC
+//! `GetOrchestrator` on the same port answers `OrchestratorInfo` with them,
+//! the start needs a payment leaving `MIN_BALANCE_SECONDS` of balance (402
+//! `Insufficient balance for request` otherwise), `/ai/stream/payment`
+//! credits the sender, and every `check_every` the stream is debited
+//! `debit_seconds_per_check` seconds; a negative balance closes its
+//! channels.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -17,11 +31,21 @@ use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use prost::Message;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use trickle_edge::livepeer::proto::{
+    AuthToken, OrchestratorInfo, OrchestratorRequest, Payment, PriceInfo,
+};
 use trickle_edge::trickle::client::{ClientOptions, HttpClient};
 use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
+
+use super::livepeer::{Body, SIGNER_ADDRESS, byoc_signature, grpc_answer, ticket_params};
+
+/// Seconds of balance a priced start must leave (go-livepeer: 60).
+pub const MIN_BALANCE_SECONDS: i64 = 60;
 
 /// go-livepeer's `JobRequest`, strictly typed as the Go side decodes it:
 /// `request` and `parameters` must be strings, or decoding fails.
@@ -52,15 +76,57 @@ pub struct Call {
 #[derive(Debug, Clone)]
 pub struct Offer {
     pub capability: String,
+    /// Wei per second of stream; 0: off-chain.
     pub price_per_unit: i64,
     pub capacity: i64,
     /// The registered container's base URL (its `/stream/*` API).
     pub worker_url: String,
+    /// Seconds of stream each payment buys.
+    pub credit_seconds: i64,
+    /// How often a priced stream's balance is debited and checked
+    /// (go-livepeer: 23 s).
+    pub check_every: Duration,
+    /// Seconds of stream each check debits (go-livepeer: the time passed).
+    pub debit_seconds_per_check: i64,
+}
+
+impl Offer {
+    /// An off-chain offer of `capability`, served by `worker_url`.
+    pub fn new(capability: &str, worker_url: &str) -> Self {
+        Offer {
+            capability: capability.into(),
+            price_per_unit: 0,
+            capacity: 1,
+            worker_url: worker_url.into(),
+            credit_seconds: 120,
+            check_every: Duration::from_secs(23),
+            debit_seconds_per_check: 23,
+        }
+    }
+}
+
+/// A `/ai/stream/payment` (or a start's payment) the stand-in credited.
+#[derive(Debug, Clone)]
+pub struct ReceivedPayment {
+    pub path: String,
+    pub stream_id: String,
+    /// The balance after crediting, in wei.
+    pub balance: i64,
+    /// What `Livepeer-Segment` carried.
+    pub segment: String,
 }
 
 struct State {
     offer: Mutex<Offer>,
     calls: Mutex<Vec<Call>>,
+    /// The sender's balance for the capability, in wei.
+    balances: Mutex<HashMap<String, i64>>,
+    payments: Mutex<Vec<ReceivedPayment>>,
+    /// Streams closed because their sender's balance went negative.
+    closed_for_balance: Mutex<Vec<String>>,
+    grpc_requests: Mutex<Vec<OrchestratorRequest>>,
+    /// Headers of each `GET /process/token`.
+    token_headers: Mutex<Vec<http::HeaderMap>>,
     trickle: RunningServer,
     http: HttpClient,
     self_url: String,
@@ -72,11 +138,15 @@ pub struct ByocOrchestrator {
     task: tokio::task::JoinHandle<()>,
 }
 
-type Answer = Response<Full<Bytes>>;
+type Answer = Response<Body>;
+
+fn full(b: impl Into<Bytes>) -> Body {
+    Full::new(b.into()).boxed()
+}
 
 fn text(status: StatusCode, msg: &str) -> Answer {
     // Go's http.Error: text/plain with a trailing newline.
-    let mut r = Response::new(Full::new(Bytes::from(format!("{msg}\n"))));
+    let mut r = Response::new(full(format!("{msg}\n")));
     *r.status_mut() = status;
     r.headers_mut().insert(
         "content-type",
@@ -105,7 +175,27 @@ fn decode_job(req_headers: &http::HeaderMap) -> Result<JobRequest, (StatusCode, 
     if !sig.len().is_multiple_of(2) || !sig.chars().all(|c| c.is_ascii_hexdigit()) {
         return Err(refuse());
     }
+    if !job.sender.is_empty() {
+        // Signed: by the stand-in signer, over exactly these fields.
+        let signed = json!({
+            "id": job.id,
+            "capability": job.capability,
+            "request": job.request,
+            "parameters": job.parameters,
+            "timeout_seconds": job.timeout_seconds,
+        });
+        if !job.sender.eq_ignore_ascii_case(SIGNER_ADDRESS) || job.sig != byoc_signature(&signed) {
+            return Err(refuse());
+        }
+    }
     Ok(job)
+}
+
+/// A `Livepeer-Payment` that decodes, from a 20-byte sender.
+fn payment_of(headers: &http::HeaderMap) -> Option<Payment> {
+    let raw = headers.get("livepeer-payment")?.to_str().ok()?;
+    let p = Payment::decode(&*BASE64.decode(raw).ok()?).ok()?;
+    (p.sender.len() == 20 && p.ticket_params.is_some()).then_some(p)
 }
 
 impl ByocOrchestrator {
@@ -122,6 +212,11 @@ impl ByocOrchestrator {
         let state = Arc::new(State {
             offer: Mutex::new(offer),
             calls: Mutex::new(Vec::new()),
+            balances: Default::default(),
+            payments: Default::default(),
+            closed_for_balance: Default::default(),
+            grpc_requests: Default::default(),
+            token_headers: Default::default(),
             trickle,
             http: HttpClient::new(&ClientOptions::default()).unwrap(),
             self_url: url.clone(),
@@ -138,7 +233,9 @@ impl ByocOrchestrator {
                         let s = s.clone();
                         async move { Ok::<_, Infallible>(handle(&s, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    // HTTP/1 and h2c on one port: gRPC is served beside the
+                    // HTTP API, as go-livepeer serves it.
+                    let _ = auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(sock), svc)
                         .await;
                 });
@@ -159,6 +256,24 @@ impl ByocOrchestrator {
             .collect()
     }
 
+    /// Payments credited, in order.
+    pub fn payments(&self) -> Vec<ReceivedPayment> {
+        self.state.payments.lock().unwrap().clone()
+    }
+
+    /// Streams closed for want of balance.
+    pub fn closed_for_balance(&self) -> Vec<String> {
+        self.state.closed_for_balance.lock().unwrap().clone()
+    }
+
+    pub fn grpc_requests(&self) -> Vec<OrchestratorRequest> {
+        self.state.grpc_requests.lock().unwrap().clone()
+    }
+
+    pub fn token_headers(&self) -> Vec<http::HeaderMap> {
+        self.state.token_headers.lock().unwrap().clone()
+    }
+
     pub fn set_offer(&self, f: impl FnOnce(&mut Offer)) {
         f(&mut self.state.offer.lock().unwrap());
     }
@@ -173,7 +288,7 @@ impl ByocOrchestrator {
     }
 }
 
-async fn handle(s: &State, req: Request<Incoming>) -> Answer {
+async fn handle(s: &Arc<State>, req: Request<Incoming>) -> Answer {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let headers = req.headers().clone();
@@ -183,15 +298,29 @@ async fn handle(s: &State, req: Request<Incoming>) -> Answer {
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let grpc = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"));
+    if grpc && path == "/net.Orchestrator/GetOrchestrator" {
+        return get_orchestrator(s, &body);
+    }
     let (answer, job, body_json) = match (method, path.as_str()) {
-        (Method::GET, "/process/token") => (token(s, &headers), None, Value::Null),
+        (Method::GET, "/process/token") => {
+            s.token_headers.lock().unwrap().push(headers.clone());
+            (token(s, &headers), None, Value::Null)
+        }
+        (Method::POST, "/ai/stream/payment") => match decode_job(&headers) {
+            Err((status, msg)) => (text(status, msg), None, Value::Null),
+            Ok(job) => (pay(s, &job, &headers), Some(job), Value::Null),
+        },
         (Method::POST, "/ai/stream/start" | "/ai/stream/stop" | "/ai/stream/update") => {
             match decode_job(&headers) {
                 Err((status, msg)) => (text(status, msg), None, Value::Null),
                 Ok(job) => {
                     let body_json = serde_json::from_slice(&body).unwrap_or(Value::Null);
                     let a = match path.as_str() {
-                        "/ai/stream/start" => start(s, &job, &body).await,
+                        "/ai/stream/start" => start(s, &job, &headers, &body).await,
                         "/ai/stream/stop" => stop(s, &job, &body).await,
                         _ => update(s, &job, &body).await,
                     };
@@ -212,6 +341,109 @@ async fn handle(s: &State, req: Request<Incoming>) -> Answer {
         status: answer.status().as_u16(),
     });
     answer
+}
+
+/// `GetOrchestrator`: the price and, when priced, ticket parameters.
+fn get_orchestrator(s: &State, body: &[u8]) -> Answer {
+    let Some(request) = body
+        .get(5..)
+        .and_then(|b| OrchestratorRequest::decode(b).ok())
+    else {
+        return grpc_answer(Err("bad request".into()));
+    };
+    s.grpc_requests.lock().unwrap().push(request);
+    let offer = s.offer.lock().unwrap().clone();
+    let priced = offer.price_per_unit > 0;
+    let info = OrchestratorInfo {
+        transcoder: s.self_url.clone(),
+        address: vec![0x11; 20],
+        auth_token: Some(AuthToken {
+            token: b"stand-in-byoc-token".to_vec(),
+            session_id: "byoc".into(),
+            expiration: 1_900_000_000,
+        }),
+        price_info: priced.then(|| PriceInfo {
+            price_per_unit: offer.price_per_unit,
+            pixels_per_unit: 1,
+            ..Default::default()
+        }),
+        ticket_params: priced.then(ticket_params),
+        ..Default::default()
+    };
+    grpc_answer(Ok(info.encode_to_vec()))
+}
+
+/// Credits the sender for a payment that decodes; the balance after.
+fn credit(s: &State, job: &JobRequest, headers: &http::HeaderMap, path: &str) -> Option<i64> {
+    payment_of(headers)?;
+    let offer = s.offer.lock().unwrap().clone();
+    let mut balances = s.balances.lock().unwrap();
+    let balance = balances.entry(job.sender.to_lowercase()).or_insert(0);
+    *balance += offer.credit_seconds * offer.price_per_unit;
+    let segment = headers
+        .get("livepeer-segment")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    s.payments.lock().unwrap().push(ReceivedPayment {
+        path: path.into(),
+        stream_id: stream_id(job).unwrap_or_else(|| job.id.clone()),
+        balance: *balance,
+        segment,
+    });
+    Some(*balance)
+}
+
+fn balance_of(s: &State, sender: &str) -> i64 {
+    *s.balances
+        .lock()
+        .unwrap()
+        .get(&sender.to_lowercase())
+        .unwrap_or(&0)
+}
+
+/// `/ai/stream/payment`: credit, answer the balance.
+fn pay(s: &State, job: &JobRequest, headers: &http::HeaderMap) -> Answer {
+    if job.sender.is_empty() {
+        return text(StatusCode::BAD_REQUEST, "Could not verify job creds");
+    }
+    let Some(balance) = credit(s, job, headers, "/ai/stream/payment") else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "Failed to process payment, request not valid err=Could not parse payment",
+        );
+    };
+    let mut r = Response::new(full(Bytes::new()));
+    r.headers_mut()
+        .insert("livepeer-balance", HeaderValue::from(balance));
+    r
+}
+
+/// Debits `id`'s sender every `check_every`; a negative balance closes the
+/// stream's channels. Ends when the stream's ingest channel is gone.
+fn monitor(s: Arc<State>, id: String, sender: String) {
+    tokio::spawn(async move {
+        loop {
+            let offer = s.offer.lock().unwrap().clone();
+            tokio::time::sleep(offer.check_every).await;
+            if s.trickle.state.channel(&id).is_none() {
+                return;
+            }
+            let balance = {
+                let mut balances = s.balances.lock().unwrap();
+                let b = balances.entry(sender.clone()).or_insert(0);
+                *b -= offer.debit_seconds_per_check * offer.price_per_unit;
+                *b
+            };
+            if balance < 0 {
+                for suffix in ["", "-out", "-control", "-events", "-data"] {
+                    s.trickle.state.close_channel(&format!("{id}{suffix}"));
+                }
+                s.closed_for_balance.lock().unwrap().push(id);
+                return;
+            }
+        }
+    });
 }
 
 fn token(s: &State, headers: &http::HeaderMap) -> Answer {
@@ -259,10 +491,17 @@ fn token(s: &State, headers: &http::HeaderMap) -> Answer {
         "price": price,
         "service_addr": s.self_url,
     });
+    if offer.price_per_unit > 0 {
+        token["ticket_params"] = json!({"recipient": BASE64.encode([0x11u8; 20])});
+        let balance = balance_of(s, sender["addr"].as_str().unwrap_or(""));
+        if balance != 0 {
+            token["balance"] = json!(balance);
+        }
+    }
     if offer.capacity > 0 {
         token["available_capacity"] = json!(offer.capacity);
     }
-    let mut r = Response::new(Full::new(Bytes::from(format!("{token}\n"))));
+    let mut r = Response::new(full(format!("{token}\n")));
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
     r
@@ -296,7 +535,7 @@ fn stream_id(job: &JobRequest) -> Option<String> {
         .map(str::to_string)
 }
 
-async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
+async fn start(s: &Arc<State>, job: &JobRequest, headers: &http::HeaderMap, body: &[u8]) -> Answer {
     let offer = s.offer.lock().unwrap().clone();
     if job.capability != offer.capability || offer.capacity <= 0 {
         return text(
@@ -304,11 +543,19 @@ async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
             "No capacity available for capability",
         );
     }
-    if offer.price_per_unit > 0 {
-        return text(
-            StatusCode::PAYMENT_REQUIRED,
-            "Insufficient balance for request",
-        );
+    let priced = offer.price_per_unit > 0;
+    if priced {
+        if !job.sender.is_empty() {
+            credit(s, job, headers, "/ai/stream/start");
+        }
+        if job.sender.is_empty()
+            || balance_of(s, &job.sender) < MIN_BALANCE_SECONDS * offer.price_per_unit
+        {
+            return text(
+                StatusCode::PAYMENT_REQUIRED,
+                "Insufficient balance for request",
+            );
+        }
     }
     let Ok(params) = serde_json::from_str::<Value>(&job.parameters) else {
         return text(StatusCode::BAD_REQUEST, "invalid parameters");
@@ -370,15 +617,23 @@ async fn start(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
             &format!("Error sending request to worker: {e}"),
         ),
         Ok((status, body)) if status > 399 => {
-            let mut r = Response::new(Full::new(body));
+            let mut r = Response::new(full(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
             r
         }
         Ok(_) => {
-            let mut r = Response::new(Full::new(Bytes::new()));
+            let mut r = Response::new(full(Bytes::new()));
             for (h, url) in answer_headers {
                 r.headers_mut()
                     .insert(h, HeaderValue::from_str(&url).unwrap());
+            }
+            if priced {
+                let sender = job.sender.to_lowercase();
+                r.headers_mut().insert(
+                    "livepeer-balance",
+                    HeaderValue::from(balance_of(s, &sender)),
+                );
+                monitor(s.clone(), id.clone(), sender);
             }
             r
         }
@@ -395,11 +650,11 @@ async fn stop(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
     let body = serde_json::from_slice(body).unwrap_or(json!({}));
     let answer = match forward(s, "/stream/stop", body).await {
         Ok((status, body)) => {
-            let mut r = Response::new(Full::new(body));
+            let mut r = Response::new(full(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
             r
         }
-        Err(_) => Response::new(Full::new(Bytes::new())),
+        Err(_) => Response::new(full(Bytes::new())),
     };
     for suffix in ["", "-out", "-control", "-events", "-data"] {
         s.trickle.state.close_channel(&format!("{id}{suffix}"));
@@ -417,7 +672,7 @@ async fn update(s: &State, job: &JobRequest, body: &[u8]) -> Answer {
     let body = serde_json::from_slice(body).unwrap_or(Value::Null);
     match forward(s, "/stream/params", body).await {
         Ok((status, body)) => {
-            let mut r = Response::new(Full::new(body));
+            let mut r = Response::new(full(body));
             *r.status_mut() = StatusCode::from_u16(status).unwrap();
             r
         }

@@ -41,7 +41,7 @@ use trickle_edge::livepeer::proto::{
 };
 use trickle_edge::trickle::server::{self, RunningServer, ServerConfig};
 
-type Body = BoxBody<Bytes, Infallible>;
+pub type Body = BoxBody<Bytes, Infallible>;
 
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
@@ -314,22 +314,28 @@ fn info(s: &OrchState) -> OrchestratorInfo {
             pixels_per_unit: 1,
             ..Default::default()
         }),
-        ticket_params: priced.then(|| TicketParams {
-            recipient: vec![0x11; 20],
-            face_value: vec![1, 0],
-            win_prob: vec![0xff; 4],
-            recipient_rand_hash: vec![0x22; 32],
-            seed: vec![3],
-            expiration_block: vec![9],
-            expiration_params: None,
-        }),
+        ticket_params: priced.then(ticket_params),
         ..Default::default()
+    }
+}
+
+/// The stand-ins' ticket parameters: a non-zero face value, so a payment
+/// is worth something.
+pub fn ticket_params() -> TicketParams {
+    TicketParams {
+        recipient: vec![0x11; 20],
+        face_value: vec![1, 0],
+        win_prob: vec![0xff; 4],
+        recipient_rand_hash: vec![0x22; 32],
+        seed: vec![3],
+        expiration_block: vec![9],
+        expiration_params: None,
     }
 }
 
 /// A gRPC unary answer: the message length-prefixed, `grpc-status` in the
 /// trailers (or a trailers-only error).
-fn grpc_answer(result: Result<Vec<u8>, String>) -> Response<Body> {
+pub fn grpc_answer(result: Result<Vec<u8>, String>) -> Response<Body> {
     let mut trailers = HeaderMap::new();
     let frames: Vec<Result<Frame<Bytes>, Infallible>> = match result {
         Ok(msg) => {
@@ -697,6 +703,12 @@ pub struct SignerCall {
 struct SignerState {
     /// Statuses to answer next, before answering normally again.
     inject: Mutex<VecDeque<u16>>,
+    /// Paths answered with this status until told otherwise.
+    failing: Mutex<std::collections::HashMap<String, u16>>,
+    /// `/generate-live-payment` answers 481 above this price per unit.
+    price_limit: Mutex<Option<i64>>,
+    /// The bodies `/sign-byoc-job` signed.
+    byoc_signs: Mutex<Vec<Value>>,
     calls: Mutex<Vec<SignerCall>>,
     info_calls: Mutex<Vec<HeaderMap>>,
     discover_queries: Mutex<Vec<String>>,
@@ -748,6 +760,25 @@ impl StandInSigner {
         self.state.calls.lock().unwrap().clone()
     }
 
+    /// `path` answers `status` (plain text) until set to `None`.
+    pub fn fail(&self, path: &str, status: Option<u16>) {
+        let mut f = self.state.failing.lock().unwrap();
+        match status {
+            Some(code) => f.insert(path.to_string(), code),
+            None => f.remove(path),
+        };
+    }
+
+    /// Payments for orchestrators priced above `limit` answer 481.
+    pub fn set_price_limit(&self, limit: Option<i64>) {
+        *self.state.price_limit.lock().unwrap() = limit;
+    }
+
+    /// What `/sign-byoc-job` was asked to sign, in order.
+    pub fn byoc_signs(&self) -> Vec<Value> {
+        self.state.byoc_signs.lock().unwrap().clone()
+    }
+
     pub fn info_calls(&self) -> Vec<HeaderMap> {
         self.state.info_calls.lock().unwrap().clone()
     }
@@ -761,6 +792,30 @@ impl StandInSigner {
     }
 }
 
+/// The stand-in's signature of a BYOC job request: deterministic (65
+/// bytes derived from what was signed), so a test can recompute it, and
+/// hex as a real one is.
+pub fn byoc_signature(job: &Value) -> String {
+    let text = format!(
+        "{}|{}|{}|{}|{}",
+        job["id"].as_str().unwrap_or(""),
+        job["capability"].as_str().unwrap_or(""),
+        job["request"].as_str().unwrap_or(""),
+        job["parameters"].as_str().unwrap_or(""),
+        job["timeout_seconds"]
+    );
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes: String = (0..65)
+        .map(|i| {
+            for b in text.bytes().chain([i as u8]) {
+                h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+            }
+            format!("{:02x}", h as u8)
+        })
+        .collect();
+    format!("0x{bytes}")
+}
+
 async fn signer_handle(s: &SignerState, req: Request<Incoming>) -> Response<Body> {
     let path = req.uri().path().to_string();
     let query = req.uri().query().unwrap_or("").to_string();
@@ -772,7 +827,29 @@ async fn signer_handle(s: &SignerState, req: Request<Incoming>) -> Response<Body
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    let failing = s.failing.lock().unwrap().get(&path).copied();
+    if let Some(code) = failing {
+        if path == "/generate-live-payment" {
+            s.calls.lock().unwrap().push(SignerCall {
+                body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+                status: code,
+                headers,
+            });
+        }
+        return text(
+            code,
+            &format!("stand-in signer: {path} is failing ({code})"),
+        );
+    }
     match (method, path.as_str()) {
+        (Method::POST, "/sign-byoc-job") => {
+            let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            s.byoc_signs.lock().unwrap().push(v.clone());
+            json_answer(&json!({
+                "sender": SIGNER_ADDRESS,
+                "signature": byoc_signature(&v),
+            }))
+        }
         (Method::POST, "/sign-orchestrator-info") => {
             s.info_calls.lock().unwrap().push(headers);
             json_answer(&json!({
@@ -818,6 +895,17 @@ async fn signer_handle(s: &SignerState, req: Request<Incoming>) -> Response<Body
             let Some(price) = info.price_info.clone().filter(|p| p.price_per_unit > 0) else {
                 return text(400, "missing or zero priceInfo");
             };
+            let limit = *s.price_limit.lock().unwrap();
+            if let Some(limit) = limit.filter(|l| price.price_per_unit > *l) {
+                s.calls.lock().unwrap().last_mut().unwrap().status = 481;
+                return text(
+                    481,
+                    &format!(
+                        "Orchestrator price {} wei per {} pixels exceeds the max price {limit} wei",
+                        price.price_per_unit, price.pixels_per_unit
+                    ),
+                );
+            }
             let n = v.pointer("/state/n").and_then(Value::as_u64).unwrap_or(0) + 1;
             // The signer invents a manifest ID on the first call.
             let manifest = v
