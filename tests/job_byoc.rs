@@ -333,6 +333,42 @@ fn priced(worker_url: &str, debit_seconds_per_check: i64) -> Offer {
     }
 }
 
+/// A priced stream through `trickle-edge`'s agent: a worker, the stand-in
+/// orchestrator debiting `debit_seconds_per_check`, the stand-in signer,
+/// and payments every second. Every part lives as long as the value.
+struct PaidStream {
+    worker: WorkerHandle,
+    orch: ByocOrchestrator,
+    signer: support::livepeer::StandInSigner,
+    _dir: support::tmp::TempDir,
+    r: support::agent::RunningAgent,
+}
+
+impl PaidStream {
+    async fn start(tag: &str, debit_seconds_per_check: i64) -> PaidStream {
+        let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
+            .await
+            .unwrap();
+        let orch = ByocOrchestrator::start(priced(&worker.url(), debit_seconds_per_check)).await;
+        let signer = support::livepeer::StandInSigner::start(vec![]).await;
+        let dir = temp_dir(tag);
+        let r = start_agent(config_with(
+            &orch.url,
+            "{}",
+            &dir.join("events.jsonl"),
+            &signer_lines(&signer.url, "1s"),
+        ))
+        .await;
+        PaidStream {
+            worker,
+            orch,
+            signer,
+            _dir: dir,
+            r,
+        }
+    }
+}
+
 fn decoded_eth_address(h: &http::HeaderMap) -> serde_json::Value {
     let raw = h.get("livepeer-eth-address").unwrap().to_str().unwrap();
     serde_json::from_slice(
@@ -350,21 +386,14 @@ fn decoded_eth_address(h: &http::HeaderMap) -> serde_json::Value {
 /// payments and show the balance.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_priced_stream_pays_at_start_and_on_its_cadence_and_stays_up() {
-    use support::livepeer::{SIGNER_ADDRESS, StandInSigner};
-    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
-        .await
-        .unwrap();
-    let orch = ByocOrchestrator::start(priced(&worker.url(), 1)).await;
-    let signer = StandInSigner::start(vec![]).await;
-    let dir = temp_dir("byoc-priced");
-    let log = dir.join("events.jsonl");
-    let r = start_agent(config_with(
-        &orch.url,
-        "{}",
-        &log,
-        &signer_lines(&signer.url, "1s"),
-    ))
-    .await;
+    use support::livepeer::SIGNER_ADDRESS;
+    let PaidStream {
+        worker,
+        orch,
+        signer,
+        r,
+        ..
+    } = PaidStream::start("byoc-priced", 1).await;
     let h = r.handles.clone();
     wait_until("a GPIO activation from a paid BYOC stream", || {
         h.gpio.states_of("led").contains(&true)
@@ -457,7 +486,6 @@ async fn a_priced_stream_pays_at_start_and_on_its_cadence_and_stays_up() {
     orch.stop();
     signer.stop();
     worker.shutdown().await;
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// The signer stops paying (500): the payment loop warns and streams on,
@@ -467,24 +495,16 @@ async fn a_priced_stream_pays_at_start_and_on_its_cadence_and_stays_up() {
 /// streams.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payments_that_stop_let_the_orchestrator_close_the_stream_and_the_job_restarts() {
-    use support::livepeer::StandInSigner;
     let logs = support::tracing::LogCapture::new(tracing::Level::WARN);
     tracing::subscriber::set_global_default(logs.clone()).unwrap();
-    let worker = WorkerHandle::start("127.0.0.1:0".parse().unwrap(), WorkerConfig::default())
-        .await
-        .unwrap();
     // No debit yet: the stream stays up until the test lets it run dry.
-    let orch = ByocOrchestrator::start(priced(&worker.url(), 0)).await;
-    let signer = StandInSigner::start(vec![]).await;
-    let dir = temp_dir("byoc-unpaid");
-    let log = dir.join("events.jsonl");
-    let r = start_agent(config_with(
-        &orch.url,
-        "{}",
-        &log,
-        &signer_lines(&signer.url, "1s"),
-    ))
-    .await;
+    let PaidStream {
+        worker,
+        orch,
+        signer,
+        r,
+        ..
+    } = PaidStream::start("byoc-unpaid", 0).await;
     let counters = r.handles.stats.byoc.get().unwrap().clone();
     signer.fail("/generate-live-payment", Some(500));
     wait_until("a payment failed", || {
@@ -558,7 +578,6 @@ async fn payments_that_stop_let_the_orchestrator_close_the_stream_and_the_job_re
     orch.stop();
     signer.stop();
     worker.shutdown().await;
-    std::fs::remove_dir_all(dir).ok();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -75,6 +75,19 @@ pub struct RemoteSigner {
     http: HttpClient,
 }
 
+/// A non-empty string field of a signer's answer, trimmed.
+fn required_str(v: &Value, name: &str, url: &str) -> Result<String, LivepeerError> {
+    v.get(name)
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| LivepeerError::Signer {
+            url: url.to_string(),
+            reason: format!("the answer has no {name}"),
+        })
+}
+
 fn hex_bytes(s: &str, what: &str, url: &str) -> Result<Vec<u8>, LivepeerError> {
     let hex = s.trim().trim_start_matches("0x").trim_start_matches("0X");
     let bad = || LivepeerError::Signer {
@@ -177,17 +190,7 @@ impl RemoteSigner {
             "timeout_seconds": job.timeout_seconds,
         });
         let v = self.post_json("/sign-byoc-job", &body).await?;
-        let field = |name: &str| {
-            v.get(name)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_string)
-                .ok_or_else(|| LivepeerError::Signer {
-                    url: url.clone(),
-                    reason: format!("the answer has no {name}"),
-                })
-        };
+        let field = |name: &str| required_str(&v, name, &url);
         let signature = field("signature")?;
         hex_bytes(&signature, "signature", &url)?;
         Ok(ByocSignature {
@@ -280,16 +283,7 @@ impl RemoteSigner {
 /// A payment answer's `payment` and `segCreds` (both required: a priced
 /// orchestrator refuses a request without them) and `state` (null if none).
 fn payment_from(v: &Value, url: &str) -> Result<LivePayment, LivepeerError> {
-    let field = |name: &str| {
-        v.get(name)
-            .and_then(Value::as_str)
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .ok_or_else(|| LivepeerError::Signer {
-                url: url.to_string(),
-                reason: format!("the answer has no {name}"),
-            })
-    };
+    let field = |name: &str| required_str(v, name, url);
     Ok(LivePayment {
         payment: field("payment")?,
         seg_creds: field("segCreds")?,
