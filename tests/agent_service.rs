@@ -66,6 +66,8 @@ struct Started {
     signals: mpsc::Sender<ServiceSignal>,
     handles: trickle_edge::agent::runtime::AgentHandles,
     service: tokio::task::JoinHandle<Result<(), trickle_edge::agent::service::ServiceError>>,
+    /// Holds the config's and the log's directory while the service runs.
+    _dir: support::tmp::TempDir,
 }
 
 async fn start(tag: &str, rule: &str) -> Started {
@@ -92,6 +94,7 @@ async fn start(tag: &str, rule: &str) -> Started {
         signals,
         handles,
         service,
+        _dir: dir,
     }
 }
 
@@ -104,6 +107,7 @@ async fn a_refused_reload_keeps_the_running_config_and_a_good_one_swaps_the_rule
         signals,
         handles,
         service,
+        _dir,
     } = start("service-reload", "first-rule").await;
     wait_until("the first rule fires", || log_mentions(&log, "first-rule")).await;
 
@@ -151,6 +155,7 @@ async fn a_closed_signal_channel_stops_the_service() {
         worker,
         signals,
         service,
+        _dir,
         ..
     } = start("service-closed", "r").await;
     drop(signals);

@@ -392,7 +392,7 @@ async fn a_priced_stream_pays_at_start_and_on_its_cadence_and_stays_up() {
         orch,
         signer,
         r,
-        ..
+        _dir,
     } = PaidStream::start("byoc-priced", 1).await;
     let h = r.handles.clone();
     wait_until("a GPIO activation from a paid BYOC stream", || {
@@ -503,7 +503,7 @@ async fn payments_that_stop_let_the_orchestrator_close_the_stream_and_the_job_re
         orch,
         signer,
         r,
-        ..
+        _dir,
     } = PaidStream::start("byoc-unpaid", 0).await;
     let counters = r.handles.stats.byoc.get().unwrap().clone();
     signer.fail("/generate-live-payment", Some(500));
