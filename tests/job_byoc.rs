@@ -599,12 +599,13 @@ async fn a_priced_capability_without_a_signer_is_refused_naming_the_price_and_si
     orch.stop();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_price_above_the_signers_limit_is_refused_naming_the_limit() {
-    use support::livepeer::StandInSigner;
-    let orch = ByocOrchestrator::start(priced("http://127.0.0.1:9", 0)).await;
-    let signer = StandInSigner::start(vec![]).await;
-    signer.set_price_limit(Some(2));
+/// Starts a byoc job on `orch` signed through `signer`; the start must be
+/// refused with the signer's `status`. Returns the error as users read it.
+async fn refused_by_signer(
+    orch: &ByocOrchestrator,
+    signer: &support::livepeer::StandInSigner,
+    status: u16,
+) -> String {
     let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
     let e = trickle_edge::job::start(
         &mode,
@@ -616,16 +617,19 @@ async fn a_price_above_the_signers_limit_is_refused_naming_the_limit() {
     .await
     .unwrap_err();
     assert!(
-        matches!(
-            &e,
-            JobError::Signer {
-                status: Some(481),
-                ..
-            }
-        ),
+        matches!(&e, JobError::Signer { status: Some(s), .. } if *s == status),
         "{e:?}"
     );
-    let e = e.to_string();
+    e.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_above_the_signers_limit_is_refused_naming_the_limit() {
+    use support::livepeer::StandInSigner;
+    let orch = ByocOrchestrator::start(priced("http://127.0.0.1:9", 0)).await;
+    let signer = StandInSigner::start(vec![]).await;
+    signer.set_price_limit(Some(2));
+    let e = refused_by_signer(&orch, &signer, 481).await;
     assert!(e.contains("exceeds the max price 2 wei"), "{e}");
     assert!(e.contains("priced (10 wei per 1 units)"), "{e}");
     assert!(e.contains(&signer.url), "{e}");
@@ -640,27 +644,7 @@ async fn a_refused_job_signature_names_the_signer_and_its_status() {
     let orch = ByocOrchestrator::start(offer("http://127.0.0.1:9")).await;
     let signer = StandInSigner::start(vec![]).await;
     signer.fail("/sign-byoc-job", Some(403));
-    let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
-    let e = trickle_edge::job::start(
-        &mode,
-        &Default::default(),
-        None,
-        1,
-        &ClientOptions::default(),
-    )
-    .await
-    .unwrap_err();
-    assert!(
-        matches!(
-            &e,
-            JobError::Signer {
-                status: Some(403),
-                ..
-            }
-        ),
-        "{e:?}"
-    );
-    let e = e.to_string();
+    let e = refused_by_signer(&orch, &signer, 403).await;
     assert!(
         e.contains(&format!("{}/sign-byoc-job answered 403", signer.url)),
         "{e}"
