@@ -583,20 +583,27 @@ async fn payments_that_stop_let_the_orchestrator_close_the_stream_and_the_job_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_priced_capability_without_a_signer_is_refused_naming_the_price_and_signer_url() {
     let orch = ByocOrchestrator::start(priced("http://127.0.0.1:9", 0)).await;
-    let e = trickle_edge::job::start(
-        &byoc_mode(&orch.url),
+    let e = start_job(&byoc_mode(&orch.url))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("priced (10 wei per 1 units)"), "{e}");
+    assert!(e.contains("`job.signer_url`"), "{e}");
+    assert!(orch.calls_to("/ai/stream/start").is_empty());
+    orch.stop();
+}
+
+/// Starts `mode`'s job as the agent's first start, default params and
+/// client.
+async fn start_job(mode: &JobMode) -> Result<trickle_edge::job::Job, JobError> {
+    trickle_edge::job::start(
+        mode,
         &Default::default(),
         None,
         1,
         &ClientOptions::default(),
     )
     .await
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("priced (10 wei per 1 units)"), "{e}");
-    assert!(e.contains("`job.signer_url`"), "{e}");
-    assert!(orch.calls_to("/ai/stream/start").is_empty());
-    orch.stop();
 }
 
 /// Starts a byoc job on `orch` signed through `signer`; the start must be
@@ -607,15 +614,7 @@ async fn refused_by_signer(
     status: u16,
 ) -> String {
     let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
-    let e = trickle_edge::job::start(
-        &mode,
-        &Default::default(),
-        None,
-        1,
-        &ClientOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = start_job(&mode).await.unwrap_err();
     assert!(
         matches!(&e, JobError::Signer { status: Some(s), .. } if *s == status),
         "{e:?}"
@@ -670,15 +669,7 @@ async fn off_chain_with_a_signer_signs_every_request_and_pays_nothing() {
     let orch = ByocOrchestrator::start(offer(&worker.url())).await;
     let signer = StandInSigner::start(vec![]).await;
     let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "1s"));
-    let job = trickle_edge::job::start(
-        &mode,
-        &Default::default(),
-        None,
-        1,
-        &ClientOptions::default(),
-    )
-    .await
-    .unwrap();
+    let job = start_job(&mode).await.unwrap();
     let mut params = serde_json::Map::new();
     params.insert("note".into(), 9.into());
     job.update_params(&params).await.unwrap();
@@ -717,15 +708,7 @@ async fn an_orchestrator_402_is_shown_with_its_status_and_body() {
     .await;
     let signer = StandInSigner::start(vec![]).await;
     let mode = byoc_mode_with(&orch.url, &signer_lines(&signer.url, "50s"));
-    let e = trickle_edge::job::start(
-        &mode,
-        &Default::default(),
-        None,
-        1,
-        &ClientOptions::default(),
-    )
-    .await
-    .unwrap_err();
+    let e = start_job(&mode).await.unwrap_err();
     match &e {
         JobError::Refused {
             status, body, url, ..
