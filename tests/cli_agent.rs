@@ -7,11 +7,10 @@ use std::process::Stdio;
 
 use bytes::Bytes;
 use support::http::Raw;
-use support::net::{free_addr, start_server, test_config};
+use support::net::{free_addr, jsonl_publisher, start_server, test_config};
 use support::time::{wait_until, within};
 use support::tmp::temp_dir;
 use tokio::process::Command;
-use trickle_edge::trickle::{Publisher, PublisherOptions};
 
 const BIN: &str = env!("CARGO_BIN_EXE_trickle-edge");
 
@@ -47,16 +46,7 @@ then = [{{ output = "fires" }}]
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut publisher = Publisher::connect(
-        &url,
-        PublisherOptions {
-            content_type: "application/jsonl".into(),
-            start_seq: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut publisher = jsonl_publisher(&url, 0).await;
     let mut w = publisher.next_segment().await.unwrap();
     // A batch with a matching box, a keepalive, a broken line, a non-match.
     let lines = concat!(
@@ -200,16 +190,7 @@ async fn a_poisoned_timestamp_costs_no_later_item_and_is_warned_about() {
     let server = start_server(test_config(), &["data"]).await;
     let url = format!("{}data", server.base_url());
     let (mut child, log, dir) = subscribe_any_detection_to_a_log(&url, "poison");
-    let mut publisher = Publisher::connect(
-        &url,
-        PublisherOptions {
-            content_type: "application/jsonl".into(),
-            start_seq: Some(0),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut publisher = jsonl_publisher(&url, 0).await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -278,16 +259,7 @@ async fn a_stalled_data_segment_is_overtaken_by_a_newer_one_and_still_drained() 
     wait_until("item 0 acted on", || fired(0)).await;
 
     // Seq 1 begins and ends while seq 0 is still open.
-    let mut publisher = Publisher::connect(
-        &url,
-        PublisherOptions {
-            content_type: "application/jsonl".into(),
-            start_seq: Some(1),
-            ..Default::default()
-        },
-    )
-    .await
-    .unwrap();
+    let mut publisher = jsonl_publisher(&url, 1).await;
     let mut w = publisher.next_segment().await.unwrap();
     w.write(Bytes::from(item(1))).await.unwrap();
     w.finish().await.unwrap();

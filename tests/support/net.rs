@@ -76,21 +76,27 @@ pub async fn readers_waiting(s: &RunningServer, channel: &str, seq: i64, n: usiz
     .await
 }
 
-/// Publishes `n` detections, one JSON line each (`n` numbered from 0), as a
-/// single segment from seq 0 on the data channel `url`: a burst that lands
-/// on a subscriber all at once.
-pub async fn publish_detection_burst(url: &str, n: u64) {
+/// A publisher of JSON Lines segments on `url`, its first at `start_seq`:
+/// how a worker writes a data channel.
+pub async fn jsonl_publisher(url: &str, start_seq: i64) -> trickle_edge::trickle::Publisher {
     use trickle_edge::trickle::{Publisher, PublisherOptions};
-    let mut publisher = Publisher::connect(
+    Publisher::connect(
         url,
         PublisherOptions {
             content_type: "application/jsonl".into(),
-            start_seq: Some(0),
+            start_seq: Some(start_seq),
             ..Default::default()
         },
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Publishes `n` detections, one JSON line each (`n` numbered from 0), as a
+/// single segment from seq 0 on the data channel `url`: a burst that lands
+/// on a subscriber all at once.
+pub async fn publish_detection_burst(url: &str, n: u64) {
+    let mut publisher = jsonl_publisher(url, 0).await;
     let mut lines = String::with_capacity(40 * n as usize);
     for i in 0..n {
         lines.push_str(&format!("[{{\"type\":\"detection\",\"n\":{i}}}]\n"));
