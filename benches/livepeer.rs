@@ -21,16 +21,23 @@
 #[path = "../tests/support/livepeer.rs"]
 mod livepeer_standin;
 
+/// The test kit's in-process agent (and the waits it uses).
+#[allow(dead_code)]
+#[path = "../tests/support"]
+mod support {
+    pub mod agent;
+    pub mod time;
+}
+
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use livepeer_standin::{OrchOffer, StandInOrchestrator, StandInSigner};
-use tokio::sync::{mpsc, oneshot};
-use trickle_edge::agent::runtime::{AgentControl, AgentHandles, run};
+use support::agent::start_agent;
+use tokio::sync::mpsc;
 use trickle_edge::config::{AgentConfig, JobMode, ResolvedConfig};
-use trickle_edge::shutdown::ShutdownTrigger;
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -73,34 +80,6 @@ pipeline_dead_after = "600s"
     }
 }
 
-struct Agent {
-    stop: ShutdownTrigger,
-    task: tokio::task::JoinHandle<Result<(), trickle_edge::agent::runtime::AgentError>>,
-    handles: AgentHandles,
-}
-
-async fn start_agent(cfg: ResolvedConfig) -> Agent {
-    let (stop, shutdown) = ShutdownTrigger::new();
-    let (_reload, reload_rx) = mpsc::channel(1);
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let task = tokio::spawn(run(
-        cfg,
-        AgentControl {
-            shutdown,
-            reload: reload_rx,
-            job_start: Default::default(),
-        },
-        Some(ready_tx),
-    ));
-    let handles = ready_rx.await.expect("agent starts");
-    std::mem::forget(_reload);
-    Agent {
-        stop,
-        task,
-        handles,
-    }
-}
-
 async fn poll_until(what: &str, limit: Duration, mut cond: impl FnMut() -> bool) {
     let t0 = Instant::now();
     while !cond() {
@@ -123,7 +102,7 @@ async fn job_start(runs: u64) {
         first.wait_for(|v| *v).await.unwrap();
         ms.push((Instant::now() - orch.grpc_at()[0]).as_secs_f64() * 1000.0);
         a.stop.trigger();
-        let _ = a.task.await;
+        let _ = a.agent.await;
         orch.stop();
     }
     let (min, p50, max) = stats(&mut ms);
@@ -178,7 +157,7 @@ async fn failover_gap(runs: u64) {
         let first_on_b = Instant::now() - media.last_published_age().unwrap();
         ms.push((first_on_b - last_on_a).as_secs_f64() * 1000.0);
         agent.stop.trigger();
-        let _ = agent.task.await;
+        let _ = agent.agent.await;
         a_orch.stop();
         b_orch.stop();
     }
